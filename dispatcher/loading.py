@@ -1,0 +1,351 @@
+"""Load `config/campaign.yaml` into a `Campaign`, or explain every problem at once.
+
+Structure and field formats are checked by pydantic models, one section and one
+item at a time, so a broken item does not hide the errors of the next one. Rules
+that span fields (unique ids, pinned days, end before start) are checked after
+that, on whatever parts were valid. Every problem carries the file, line and
+column of the offending value and says what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from pathlib import Path as FilePath
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from dispatcher import calendar
+from dispatcher.campaign import WEEKDAY_KEYS, Campaign, Channel, Item, ItemStatus
+from dispatcher.yamlsource import (
+    Document,
+    Path,
+    Position,
+    Problem,
+    YamlSyntaxError,
+    format_path,
+    parse,
+)
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+DURATION = re.compile(r"^(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m(?:in)?)?$")
+URL = re.compile(
+    r"^https?://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$|^https?://localhost(?::\d+)?(?:/\S*)?$"
+)
+
+
+class CampaignError(Exception):
+    """The campaign file cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.position.line, p.position.column))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+_ORIGIN = Position(1, 1)
+
+
+def _slug(value: str) -> str:
+    if not SLUG.match(value):
+        raise ValueError(f'"{value}" is not a slug; use lower-case letters, digits and "-"')
+    return value
+
+
+def _url(value: str) -> str:
+    if not URL.match(value):
+        raise ValueError(f'not a valid URL ("{value}"); write it as https://host/path')
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _CampaignSection(_Strict):
+    id: str
+    name: str
+    timezone: str
+    start: dt.date
+    end: dt.date
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    holidays: str | None = None
+    skip: list[dt.date] = []
+    locale: str = "de_DE"
+    catch_up: str | int = "6h"
+
+    _id = field_validator("id")(_slug)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'unknown time zone "{value}"; use an IANA name such as Europe/Berlin'
+            ) from None
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and (problem := calendar.check_holiday_region(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _some_weekday(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one weekday (mon … sun)")
+        return value
+
+    @field_validator("catch_up")
+    @classmethod
+    def _duration(cls, value: str | int) -> str:
+        if parse_duration(str(value)) is None:
+            raise ValueError(f'malformed duration "{value}"; write e.g. "6h", "90m" or "1h30m"')
+        return str(value)
+
+
+class _ItemModel(_Strict):
+    id: str
+    title: str
+    teaser: str
+    url: str
+    initiative: str
+    region: str
+    image: str | None = None
+    image_alt: str | None = None
+    tags: list[str] = []
+    body: str | None = None
+    date: dt.date | None = None
+    channels: list[Channel] | None = None
+    status: ItemStatus = ItemStatus.READY
+
+    _id = field_validator("id")(_slug)
+
+    @field_validator("url", "image")
+    @classmethod
+    def _valid_url(cls, value: str | None) -> str | None:
+        return None if value is None else _url(value)
+
+    @field_validator("title", "teaser", "initiative", "region")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            if not re.search(r"\w", tag):
+                raise ValueError(f'tag "{tag}" has no letters or digits; it cannot be a hashtag')
+        return value
+
+
+def parse_duration(text: str) -> dt.timedelta | None:
+    """ "6h", "90m", "1h30m", "0" -> timedelta; None if malformed."""
+    text = text.strip()
+    if text == "0":
+        return dt.timedelta(0)
+    match = DURATION.match(text)
+    if not match or not (match["h"] or match["m"]):
+        return None
+    return dt.timedelta(hours=int(match["h"] or 0), minutes=int(match["m"] or 0))
+
+
+def _messages(error: pydantic.ValidationError) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Turn pydantic's errors into (relative path, message that says what to do)."""
+    for detail in error.errors():
+        loc = tuple(detail["loc"])
+        kind = detail["type"]
+        if kind == "missing":
+            yield loc, "required; add it"
+        elif kind == "extra_forbidden":
+            yield (
+                loc,
+                "unknown key; check the spelling (the README lists the keys of the campaign file)",
+            )
+        elif kind == "value_error":
+            yield loc, str(detail["ctx"]["error"])
+        elif kind in ("enum", "literal_error"):
+            yield loc, f"{detail['input']!r} is not one of {detail['ctx']['expected']}"
+        elif kind.startswith("date"):
+            yield loc, f"{detail['input']!r} is not a date; write YYYY-MM-DD"
+        else:
+            yield loc, f"{detail['msg']} (got {detail['input']!r})"
+
+
+class _Collector:
+    """Gathers problems with their positions in the document."""
+
+    def __init__(self, file: str, document: Document) -> None:
+        self.file = file
+        self.document = document
+        self.problems: list[Problem] = [
+            Problem(file, position, format_path(path), message)
+            for path, position, message in document.problems
+        ]
+
+    def add(self, path: Path, message: str, *, key: bool = False) -> None:
+        position = self.document.position(path, key=key)
+        self.problems.append(Problem(self.file, position, format_path(path), message))
+
+    def validate(self, model: type[_Strict], data: Any, path: Path) -> Any:
+        if not isinstance(data, dict):
+            self.add(path, "expected a mapping of keys and values")
+            return None
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as error:
+            for loc, message in _messages(error):
+                self.add((*path, *loc), message, key=message.startswith("unknown key"))
+            return None
+
+
+def _send_times(collect: _Collector, raw: Any) -> dict[Channel, dt.time]:
+    if not isinstance(raw, dict) or not raw:
+        collect.add(("send",), 'list at least one channel with its local time, e.g. email: "08:00"')
+        return {}
+    times: dict[Channel, dt.time] = {}
+    known = ", ".join(c.value for c in Channel)
+    for name, value in raw.items():
+        if name not in Channel._value2member_map_:
+            collect.add(("send", name), f'unknown channel "{name}"; known: {known}', key=True)
+            continue
+        match = TIME.match(value) if isinstance(value, str) else None
+        if match is None:
+            hint = (
+                " (unquoted times are read as numbers: quote it)" if isinstance(value, int) else ""
+            )
+            collect.add(("send", name), f'malformed time {value!r}; write "HH:MM"{hint}')
+            continue
+        times[Channel(name)] = dt.time(int(match[1]), int(match[2]))
+    return times
+
+
+def _build_campaign(section: _CampaignSection, send: dict[Channel, dt.time]) -> Campaign:
+    return Campaign(
+        id=section.id,
+        name=section.name,
+        timezone=section.timezone,
+        start=section.start,
+        end=section.end,
+        weekdays=frozenset(WEEKDAY_KEYS.index(d) for d in section.weekdays),
+        holidays=section.holidays,
+        skip=frozenset(section.skip),
+        locale=section.locale,
+        catch_up=parse_duration(str(section.catch_up)) or dt.timedelta(0),
+        send=send,
+    )
+
+
+def _build_item(model: _ItemModel) -> Item:
+    return Item(
+        **model.model_dump(exclude={"tags", "channels"}),
+        tags=tuple(model.tags),
+        channels=None if model.channels is None else tuple(model.channels),
+    )
+
+
+def _check_raw_items(collect: _Collector, raw_items: list[Any]) -> None:
+    """Rules checked on the raw entries, so they show even when an entry has other errors."""
+    seen: dict[object, int] = {}
+    for index, raw in enumerate(raw_items):
+        if not isinstance(raw, dict):
+            continue
+        path: Path = ("items", index)
+        item_id = raw.get("id")
+        if isinstance(item_id, str) and item_id in seen:
+            collect.add(
+                (*path, "id"), f'duplicate item id "{item_id}" (also items[{seen[item_id]}])'
+            )
+        seen.setdefault(item_id, index)
+        if raw.get("image") and not raw.get("image_alt"):
+            collect.add((*path, "image"), "image_alt is required when image is set; describe it")
+
+
+def _check_items(collect: _Collector, campaign: Campaign, items: list[Item | None]) -> None:
+    """Rules against the campaign: pins on send days, one pin per day, channels in use."""
+    pinned: dict[dt.date, int] = {}
+    for index, item in enumerate(items):
+        if item is None:
+            continue
+        path: Path = ("items", index)
+        for c_index, channel in enumerate(item.channels or ()):
+            if channel not in campaign.send:
+                collect.add((*path, "channels", c_index), f'channel "{channel}" is not under send:')
+        if item.date is None or item.status is not ItemStatus.READY:
+            continue
+        if not calendar.is_send_day(campaign, item.date):
+            collect.add(
+                (*path, "date"),
+                f"{item.date} is not a send day of the campaign (weekday, holiday, skip "
+                "or outside start..end); pick a send day or remove date",
+            )
+        elif item.date in pinned:
+            other = pinned[item.date]
+            collect.add((*path, "date"), f"{item.date} is already pinned by items[{other}]")
+        pinned.setdefault(item.date, index)
+
+
+def load_campaign_text(text: str, file: str) -> Campaign:
+    """Validate the campaign file's text; `file` is only used in messages."""
+    try:
+        document = parse(text)
+    except YamlSyntaxError as error:
+        raise CampaignError([Problem(file, error.position, "", error.message)]) from None
+    collect = _Collector(file, document)
+    raw = document.value
+    if not isinstance(raw, dict):
+        collect.add((), "expected the sections campaign:, send: and items:")
+        raise CampaignError(collect.problems)
+    for extra in sorted(set(raw) - {"campaign", "send", "items"}, key=str):
+        collect.add((extra,), "unknown section; expected campaign, send or items", key=True)
+    for required in ("campaign", "send", "items"):
+        if required not in raw:
+            collect.add((), f"the section {required}: is missing")
+
+    section = collect.validate(_CampaignSection, raw.get("campaign"), ("campaign",))
+    if section is not None and section.end < section.start:
+        collect.add(("campaign", "end"), f"end {section.end} is before start {section.start}")
+        section = None
+    send = _send_times(collect, raw.get("send"))
+    campaign = None if section is None else _build_campaign(section, send)
+
+    raw_items = raw.get("items")
+    if not isinstance(raw_items, list):
+        collect.add(("items",), "expected a list of items (- id: …)")
+        raw_items = []
+    models = [collect.validate(_ItemModel, data, ("items", i)) for i, data in enumerate(raw_items)]
+    items = [None if m is None else _build_item(m) for m in models]
+    _check_raw_items(collect, raw_items)
+    if campaign is not None:
+        _check_items(collect, campaign, items)
+
+    if collect.problems or campaign is None:
+        raise CampaignError(collect.problems)
+    return Campaign(**{**campaign.__dict__, "items": tuple(i for i in items if i is not None)})
+
+
+def load_campaign(path: FilePath) -> Campaign:
+    """Read and validate the campaign file at `path`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        problem = Problem(
+            str(path), _ORIGIN, "", f"cannot read the campaign file: {error.strerror}"
+        )
+        raise CampaignError([problem]) from None
+    except UnicodeDecodeError as error:
+        problem = Problem(str(path), _ORIGIN, "", f"not UTF-8 text ({error.reason}); save as UTF-8")
+        raise CampaignError([problem]) from None
+    return load_campaign_text(text, str(path))

@@ -1,0 +1,124 @@
+"""Ops configuration: `DISPATCHER_*` environment variables, `.env`, `/run/secrets`.
+
+The defaults make a fresh checkout run with no setup (SQLite, local outbox,
+a development signing key). `ENV=production` turns each of those conveniences
+into a startup error with one clear message, because in production a dev key
+forges unsubscribe links and a channel without credentials silently posts nowhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dispatcher.campaign import Channel
+
+DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
+SECRETS_DIR = Path("/run/secrets")
+DEFAULT_IMPRINT = (
+    "Clusterplattform Deutschland (Beispielimpressum)\n"
+    "Musterstraße 1, 10115 Berlin\n"
+    "E-Mail: redaktion@example.org"
+)
+
+
+class Settings(BaseSettings):
+    """Every variable of DESIGN §2, with its default. Credentials are `SecretStr`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISPATCHER_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///var/dispatcher.sqlite3"
+    campaign_file: Path = Path("config/campaign.yaml")
+    templates_dir: Path = Path("templates")
+    smtp_url: SecretStr | None = None
+    smtp_connections: int = Field(4, ge=1, le=64)
+    send_rate: float = Field(0, ge=0)
+    outbox_dir: Path = Path("var/outbox")
+    mail_from: str = "Clusterplattform <newsletter@localhost>"
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    imprint: str = DEFAULT_IMPRINT
+    mastodon_base_url: str | None = None
+    mastodon_access_token: SecretStr | None = None
+    bluesky_pds_url: str = "https://bsky.social"
+    bluesky_handle: str | None = None
+    bluesky_app_password: SecretStr | None = None
+    linkedin_access_token: SecretStr | None = None
+    linkedin_author_urn: str | None = None
+    linkedin_version: str | None = None
+    webhook_urls: SecretStr | None = None  #: webhook URLs embed their own secret tokens
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key_file: Path | None = None
+    log_format: Literal["text", "json"] | None = None  #: None: text on a terminal, else json
+
+    def has_credentials(self, channel: Channel) -> bool:
+        """Whether `channel` has an endpoint; without one it writes to the outbox."""
+        match channel:
+            case Channel.EMAIL:
+                return self.smtp_url is not None
+            case Channel.MASTODON:
+                return bool(self.mastodon_base_url and self.mastodon_access_token)
+            case Channel.BLUESKY:
+                return bool(self.bluesky_handle and self.bluesky_app_password)
+            case Channel.LINKEDIN:
+                return bool(self.linkedin_access_token and self.linkedin_author_urn)
+            case Channel.WEBHOOK:
+                return bool(self.webhook_urls and self.webhook_urls.get_secret_value().strip())
+
+    def production_problems(self, channels: Iterable[Channel]) -> list[str]:
+        """One message per development default that production must not run with."""
+        if self.env != "production":
+            return []
+        problems = []
+        if self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            problems.append(
+                "DISPATCHER_SECRET_KEY is the development key; set a long random value "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        elif len(self.secret_key.get_secret_value()) < 32:
+            problems.append("DISPATCHER_SECRET_KEY is shorter than 32 characters; use a longer one")
+        needs = {
+            Channel.EMAIL: "DISPATCHER_SMTP_URL",
+            Channel.MASTODON: "DISPATCHER_MASTODON_BASE_URL and DISPATCHER_MASTODON_ACCESS_TOKEN",
+            Channel.BLUESKY: "DISPATCHER_BLUESKY_HANDLE and DISPATCHER_BLUESKY_APP_PASSWORD",
+            Channel.LINKEDIN: "DISPATCHER_LINKEDIN_ACCESS_TOKEN and DISPATCHER_LINKEDIN_AUTHOR_URN",
+            Channel.WEBHOOK: "DISPATCHER_WEBHOOK_URLS",
+        }
+        for channel in channels:
+            if not self.has_credentials(channel):
+                problems.append(
+                    f"channel {channel} is used under send: but has no credentials; set "
+                    f"{needs[channel]} or remove {channel} from send: in the campaign file"
+                )
+        return problems
+
+
+class SettingsError(Exception):
+    """The environment holds a value that cannot be used; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; `/run/secrets` is used when it exists (Docker/Kubernetes secrets)."""
+    secrets = {"_secrets_dir": SECRETS_DIR} if SECRETS_DIR.is_dir() else {}
+    try:
+        return Settings(**secrets, **overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for detail in error.errors():
+            name = "DISPATCHER_" + "_".join(str(p) for p in detail["loc"]).upper()
+            # Never echo the input: it may be a secret.
+            lines.append(f"settings: {name}: {detail['msg']}")
+        raise SettingsError("\n".join(lines)) from None

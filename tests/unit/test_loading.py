@@ -1,0 +1,195 @@
+"""The campaign file: what an editor sees when it is right, and when it is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dispatcher.campaign import Channel, ItemStatus
+from dispatcher.loading import CampaignError, load_campaign, load_campaign_text
+
+SAMPLE = Path(__file__).parents[2] / "config" / "campaign.yaml"
+
+VALID = textwrap.dedent(
+    """\
+    campaign:
+      id: test-week
+      name: "Testwoche"
+      timezone: Europe/Berlin
+      start: 2019-04-02
+      end: 2019-04-11
+      weekdays: [mon, tue, wed, thu, fri]
+      holidays: DE
+      catch_up: 2h
+    send:
+      email: "08:00"
+      mastodon: "08:05"
+    items:
+      - id: erstes
+        title: "Erstes"
+        teaser: "Kurz."
+        url: https://example.org/erstes
+        initiative: "Cluster A"
+        region: Bayern
+      - id: zweites
+        title: "Zweites"
+        teaser: "Kurz."
+        url: https://example.org/zweites
+        initiative: "Cluster B"
+        region: Sachsen
+        date: 2019-04-03
+        channels: [email]
+        status: hold
+    """
+)
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(CampaignError) as caught:
+        load_campaign_text(text, "campaign.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_sample_week_loads() -> None:
+    campaign = load_campaign(SAMPLE)
+    assert campaign.id == "clusterwoche-2019"
+    assert (campaign.start, campaign.end) == (dt.date(2019, 4, 2), dt.date(2019, 4, 11))
+    assert len(campaign.items) == 8
+    assert len({item.region for item in campaign.items}) == 8
+    assert set(campaign.channels) == set(Channel)
+    assert campaign.send[Channel.LINKEDIN] == dt.time(9, 0)
+    assert campaign.catch_up == dt.timedelta(hours=6)
+
+
+def test_valid_text_gives_typed_values() -> None:
+    campaign = load_campaign_text(VALID, "campaign.yaml")
+    assert campaign.weekdays == frozenset({0, 1, 2, 3, 4})
+    assert campaign.catch_up == dt.timedelta(hours=2)
+    second = campaign.item("zweites")
+    assert second.date == dt.date(2019, 4, 3)
+    assert second.channels == (Channel.EMAIL,)
+    assert second.status is ItemStatus.HOLD
+
+
+def test_yaml_syntax_error_has_line_and_column() -> None:
+    text = VALID.replace('  name: "Testwoche"', '  name: "Testwoche\n  bad: [')
+    [error] = errors_of(text)
+    assert error.startswith("campaign.yaml:")
+    assert "YAML syntax error" in error
+
+
+def test_every_error_at_once_with_line_and_column() -> None:
+    text = textwrap.dedent(
+        """\
+        campaign:
+          id: test-week
+          name: "Testwoche"
+          timezone: Europe/Atlantis
+          start: 2019-04-11
+          end: 2019-04-02
+          weekdays: [mon, tue, wed, thu, fri]
+          holidays: DE-XX
+        send:
+          email: "8 Uhr"
+          fax: "08:00"
+          mastodon: "08:05"
+        items:
+          - id: eins
+            title: "Eins"
+            teaser: "Kurz."
+            url: htps://example.org/eins
+            initiative: "Cluster A"
+            region: Bayern
+            image: https://example.org/bild.jpg
+          - id: eins
+            title: "Zwei"
+            teaser: "Kurz."
+            url: https://example.org/zwei
+            initiative: "Cluster B"
+            region: Sachsen
+            channels: [email, myspace]
+        """
+    )
+    errors = errors_of(text)
+    assert 'campaign.yaml:4:13: campaign.timezone: unknown time zone "Europe/Atlantis"' in errors[0]
+    expected = [
+        "campaign.yaml:4:13: campaign.timezone:",
+        "campaign.yaml:8:13: campaign.holidays: unknown holiday region",
+        "campaign.yaml:10:10: send.email: malformed time '8 Uhr'",
+        'campaign.yaml:11:3: send.fax: unknown channel "fax"',
+        'campaign.yaml:17:10: items[0].url: not a valid URL ("htps://example.org/eins")',
+        "campaign.yaml:27:23: items[1].channels[1]: 'myspace' is not one of",
+        'campaign.yaml:21:9: items[1].id: duplicate item id "eins"',
+        "campaign.yaml:20:12: items[0].image: image_alt is required",
+    ]
+    for prefix in expected:
+        assert any(e.startswith(prefix) for e in errors), (prefix, errors)
+
+
+def test_end_before_start() -> None:
+    text = VALID.replace("start: 2019-04-02", "start: 2019-04-20")
+    assert errors_of(text) == [
+        "campaign.yaml:6:8: campaign.end: end 2019-04-11 is before start 2019-04-20"
+    ]
+
+
+def test_pinned_date_must_be_a_send_day() -> None:
+    # 2019-04-06 is a Saturday; the item must be ready for its pin to matter.
+    text = VALID.replace("date: 2019-04-03", "date: 2019-04-06").replace(
+        "status: hold", "status: ready"
+    )
+    [error] = errors_of(text)
+    assert error.startswith("campaign.yaml:26:11: items[1].date: 2019-04-06 is not a send day")
+
+
+def test_pinned_date_on_a_public_holiday() -> None:
+    text = (
+        VALID.replace("end: 2019-04-11", "end: 2019-04-30")
+        .replace("date: 2019-04-03", "date: 2019-04-19")  # Karfreitag
+        .replace("status: hold", "status: ready")
+    )
+    [error] = errors_of(text)
+    assert "items[1].date: 2019-04-19 is not a send day" in error
+
+
+def test_two_items_pinned_to_one_day() -> None:
+    text = VALID.replace("status: hold", "status: ready").replace(
+        "    region: Bayern\n", "    region: Bayern\n    date: 2019-04-03\n"
+    )
+    [error] = errors_of(text)
+    assert error.startswith(
+        "campaign.yaml:27:11: items[1].date: 2019-04-03 is already pinned by items[0]"
+    )
+
+
+def test_unquoted_time_is_explained() -> None:
+    # YAML 1.1 reads 8:05 as the sexagesimal number 485.
+    [error] = errors_of(VALID.replace('mastodon: "08:05"', "mastodon: 8:05"))
+    assert error.startswith("campaign.yaml:12:13: send.mastodon: malformed time 485")
+    assert "quote it" in error
+
+
+def test_unknown_and_missing_keys() -> None:
+    text = VALID.replace("    region: Bayern\n", "    regoin: Bayern\n", 1)
+    errors = errors_of(text)
+    assert errors[0].startswith("campaign.yaml:14:5: items[0].region: required")
+    assert errors[1].startswith(
+        "campaign.yaml:19:5: items[0].regoin: unknown key; check the spelling"
+    )
+
+
+def test_duplicate_yaml_key_is_reported() -> None:
+    text = VALID.replace('  name: "Testwoche"\n', '  name: "Testwoche"\n  name: "Nochmal"\n')
+    [error] = errors_of(text)
+    assert error.startswith(
+        "campaign.yaml:4:3: campaign.name: duplicate key 'name' (first at line 3)"
+    )
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(tmp_path / "missing.yaml")
+    assert "cannot read the campaign file" in str(caught.value)
