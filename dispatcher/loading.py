@@ -142,6 +142,13 @@ class _ItemModel(_Strict):
             raise ValueError("must not be empty")
         return value.strip()
 
+    @field_validator("channels")
+    @classmethod
+    def _some_channel(cls, value: list[Channel] | None) -> list[Channel] | None:
+        if value is not None and not value:
+            raise ValueError("list at least one channel, or remove channels: to use all of them")
+        return value
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:

@@ -1,0 +1,400 @@
+"""Turning an `Item` into what subscribers and followers see: the newsletter and the posts.
+
+Pure: no network, no clock. The email is rendered once per dispatch with two opaque
+placeholders (greeting, unsubscribe URL) that `RenderedEmail.personalise` swaps per recipient
+with `str.replace`, so 10 000 recipients cost one Jinja2 render and one CSS inlining.
+Editor content never reaches the HTML unescaped: text goes through autoescape, the Markdown
+body through markdown-it (raw HTML off) and then nh3's allow-list.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import css_inline
+import jinja2
+import nh3
+from babel.dates import format_date
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+
+from dispatcher import post_length
+from dispatcher.campaign import Campaign, Channel, Item
+
+UNSUBSCRIBE_PLACEHOLDER = "__DISPATCHER_UNSUBSCRIBE_URL__"
+GREETING_PLACEHOLDER = "__DISPATCHER_GREETING__"
+
+EMAIL_TEMPLATES = ("email/subject.txt.j2", "email/newsletter.html.j2", "email/newsletter.txt.j2")
+BODY_TAGS = frozenset({"p", "br", "strong", "em", "a", "ul", "ol", "li", "blockquote", "h3", "h4"})
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+class TemplateProblem(Exception):  # noqa: N818 - the name is the CLI/sender contract
+    """A template is missing, does not compile or fails to render; `str()` is `file:line: what`."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path, self.line, self.message = path, line, message
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+
+def german_date(day: dt.date, format: str = "full") -> str:  # `format`: Babel's name
+    """Dates as German readers write them: "Dienstag, 2. April 2019"."""
+    return format_date(day, format=format, locale="de_DE")
+
+
+def create_environment(templates_dir: Path) -> jinja2.Environment:
+    """One environment per process: it caches compiled templates across dispatches."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        undefined=jinja2.StrictUndefined,  # a typo in a template fails `validate`, not at 08:00
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["german_date"] = german_date
+    env.filters["hashtag"] = post_length.hashtag
+    return env
+
+
+def required_templates(channel: Channel | str) -> tuple[str, ...]:
+    """Template names (relative to the templates dir) that `channel` renders with."""
+    name = str(channel)  # Channel is a StrEnum: str() is its value
+    return EMAIL_TEMPLATES if name == Channel.EMAIL.value else (f"social/{name}.txt.j2",)
+
+
+def _display_path(env: jinja2.Environment, name: str) -> str:
+    if isinstance(env.loader, jinja2.FileSystemLoader) and env.loader.searchpath:
+        return str(Path(env.loader.searchpath[0]) / name)
+    return name
+
+
+def _problem(env: jinja2.Environment, name: str, exc: jinja2.TemplateError) -> TemplateProblem:
+    """Name the file and line where the mistake is, also inside an included partial."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        path = exc.filename or _display_path(env, exc.name or name)
+        return TemplateProblem(path, exc.lineno, exc.message or "syntax error")
+    if isinstance(exc, jinja2.TemplateNotFound):
+        missing = exc.name if isinstance(exc.name, str) else name
+        return TemplateProblem(_display_path(env, missing), None, "template not found")
+    path, line = _display_path(env, name), None
+    tb = exc.__traceback__
+    while tb is not None:  # Jinja2 rewrites tracebacks so template frames carry file and line
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            path, line = filename, tb.tb_lineno
+        tb = tb.tb_next
+    return TemplateProblem(path, line, exc.message or type(exc).__name__)
+
+
+def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateError as exc:
+        raise _problem(env, name, exc) from exc
+
+
+def check_templates(
+    env: jinja2.Environment, channels: Iterable[Channel | str]
+) -> list[TemplateProblem]:
+    """All problems at once, found by compiling and by a trial render with a sample item.
+
+    The trial render is what catches a misspelt variable (StrictUndefined) before a send day.
+    """
+    problems: list[TemplateProblem] = []
+    seen: set[str] = set()
+    campaign, item, other = _sample()
+    for channel in channels:
+        for name in required_templates(channel):
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                env.get_template(name)
+            except jinja2.TemplateError as exc:
+                problems.append(_problem(env, name, exc))
+                continue
+            try:
+                if name in EMAIL_TEMPLATES:
+                    full = _email_context(campaign, item, campaign.start, [(campaign.start, other)])
+                    bare = _email_context(campaign, other, campaign.end, [])
+                    for context in (full, bare):
+                        _render(env, name, {"subject": "Betreff", **context})
+                else:
+                    _render(env, name, _post_context(campaign, item, campaign.start, item.teaser))
+            except TemplateProblem as problem:
+                problems.append(problem)
+    return problems
+
+
+def _sample() -> tuple[Campaign, Item, Item]:
+    full = Item(
+        id="beispiel", title="Vorhang auf: Beispiel-Cluster", teaser="Ein Teaser.",
+        url="https://example.org/a", initiative="Beispiel e. V.", region="Sachsen",
+        image="https://example.org/a.jpg", image_alt="Ein Bild", tags=("Netzwerk", "KMU"),
+        body="**Text**",
+    )  # fmt: skip
+    bare = Item(
+        id="minimal", title="Minimal", teaser="Kurz.", url="https://example.org/b",
+        initiative="Minimal e. V.", region="Bayern",
+    )  # fmt: skip
+    campaign = Campaign(
+        id="beispiel", name="Clusterwoche", timezone="Europe/Berlin",
+        start=dt.date(2019, 4, 2), end=dt.date(2019, 4, 3), weekdays=frozenset(range(5)),
+        holidays=None, items=(full, bare),
+    )  # fmt: skip
+    return campaign, full, bare
+
+
+# --- email -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str  #: whole document, CSS inlined, with both placeholders
+    text: str  #: plain-text alternative, with both placeholders
+
+    def personalise(self, *, name: str | None, unsubscribe_url: str) -> tuple[str, str]:
+        """(html, text) for one recipient; escaping happens here because the names do."""
+        name = " ".join((name or "").split())
+        greeting = f"Guten Tag {name}," if name else "Guten Tag,"
+        html_out = self.html.replace(GREETING_PLACEHOLDER, html.escape(greeting)).replace(
+            UNSUBSCRIBE_PLACEHOLDER, html.escape(unsubscribe_url, quote=True)
+        )
+        text_out = self.text.replace(GREETING_PLACEHOLDER, greeting).replace(
+            UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url
+        )
+        return html_out, text_out
+
+
+def body_to_html(markdown: str) -> Markup:
+    """Markdown to the small HTML subset an email body may contain.
+
+    Headings move down to h3/h4 so an editor's "# Titel" cannot outshout the reportage title.
+    """
+    tokens = _MARKDOWN.parse(markdown)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = "h3" if token.tag in ("h1", "h2") else "h4"
+    raw = _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {})
+    cleaned = nh3.clean(
+        raw,
+        tags=set(BODY_TAGS),
+        attributes={"a": {"href"}},
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener",
+    )
+    return Markup(cleaned)  # nh3 output: only the allow-list is left
+
+
+class _TextWriter(HTMLParser):
+    """The sanitised body as plain text: paragraphs, "- " lists, "> " quotes, "text (URL)"."""
+
+    _BREAK = "\u2028"  # a <br>; plain "\n" in the data is only a soft line break
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[tuple[str, bool]] = []  # (text, is a list item)
+        self.current: list[str] = []
+        self.prefix = ""
+        self.href: str | None = None
+        self.quote = 0
+
+    def flush(self) -> None:
+        indent = "> " * self.quote
+        lines: list[str] = []
+        for piece in "".join(self.current).split(self._BREAK):
+            words = " ".join(piece.split())
+            if words:
+                first = indent + (self.prefix if not lines else " " * len(self.prefix))
+                rest = indent + " " * len(self.prefix)
+                lines.append(
+                    textwrap.fill(words, 72, initial_indent=first, subsequent_indent=rest,
+                                  break_long_words=False, break_on_hyphens=False)
+                )  # fmt: skip
+        if lines:
+            self.blocks.append(("\n".join(lines), bool(self.prefix)))
+        self.current, self.prefix = [], ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("p", "li", "h3", "h4", "blockquote", "ul", "ol"):
+            self.flush()
+        if tag == "li":
+            self.prefix = "- "
+        elif tag == "blockquote":
+            self.quote += 1
+        elif tag == "br":
+            self.current.append(self._BREAK)
+        elif tag == "a":
+            self.href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self.href:
+            self.current.append(f" ({self.href})")
+            self.href = None
+        elif tag in ("p", "li", "h3", "h4", "ul", "ol"):
+            self.flush()
+        elif tag == "blockquote":
+            self.flush()
+            self.quote = max(0, self.quote - 1)
+
+    def handle_data(self, data: str) -> None:
+        self.current.append(data)
+
+
+def body_to_text(body_html: str) -> str:
+    """Readable plain text with links written out; list items stay on consecutive lines."""
+    writer = _TextWriter()
+    writer.feed(body_html)
+    writer.close()
+    writer.flush()
+    out = ""
+    for i, (block, is_item) in enumerate(writer.blocks):
+        if i:
+            out += "\n" if is_item and writer.blocks[i - 1][1] else "\n\n"
+        out += block
+    return out
+
+
+def _require_http(item: Item) -> None:
+    """Autoescape cannot make a `javascript:` href safe; the loader checks too, this is cheap."""
+    for field, value in (("url", item.url), ("image", item.image)):
+        if value is not None and not re.match(r"https?://", value, re.IGNORECASE):
+            raise ValueError(f"item {item.id!r}: {field} is not an http(s) URL: {value!r}")
+
+
+def _imprint_html(imprint: str) -> Markup:
+    return Markup("<br>\n").join(escape(line) for line in imprint.strip().splitlines())
+
+
+def _email_context(
+    campaign: Campaign,
+    item: Item,
+    day: dt.date,
+    published: Sequence[tuple[dt.date, Item]],
+    imprint: str = "Beispiel-Impressum",
+    public_url: str = "http://127.0.0.1:8080",
+) -> dict[str, Any]:
+    body_html = body_to_html(item.body) if item.body else Markup("")
+    return {
+        "campaign": campaign,
+        "item": item,
+        "day": day,
+        "published": list(published),
+        "body_html": body_html,
+        "body_text": body_to_text(body_html),
+        "imprint": imprint.strip(),
+        "imprint_html": _imprint_html(imprint),
+        "public_url": public_url.rstrip("/"),
+        "archive_url": public_url.rstrip("/") + "/archive",
+        "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+        "greeting": GREETING_PLACEHOLDER,
+    }
+
+
+def render_email(
+    env: jinja2.Environment,
+    campaign: Campaign,
+    item: Item,
+    *,
+    day: dt.date,
+    published: Sequence[tuple[dt.date, Item]],
+    imprint: str,
+    public_url: str,
+) -> RenderedEmail:
+    """The shared part of one day's newsletter; see `RenderedEmail.personalise`."""
+    for shown in (item, *(p for _, p in published)):
+        _require_http(shown)
+    context = _email_context(campaign, item, day, published, imprint, public_url)
+    subject_name, html_name, text_name = EMAIL_TEMPLATES
+    subject = " ".join(_render(env, subject_name, context).split())  # a header is one line
+    context["subject"] = subject
+    document = _INLINER.inline(_render(env, html_name, context))
+    text = _render(env, text_name, context).strip() + "\n"
+    return RenderedEmail(subject=subject, html=document, text=text)
+
+
+# --- posts -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedPost:
+    channel: str  #: "mastodon", "bluesky", "linkedin", "webhook", "x"
+    text: str  #: exactly what is sent (for LinkedIn: already little-escaped)
+    length: int  #: by that network's own rule
+    limit: int | None  #: None for webhooks
+    link: str  #: item.url; LinkedIn sends it as the article card, not in `text`
+    hashtags: tuple[str, ...]  #: those that appear in `text`, as "#Tag"
+
+
+def _post_context(campaign: Campaign, item: Item, day: dt.date, teaser: str) -> dict[str, Any]:
+    tags = tuple(dict.fromkeys(post_length.hashtag(tag) for tag in item.tags))
+    return {
+        "campaign": campaign,
+        "item": item,
+        "day": day,
+        "title": item.title,
+        "teaser": teaser,
+        "url": item.url,
+        "hashtags": tags,
+    }
+
+
+def _tidy(text: str) -> str:
+    """Template whitespace is not the author's intent: no trailing blanks, one blank line max."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+def _linkedin_commentary(text: str, hashtags: Sequence[str]) -> str:
+    escaped = post_length.linkedin_escape(text)
+    for tag in hashtags:
+        pattern = re.escape(post_length.linkedin_escape(tag)) + r"(?!\w)"
+        element = post_length.linkedin_hashtag(tag).replace("\\", "\\\\")  # re.sub template
+        escaped = re.sub(pattern, element, escaped)
+    return escaped
+
+
+def render_post(
+    env: jinja2.Environment, channel: Channel | str, campaign: Campaign, item: Item, *, day: dt.date
+) -> RenderedPost:
+    """The post for one network, fitted by shortening only the teaser (never link or tags)."""
+    name = str(channel)
+    if name not in post_length.RULES:
+        raise ValueError(
+            f"no post rule for channel {name!r}; known: {', '.join(post_length.RULES)}"
+        )
+    rule = post_length.RULES[name]
+    template = required_templates(name)[0]
+    tags: tuple[str, ...] = _post_context(campaign, item, day, "")["hashtags"]
+
+    def build(teaser: str) -> str:
+        text = _tidy(_render(env, template, _post_context(campaign, item, day, teaser)))
+        return _linkedin_commentary(text, tags) if name == "linkedin" else text
+
+    teaser = " ".join(item.teaser.split())
+    fitted = post_length.shorten_at_word(teaser, lambda t: rule.fits(build(t)))
+    text = build(fitted)
+    if not rule.fits(text):
+        raise ValueError(
+            f"item {item.id!r} does not fit on {name} even without its teaser: "
+            f"{rule.length(text)} > {rule.limit or post_length.WEBHOOK_SOFT_LIMIT}"
+        )
+    shown = _present(text, tags, linkedin=name == "linkedin")
+    return RenderedPost(name, text, rule.length(text), rule.limit, item.url, shown)
+
+
+def _present(text: str, tags: Sequence[str], *, linkedin: bool) -> tuple[str, ...]:
+    form: Callable[[str], str] = post_length.linkedin_hashtag if linkedin else (lambda t: t)
+    return tuple(t for t in tags if re.search(re.escape(form(t)) + r"(?!\w)", text))
