@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import regex  # type: ignore[import-untyped]
+import regex
 
 MASTODON_LIMIT = 500
 MASTODON_URL_LENGTH = 23  #: every http(s) URL counts this much, whatever its real length
