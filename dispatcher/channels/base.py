@@ -1,0 +1,67 @@
+"""The one narrow interface every channel implements, and its error type.
+
+A channel sends one rendered message for one delivery and either returns a
+`Receipt` or raises `ChannelError`. It knows its provider's API and decides
+what is permanent for it; it knows nothing of the ledger. The pipeline maps a
+`ChannelError` to a delivery state in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An email ready for the wire: sender, one recipient, the exact bytes to send."""
+
+    mail_from: str  #: bare address for MAIL FROM
+    rcpt_to: str  #: bare address for RCPT TO
+    data: bytes  #: the RFC 5322 message, CRLF line ends
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the provider said on success, kept in the ledger as `provider_id`."""
+
+    provider_id: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class ChannelError(Exception):
+    """A send did not succeed.
+
+    `permanent`: retrying cannot help (5xx, invalid recipient).
+    `ambiguous`: the provider may have acted (timeout after sending); on a channel
+    without idempotency this becomes `unknown` instead of a retry.
+    `retry_after`: seconds the provider asked us to wait, if it said.
+    `bounced`: the recipient address does not exist (email: mark the subscriber bounced).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+        bounced: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+        self.bounced = bounced
+
+
+class EmailChannel(Protocol):
+    """Sends emails; implementations are thread-safe (one connection per thread)."""
+
+    kind: str
+    idempotent: bool
+
+    def send(self, envelope: Envelope, *, key: str) -> Receipt: ...
+
+    def close(self) -> None: ...

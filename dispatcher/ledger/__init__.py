@@ -1,0 +1,1 @@
+"""The delivery ledger: the database is the truth about what was sent to whom."""
