@@ -9,6 +9,7 @@ pinned dates are send days, item ids are unique, channels are known.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -92,3 +93,34 @@ class Campaign:
                 return candidate
         known = ", ".join(i.id for i in self.items)
         raise KeyError(f"unknown item {item_id!r}; known items: {known}")
+
+
+def item_to_json(item: Item) -> str:
+    """The item as stored with its dispatch: what was sent stays what it was."""
+    data = {
+        "id": item.id,
+        "title": item.title,
+        "teaser": item.teaser,
+        "url": item.url,
+        "initiative": item.initiative,
+        "region": item.region,
+        "image": item.image,
+        "image_alt": item.image_alt,
+        "tags": list(item.tags),
+        "body": item.body,
+        "date": item.date.isoformat() if item.date else None,
+        "channels": None if item.channels is None else [str(c) for c in item.channels],
+        "status": str(item.status),
+    }
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def item_from_json(text: str) -> Item:
+    data = json.loads(text)
+    return Item(
+        **{k: v for k, v in data.items() if k not in ("tags", "date", "channels", "status")},
+        tags=tuple(data["tags"]),
+        date=dt.date.fromisoformat(data["date"]) if data["date"] else None,
+        channels=None if data["channels"] is None else tuple(Channel(c) for c in data["channels"]),
+        status=ItemStatus(data["status"]),
+    )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from email.utils import make_msgid, parseaddr
 from pathlib import Path
 
 import jinja2
 
-from dispatcher import calendar, mime, planning, rendering
+from dispatcher import calendar, emails, planning, rendering
 from dispatcher.campaign import Campaign, Channel, Item
 from dispatcher.settings import Settings
 
@@ -29,12 +28,6 @@ def preview_day(campaign: Campaign, plan: planning.Plan, item: Item) -> dt.date:
         return day
     days = calendar.send_days(campaign)
     return days[0] if days else campaign.start
-
-
-def sender_domain(mail_from: str) -> str:
-    """The domain of MAIL_FROM, used for Message-ID and List-Id."""
-    address = parseaddr(mail_from)[1]
-    return address.rpartition("@")[2] or "localhost"
 
 
 def write_preview(
@@ -85,24 +78,22 @@ def _write_email(
         imprint=settings.imprint,
         public_url=settings.public_url,
     )
-    unsubscribe_url = f"{settings.public_url}/u/PREVIEW-TOKEN"
-    html, text = email.personalise(name=PREVIEW_NAME, unsubscribe_url=unsubscribe_url)
-    domain = sender_domain(settings.mail_from)
-    send_at = calendar.local_send_time(day, campaign.send[Channel.EMAIL], campaign.zone)
-    message = mime.build_email(
-        subject=email.subject,
-        text=text,
-        html=html,
-        mail_from=settings.mail_from,
-        to=f"{PREVIEW_NAME} <{PREVIEW_ADDRESS}>",
-        message_id=make_msgid("preview", domain=domain),
-        date=send_at,
-        list_headers=mime.ListHeaders(
-            list_id=f"{campaign.name} <{campaign.id}.{domain}>",
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=f"mailto:unsubscribe@{domain}?subject=unsubscribe",
-        ),
+    sender = emails.Sender(
+        settings.mail_from, settings.public_url, settings.secret_key.get_secret_value()
     )
+    prefix, suffix = emails.message_id_parts(campaign.id, day, "email", sender.domain)
+    message = emails.compose(
+        email,
+        campaign,
+        sender,
+        to_address=PREVIEW_ADDRESS,
+        to_name=PREVIEW_NAME,
+        unsubscribe=emails.unsubscribe_url(sender, subscriber_id=0, campaign_id=campaign.id),
+        message_id=f"{prefix}preview{suffix}",
+        date=calendar.local_send_time(day, campaign.send[Channel.EMAIL], campaign.zone),
+    )
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     (out / "email.eml").write_bytes(message.as_bytes())
     (out / "email.html").write_text(html, encoding="utf-8")
     (out / "email.txt").write_text(text, encoding="utf-8")

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_private_key_file: Path | None = None
     log_format: Literal["text", "json"] | None = None  #: None: text on a terminal, else json
+    claim_batch: int = Field(100, ge=1, le=10_000)  #: deliveries per claim: the crash-repeat bound
+    lease_seconds: float = Field(300, gt=0)  #: a claim not finished by then is taken over
+    poll_seconds: float = Field(30, gt=0)  #: how often `run` looks for retries and catch-up
+    shutdown_seconds: float = Field(30, gt=0)  #: the longest a graceful stop may take
 
     def has_credentials(self, channel: Channel) -> bool:
         """Whether `channel` has an endpoint; without one it writes to the outbox."""

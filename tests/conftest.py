@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 from dispatcher.ledger import engine as ledger_engine
 
+pytest_plugins = ["tests.support.smtpd"]
+
 PG_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"]
 

@@ -38,7 +38,9 @@ def test_one_dispatch_per_campaign_day_channel(database: Database) -> None:
 
 def test_one_delivery_per_dispatch_recipient(database: Database) -> None:
     with database.engine.begin() as connection:
-        dispatch_id = connection.execute(dispatches.insert().values(_dispatch())).inserted_primary_key[0]  # type: ignore[index]
+        dispatch_id = connection.execute(
+            dispatches.insert().values(_dispatch())
+        ).inserted_primary_key[0]  # type: ignore[index]
         row = dict(dispatch_id=dispatch_id, recipient="subscriber:1", key="<k@x>", state="pending",
                    created_at=NOW, updated_at=NOW)  # fmt: skip
         connection.execute(deliveries.insert().values(row))

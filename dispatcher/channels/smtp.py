@@ -1,0 +1,343 @@
+"""Email over SMTP: one long-lived connection per worker thread, replies kept verbatim.
+
+Opening a connection (TCP, TLS, EHLO, AUTH) costs far more than a message, and
+relays limit connections per client, so each of the `DISPATCHER_SMTP_CONNECTIONS`
+worker threads keeps its own connection for the whole run. The low-level
+MAIL/RCPT/DATA calls are used instead of `sendmail()` because the server's final
+reply ("250 2.0.0 Ok: queued as ABC") is the only handle for tracing a message
+through the relay's logs, and because we must know *where* a failure happened:
+a connection lost after the message body went out may still have delivered it.
+
+A lost connection (relay restart, idle timeout, NAT) is retried once on a fresh
+connection, since most are stale pooled connections. After a loss *past* the
+body that retry risks a duplicate, which for a newsletter beats a gap; if the
+retry fails too, the error is marked `ambiguous` so the pipeline records
+"unknown" instead of retrying again.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from dispatcher.channels.base import ChannelError, Envelope, Receipt
+from dispatcher.ratelimit import RateLimiter
+
+Security = Literal["plain", "starttls", "tls"]
+_VAR = "DISPATCHER_SMTP_URL"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_BOUNCE_STATUS = {"5.1.0", "5.1.1", "5.1.10"}
+_BOUNCE_TEXT = re.compile(
+    r"does not exist|doesn't exist|user unknown|unknown user|no such user|"
+    r"mailbox unavailable|unknown recipient|recipient unknown",
+    re.IGNORECASE,
+)
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    """Where and how to connect; the password is left out of `repr` so logs cannot leak it."""
+
+    host: str
+    port: int
+    security: Security
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    verify: bool = True  #: check the server certificate (off only for staging/test certs)
+
+    def __str__(self) -> str:
+        scheme = "smtps" if self.security == "tls" else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def _invalid(problem: str) -> ValueError:
+    # Never quote the URL or a part of it: a password with an unescaped "/" or "#"
+    # makes urlsplit cut it into the host, port or path.
+    return ValueError(
+        f"{_VAR}: {problem}. Expected smtp://host:25, smtp://user:password@host:587?starttls=true "
+        "or smtps://user:password@host:465; percent-encode special characters in user and password"
+    )
+
+
+def _flag(value: str, name: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _invalid(f"?{name}= must be true or false")
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """Parse `DISPATCHER_SMTP_URL`; every error message is safe to log."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise _invalid("the URL cannot be parsed or the port is not a number 0-65535") from None
+    if parts.scheme not in ("smtp", "smtps"):
+        raise _invalid("the scheme must be smtp:// or smtps://")
+    if not host:
+        raise _invalid("no host name")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise _invalid("unexpected path or '#' after the host")
+    if port == 0:
+        raise _invalid("port 0 is not valid")
+    security: Security = "tls" if parts.scheme == "smtps" else "plain"
+    timeout, verify = 30.0, True
+    for name, value in query:
+        if name == "starttls":
+            if _flag(value, name):
+                if security == "tls":
+                    raise _invalid("?starttls=true with smtps:// (smtps is already TLS)")
+                security = "starttls"
+        elif name == "verify":
+            verify = _flag(value, name)
+        elif name == "timeout":
+            try:
+                timeout = float(value)
+            except ValueError:
+                timeout = -1.0
+            if not 0 < timeout < 3600:
+                raise _invalid("?timeout= must be a number of seconds between 0 and 3600")
+        else:
+            raise _invalid("unknown query parameter (known: starttls, verify, timeout)")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is not None and not username:
+        raise _invalid("a password without a user name")
+    if not ((username or "") + (password or "")).isascii():
+        # smtplib encodes AUTH as ASCII and would fail only at the first send.
+        raise _invalid("user name and password must be ASCII")
+    default_port = 465 if security == "tls" else 25
+    return SmtpTarget(host, port or default_port, security, username, password, timeout, verify)
+
+
+@dataclass
+class _Progress:
+    """Whether a lost connection leaves the outcome open.
+
+    True from the moment the body and its end marker went out until the server's
+    final reply arrives: the server may have queued the message and lost only its reply.
+    """
+
+    in_doubt: bool = False
+
+
+class _ConnectionLostError(OSError):
+    """The connection is unusable (lost, timed out, or 421 "closing channel")."""
+
+
+class SmtpChannel:
+    """Sends over SMTP; thread-safe because no two threads ever share a connection."""
+
+    kind: str = "email"
+    idempotent: bool = False
+
+    def __init__(
+        self,
+        target: SmtpTarget,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.target = target
+        self._rate_limiter = rate_limiter
+        self._ssl_context = ssl_context or _default_context(target.verify)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[smtplib.SMTP] = set()
+
+    def send(self, envelope: Envelope, *, key: str) -> Receipt:
+        if self._rate_limiter is not None:
+            self._rate_limiter.acquire()
+        ambiguous, last = False, ""
+        for _attempt in range(2):
+            try:
+                connection = self._connection()
+            except ChannelError as error:
+                error.ambiguous = error.ambiguous or ambiguous
+                raise
+            progress = _Progress()
+            try:
+                return self._transact(connection, envelope, progress)
+            except OSError as error:  # incl. SMTPServerDisconnected, timeouts, _ConnectionLostError
+                self._discard(connection)
+                ambiguous = ambiguous or progress.in_doubt
+                last = f"{type(error).__name__}: {error}"
+        raise ChannelError(
+            f"SMTP connection to {self.target} lost twice while sending ({last})"
+            + ("; the server may have accepted the message" if ambiguous else ""),
+            ambiguous=ambiguous,
+        )
+
+    def close(self) -> None:
+        """QUIT all connections; call once the workers are done (it is not per thread)."""
+        with self._lock:
+            connections, self._open = self._open, set()
+        for connection in connections:
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+
+    def _connection(self) -> smtplib.SMTP:
+        connection: smtplib.SMTP | None = getattr(self._local, "connection", None)
+        with self._lock:
+            if connection is not None and connection in self._open:
+                return connection
+        connection = self._connect()
+        self._local.connection = connection
+        with self._lock:
+            self._open.add(connection)
+        return connection
+
+    def _discard(self, connection: smtplib.SMTP) -> None:
+        with self._lock:
+            self._open.discard(connection)
+        self._local.connection = None
+        connection.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        target = self.target
+        try:
+            return self._handshake()
+        except smtplib.SMTPAuthenticationError as error:
+            text = _reply_text(error.smtp_error)
+            raise ChannelError(
+                f"SMTP login as {target.username!r} on {target} failed "
+                f"({error.smtp_code} {text}); check the credentials in {_VAR}",
+                permanent=error.smtp_code >= 500,
+            ) from None
+        except smtplib.SMTPNotSupportedError as error:
+            raise ChannelError(f"SMTP server {target}: {error}; check {_VAR}") from None
+        except ssl.SSLCertVerificationError as error:
+            raise ChannelError(
+                f"TLS certificate of {target} rejected ({error.verify_message}); "
+                f"for a test server only, add ?verify=false to {_VAR}"
+            ) from None
+        except (smtplib.SMTPException, OSError) as error:
+            raise ChannelError(f"cannot connect to SMTP server {target}: {error}") from None
+
+    def _handshake(self) -> smtplib.SMTP:
+        target = self.target
+        connection: smtplib.SMTP
+        if target.security == "tls":
+            connection = smtplib.SMTP_SSL(
+                target.host, target.port, timeout=target.timeout, context=self._ssl_context
+            )
+        else:
+            connection = smtplib.SMTP(target.host, target.port, timeout=target.timeout)
+        try:
+            connection.ehlo()
+            if target.security == "starttls":
+                connection.starttls(context=self._ssl_context)  # raises if not offered
+                connection.ehlo()  # RFC 3207: forget what the server said in clear text
+            if target.username:
+                connection.login(target.username, target.password or "")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _transact(
+        self, connection: smtplib.SMTP, envelope: Envelope, progress: _Progress
+    ) -> Receipt:
+        options = _mail_options(connection, envelope)
+        code, reply = connection.mail(envelope.mail_from, options)
+        if code != 250:
+            raise self._refused(connection, "MAIL FROM", code, reply)
+        code, reply = connection.rcpt(envelope.rcpt_to)
+        if code not in (250, 251):
+            raise self._refused(connection, "RCPT TO", code, reply)
+        code, reply = connection.docmd("DATA")
+        if code != 354:
+            raise self._refused(connection, "DATA", code, reply)
+        # If sending fails part-way, the end marker did not go out: the server cannot accept.
+        connection.send(_dot_stuff(envelope.data) + b".\r\n")
+        progress.in_doubt = True
+        code, reply = connection.getreply()
+        progress.in_doubt = code == -1  # any real reply settles the outcome
+        if code != 250:
+            # A final reply ends the transaction on the server: no RSET needed.
+            raise self._refused(None, "end of DATA", code, reply)
+        return Receipt(provider_id=f"{code} {_reply_text(reply)}".strip())
+
+    def _refused(
+        self, connection: smtplib.SMTP | None, stage: str, code: int, reply: bytes
+    ) -> Exception:
+        """The error for a non-success reply; leaves the connection ready for the next message."""
+        text = _reply_text(reply)
+        if code == 421 or code == -1:
+            return _ConnectionLostError(f"{code} {text}")
+        if connection is not None:
+            try:
+                connection.rset()
+            except (smtplib.SMTPException, OSError):
+                self._discard(connection)
+        message = f"SMTP server {self.target} refused {stage}: {code} {text}"
+        if code in (530, 535):
+            return ChannelError(f"{message}; check credentials and TLS in {_VAR}", permanent=True)
+        if 400 <= code < 500:
+            return ChannelError(message)
+        bounced = stage != "MAIL FROM" and is_bounce(code, text)
+        return ChannelError(message, permanent=True, bounced=bounced)
+
+
+def is_bounce(code: int, text: str) -> bool:
+    """Whether a 5xx reply says the recipient address does not exist.
+
+    Only then may the subscriber be marked bounced; "mailbox full" (552, 5.2.2)
+    or a policy rejection (5.7.x) says nothing about the address. A specific
+    enhanced status code wins over the free text, which servers word freely.
+    """
+    if not 500 <= code < 600:
+        return False
+    match = _ENHANCED.match(text)
+    status = match.group(1) if match else None
+    if status in _BOUNCE_STATUS:
+        return True
+    if status not in (None, "5.0.0"):
+        return False
+    return code in (550, 551, 553) and _BOUNCE_TEXT.search(text) is not None
+
+
+def _reply_text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 §4.5.2 transparency, with the CRLF the end marker needs."""
+    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
+
+
+def _mail_options(connection: smtplib.SMTP, envelope: Envelope) -> list[str]:
+    options = []
+    if not (envelope.mail_from + envelope.rcpt_to).isascii():
+        if not connection.has_extn("smtputf8"):
+            raise ChannelError(
+                "the address needs SMTPUTF8, which the SMTP server does not offer", permanent=True
+            )
+        options.append("SMTPUTF8")
+    if not envelope.data.isascii() and connection.has_extn("8bitmime"):
+        options.append("BODY=8BITMIME")
+    return options
+
+
+def _default_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -1,0 +1,71 @@
+"""What every command shares: exit codes, the user-error type, settings and campaign loading."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from dispatcher import planning
+from dispatcher.campaign import Campaign
+from dispatcher.loading import CampaignError, load_campaign
+from dispatcher.settings import Settings, SettingsError, load_settings
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_DELIVERY_FAILED = 0, 1, 2, 3
+GERMAN_WEEKDAYS = ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So")
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message says how. Exit code 1."""
+
+
+def settings_of(args: argparse.Namespace, **overrides: object) -> Settings:
+    """Settings from the environment, with the global `--campaign`/`--templates` options."""
+    if getattr(args, "campaign", None):
+        overrides["campaign_file"] = Path(args.campaign)
+    if getattr(args, "templates", None):
+        overrides["templates_dir"] = Path(args.templates)
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        raise UserError(str(error)) from None
+
+
+def campaign_of(settings: Settings) -> Campaign:
+    try:
+        return load_campaign(settings.campaign_file)
+    except CampaignError as error:
+        raise UserError(str(error)) from None
+
+
+def instant(text: str | None) -> dt.datetime:
+    """`--at` value, or the clock; a naive value is read as UTC."""
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f'--at: "{text}" is not ISO-8601, e.g. 2019-04-02T08:00+02:00') from None
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def format_plan(campaign: Campaign, plan: planning.Plan) -> str:
+    """The plan as a table an editor reads at a glance."""
+    lines = [
+        f"{campaign.name} ({campaign.id}) — {campaign.timezone}",
+        f"{'date':<10}  {'day':<3}  {'channel':<9} {'local':<5}  {'utc':<17}  {'item':<26} state",
+    ]
+    for row in plan.rows:
+        if row.state is planning.PlanState.UNSCHEDULED:
+            continue
+        assert row.day and row.send_at_local and row.send_at_utc and row.channel
+        lines.append(
+            f"{row.day.isoformat():<10}  {GERMAN_WEEKDAYS[row.day.weekday()]:<3}  "
+            f"{row.channel:<9} {row.send_at_local:%H:%M}  "
+            f"{row.send_at_utc:%Y-%m-%d %H:%MZ}  {row.item_id or '—':<26} {row.state}"
+        )
+    empty = ", ".join(d.isoformat() for d in plan.empty_days) or "none"
+    unscheduled = ", ".join(plan.unscheduled) or "none"
+    lines.append(f"empty days (nothing to send): {empty}")
+    lines.append(f"unscheduled items (no send day left): {unscheduled}")
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+"""Commands for ops: `tick`, `run`, `status`, `retry`, `db upgrade`, `demo`.
+
+They share the editor commands' conventions (see `cli`): settings from the
+environment, exit 1 with a message that says what to fix, 3 when a delivery failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from dispatcher import logs, pipeline, planning
+from dispatcher.campaign import Campaign
+from dispatcher.cli_common import (
+    EXIT_DELIVERY_FAILED,
+    EXIT_OK,
+    UserError,
+    campaign_of,
+    format_plan,
+    instant,
+    settings_of,
+)
+from dispatcher.context import build_context, open_ledger
+from dispatcher.ledger import engine as ledger_engine
+from dispatcher.ledger import store
+from dispatcher.ledger import subscribers as subscriber_store
+from dispatcher.ledger.tables import DeliveryState, SubscriberState
+from dispatcher.service import Service, SimulatedClock, real_clock
+from dispatcher.settings import Settings
+
+DELIVERY_COLUMNS = [s.value for s in DeliveryState]
+
+
+def _report_lines(report: pipeline.TickReport) -> list[str]:
+    """One line per dispatch the tick touched: created, finished (with counts) or missed."""
+    lines = [f"dispatch {d.id} {d.day} {d.channel} {d.item_id}: MISSED" for d in report.missed]
+    described = {d.id: f"{d.day} {d.channel} {d.item_id}" for d in report.created}
+    for dispatch_id, state in report.finished.items():
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts[dispatch_id].items()))
+        lines.append(f"dispatch {dispatch_id} {described.pop(dispatch_id, '')}: {state} ({counts})")
+    lines += [f"dispatch {i} {what}: started, not finished yet" for i, what in described.items()]
+    return [" ".join(line.split()) for line in lines] or ["nothing due"]
+
+
+def cmd_tick(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    campaign = campaign_of(settings)
+    logs.configure(settings.log_format)
+    engine = open_ledger(settings)
+    context = build_context(
+        settings, campaign, engine=engine, clock=pipeline.clock_from(instant(args.at))
+    )
+    try:
+        report = pipeline.tick(context)
+    finally:
+        context.email_channel.close()
+        engine.dispose()
+    for line in _report_lines(report):
+        print(line)
+    return EXIT_DELIVERY_FAILED if report.failed_deliveries else EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    campaign = campaign_of(settings)
+    problems = settings.production_problems(campaign.channels)
+    if problems:
+        raise UserError("\n".join(problems))
+    logs.configure(settings.log_format)
+    clock = SimulatedClock(instant(args.at)) if args.at else real_clock
+    Service(settings, campaign, clock=clock).run_forever()
+    return EXIT_OK
+
+
+def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
+    engine = open_ledger(settings)
+    try:
+        with engine.connect() as connection:
+            rows = []
+            for d in store.list_dispatches(connection, campaign.id):
+                rows.append(
+                    {
+                        "id": d.id,
+                        "day": d.day.isoformat(),
+                        "channel": d.channel,
+                        "item": d.item_id,
+                        "state": d.state,
+                        "counts": store.delivery_counts(connection, d.id),
+                        "errors": store.recent_errors(connection, d.id),
+                    }
+                )
+            history = [
+                planning.PastDispatch(day, ch, item, st)  # type: ignore[arg-type]
+                for day, ch, item, st in store.history(connection, campaign.id)
+            ]
+            subscribers = subscriber_store.count_by_state(connection)
+    finally:
+        engine.dispose()
+    plan = planning.plan(campaign, now=now, history=history)
+    next_send: dict[str, str | None] = {str(c): None for c in campaign.channels}
+    for row in plan.rows:
+        if row.state is planning.PlanState.PLANNED and row.channel and row.send_at_utc:
+            next_send[str(row.channel)] = next_send[str(row.channel)] or row.send_at_utc.isoformat()
+    return {"dispatches": rows, "next_send": next_send, "subscribers": subscribers}
+
+
+def format_status(status: dict[str, Any]) -> str:
+    head = f"{'id':>4}  {'day':<10}  {'channel':<9} {'item':<26} {'state':<9}"
+    lines = [head + "".join(f" {s:>8}" for s in DELIVERY_COLUMNS)]
+    for row in status["dispatches"]:
+        counts = "".join(f" {row['counts'].get(s, 0):>8}" for s in DELIVERY_COLUMNS)
+        lines.append(
+            f"{row['id']:>4}  {row['day']:<10}  {row['channel']:<9} {row['item']:<26} "
+            f"{row['state']:<9}{counts}"
+        )
+        lines += [f"      error: {error}" for error in row["errors"]]
+    if not status["dispatches"]:
+        lines.append("(no dispatches yet)")
+    lines.append(
+        "next send: " + ", ".join(f"{c} {t or '—'}" for c, t in status["next_send"].items())
+    )
+    lines.append(
+        "subscribers: "
+        + (", ".join(f"{s} {n}" for s, n in sorted(status["subscribers"].items())) or "none")
+    )
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    campaign = campaign_of(settings)
+    status = status_rows(settings, campaign, instant(args.at))
+    print(json.dumps(status, indent=2, ensure_ascii=False) if args.json else format_status(status))
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    campaign = campaign_of(settings)
+    engine = open_ledger(settings)
+    try:
+        with engine.begin() as connection:
+            if (
+                args.dispatch is not None
+                and store.dispatch_by_id(connection, args.dispatch) is None
+            ):
+                raise UserError(
+                    f"no dispatch with id {args.dispatch}; `dispatcher status` lists them"
+                )
+            count = store.requeue(
+                connection,
+                campaign_id=campaign.id,
+                dispatch_id=args.dispatch,
+                force=args.force,
+                now=dt.datetime.now(dt.UTC),
+            )
+    finally:
+        engine.dispose()
+    what = "failed and unknown" if args.force else "failed"
+    print(f"re-queued {count} {what} deliveries; the next tick sends them")
+    return EXIT_OK
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = settings_of(args)
+    engine = ledger_engine.create_engine(settings.database_url)
+    try:
+        ledger_engine.upgrade(engine)
+    finally:
+        engine.dispose()
+    print(f"database {ledger_engine.redacted(settings.database_url)} is up to date")
+    return EXIT_OK
+
+
+DEMO_SUBSCRIBERS = (
+    ("erika.mustermann@example.org", "Erika Mustermann"),
+    ("max.mueller@example.org", "Max Müller"),
+    ("jana.schaefer@example.de", "Jana Schäfer"),
+    ("leser@example.net", None),
+    ("redaktion@example.com", "Redaktion Clusterplattform"),
+)
+
+
+PROGRESS_MIN_TOTAL = 100  #: smaller sends finish too fast for a bar to help
+
+
+def _progress_bar(done: int, total: int) -> None:
+    if total < PROGRESS_MIN_TOTAL or not sys.stdout.isatty():
+        return
+    width = 30
+    filled = width * done // total
+    end = "\n" if done >= total else ""
+    sys.stdout.write(f"\r    [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    sys.stdout.flush()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Replay the bundled week in simulated time through the same job as `run`."""
+    base = Path(args.dir)
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    overrides = {
+        "database_url": f"sqlite:///{base / 'dispatcher.sqlite3'}",
+        "outbox_dir": base / "outbox",
+        "smtp_url": None,
+    }
+    settings = settings_of(args, **overrides)
+    campaign = campaign_of(settings)
+    start = dt.datetime.combine(campaign.start, dt.time(0), tzinfo=campaign.zone).astimezone(dt.UTC)
+    clock = SimulatedClock(start)
+    print(
+        f"demo: {campaign.name}, ledger {base / 'dispatcher.sqlite3'}, outbox {base / 'outbox'}\n"
+    )
+    print(format_plan(campaign, planning.plan(campaign, now=start)) + "\n")
+    service = Service(settings, campaign, clock=clock, progress=_progress_bar)
+    with service.engine.begin() as connection:
+        for address, name in DEMO_SUBSCRIBERS[: args.subscribers] + tuple(
+            (f"leser{i:05d}@example.org", None) for i in range(max(args.subscribers - 5, 0))
+        ):
+            subscriber_store.add(
+                connection, address, name, state=SubscriberState.ACTIVE, source="demo", now=start
+            )
+    for at in service.send_times():
+        clock.set(at)
+        report = service.on_time()
+        lines = _report_lines(report) if report else ["tick failed (see the log)"]
+        for line in lines if lines != ["nothing due"] else []:
+            print(f"{at.astimezone(campaign.zone):%a %d.%m. %H:%M}  {line}")
+    print()
+    print(format_status(status_rows(settings, campaign, clock())))
+    written = len(list((base / "outbox").rglob("*.eml")))
+    print(f"\n{written} emails in {base / 'outbox'} (open them with any mail client)")
+    service.engine.dispose()
+    return EXIT_OK
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tick = commands.add_parser("tick", help="do everything due at that instant, then return")
+    tick.add_argument("--at", help="ISO-8601 instant (default now)")
+    tick.set_defaults(handler=cmd_tick)
+    run = commands.add_parser("run", help="the long-running service")
+    run.add_argument("--at", help="rehearsal: start the service clock at this ISO-8601 instant")
+    run.set_defaults(handler=cmd_run)
+    status = commands.add_parser("status", help="dispatches, delivery counts, next sends")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--at", help=argparse.SUPPRESS)
+    status.set_defaults(handler=cmd_status)
+    retry = commands.add_parser("retry", help="re-queue failed deliveries")
+    retry.add_argument("--dispatch", type=int, help="only this dispatch id")
+    retry.add_argument("--force", action="store_true", help="also unknown outcomes (may repeat)")
+    retry.set_defaults(handler=cmd_retry)
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    db.set_defaults(handler=cmd_db)
+    demo = commands.add_parser("demo", help="replay the bundled week on the embedded defaults")
+    demo.add_argument("--dir", default="var/demo", help="fresh SQLite and outbox go here")
+    demo.add_argument("--subscribers", type=int, default=5, help="sample subscribers (default 5)")
+    demo.set_defaults(handler=cmd_demo)

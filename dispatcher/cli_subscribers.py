@@ -1,0 +1,251 @@
+"""`dispatcher subscribers add|remove|import|export|list`: the operator's list tools.
+
+Same conventions as the other commands (`cli_common`): each action sets
+`handler(args) -> int`, a problem the operator can fix is a UserError (exit 1),
+and the ledger is migrated on open. An import with rejected rows still imports
+the good ones: re-running it after fixing the file is idempotent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from dispatcher.addresses import InvalidAddress, InvalidName, parse_csv
+from dispatcher.cli_common import EXIT_OK, EXIT_USER_ERROR, UserError, settings_of
+from dispatcher.ledger import engine as ledger_engine
+from dispatcher.ledger import subscribers as ledger
+from dispatcher.ledger.tables import SubscriberState
+from dispatcher.settings import Settings
+
+EXPORT_HEADER = ("email", "name", "state", "created_at", "updated_at", "source")
+STATES = [state.value for state in SubscriberState]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `subscribers` and its actions; each action sets `handler(args)`."""
+    parser = commands.add_parser("subscribers", help="add, remove, import, export, list")
+    actions = parser.add_subparsers(dest="subscribers_action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", help="subscribe one address")
+    add.add_argument("email", metavar="EMAIL")
+    add.add_argument("--name", help="name for the greeting")
+    add.add_argument("--pending", action="store_true", help="add as pending (not yet confirmed)")
+    add.add_argument(
+        "--reactivate",
+        action="store_true",
+        help="also re-subscribe an address that unsubscribed or bounced (needs fresh consent)",
+    )
+    add.set_defaults(handler=cmd_add)
+
+    remove = actions.add_parser("remove", help="unsubscribe one address (the row is kept)")
+    remove.add_argument("email", metavar="EMAIL")
+    remove.set_defaults(handler=cmd_remove)
+
+    load = actions.add_parser("import", help="add every address of a CSV file")
+    load.add_argument("file", metavar="FILE.csv", help="header row with an email column")
+    load.set_defaults(handler=cmd_import)
+
+    for name, help_text, handler in (
+        ("export", "all subscribers as CSV on stdout", cmd_export),
+        ("list", "subscribers as a table, with counts", cmd_list),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("--state", choices=STATES, help="only subscribers in this state")
+        action.set_defaults(handler=handler)
+
+
+@contextmanager
+def _ledger(settings: Settings) -> Iterator[sa.Engine]:
+    """The migrated ledger; a database that cannot be reached is a user error."""
+    url = settings.database_url
+    try:
+        engine = ledger_engine.create_engine(url)
+        ledger_engine.upgrade(engine)
+    except sa.exc.ArgumentError:
+        # Not echoed: a mistyped URL may still hold a password.
+        raise UserError(
+            "DISPATCHER_DATABASE_URL is not a database URL; use e.g. "
+            "sqlite:///var/dispatcher.sqlite3 or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    except (sa.exc.OperationalError, OSError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise UserError(
+            f"cannot open the ledger at {ledger_engine.redacted(url)}: {reason}"
+        ) from None
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _stops_quietly_when_piped(handler: Handler) -> Handler:
+    """`subscribers export | head` closes the pipe early; that is the reader's choice, not an error."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except BrokenPipeError:
+            # Python's recipe: point stdout at devnull so the flush at exit cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+
+    return run
+
+
+def _address_errors(handler: Handler) -> Handler:
+    """An address or name the ledger refuses is the operator's to fix: exit 1, not a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (InvalidAddress, InvalidName) as error:
+            raise UserError(str(error)) from None
+
+    return run
+
+
+@_address_errors
+def cmd_add(args: argparse.Namespace) -> int:
+    state = SubscriberState.PENDING if args.pending else SubscriberState.ACTIVE
+    now = dt.datetime.now(dt.UTC)
+    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+        before = ledger.get(conn, args.email)
+        ledger.add(
+            conn,
+            args.email,
+            args.name,
+            state=state,
+            source="cli",
+            now=now,
+            reactivate=args.reactivate,
+        )
+        after = ledger.get(conn, args.email)
+    assert after is not None
+    if before is None:
+        print(f"added {after.email} ({after.state})")
+    elif before.state in ledger.INACTIVE and after.state is before.state:
+        raise UserError(
+            f"not re-subscribed: {after.email} is {after.state}; re-subscribing someone who left "
+            "needs their fresh consent — once you have it, add again with --reactivate"
+        )
+    elif after.state is not before.state:
+        print(f"re-subscribed {after.email} ({before.state} -> {after.state})")
+    elif after.name != before.name:
+        print(f'already subscribed: {after.email} ({after.state}); name set to "{after.name}"')
+    else:
+        print(f"already subscribed: {after.email} ({after.state})")
+    return EXIT_OK
+
+
+@_address_errors
+def cmd_remove(args: argparse.Namespace) -> int:
+    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+        existing = ledger.get(conn, args.email)
+        ledger.remove(conn, args.email, now=dt.datetime.now(dt.UTC))
+    if existing is None:
+        raise UserError(f"not subscribed: {args.email.strip()}")
+    if existing.state is SubscriberState.UNSUBSCRIBED:
+        print(f"already unsubscribed: {existing.email}")
+    else:
+        print(f"unsubscribed {existing.email} (was {existing.state})")
+    return EXIT_OK
+
+
+@_address_errors
+def cmd_import(args: argparse.Namespace) -> int:
+    """Good rows are imported even when others are rejected; the exit code says there were some."""
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read {args.file}: {error.strerror or error}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UserError(
+            f"{args.file}:{line}: not UTF-8 text; in Excel save as “CSV UTF-8 (durch Trennzeichen "
+            "getrennt)”, or convert with iconv -f WINDOWS-1252 -t UTF-8"
+        ) from None
+    rows, problems = parse_csv(text)
+    for problem in problems:
+        print(f"{args.file}:{problem.line}: {problem.message}")
+    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+        report = ledger.import_rows(conn, rows, source="import", now=dt.datetime.now(dt.UTC))
+    print(format_import_summary(report, rejected=len(problems)))
+    return EXIT_USER_ERROR if problems else EXIT_OK
+
+
+def format_import_summary(report: ledger.ImportReport, *, rejected: int) -> str:
+    merged = report.merged_duplicates
+    summary = (
+        f"imported {report.imported}: {report.created} new, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {merged} duplicate{'' if merged == 1 else 's'} merged, "
+        f"{rejected} row{'' if rejected == 1 else 's'} rejected"
+    )
+    if rejected and report.imported:
+        summary += " (the other rows were imported; fix the rejected ones and import again)"
+    return summary
+
+
+def _timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _state(args: argparse.Namespace) -> SubscriberState | None:
+    return None if args.state is None else SubscriberState(args.state)
+
+
+@_stops_quietly_when_piped
+def cmd_export(args: argparse.Namespace) -> int:
+    """Rows are written as they are read: the export of a large list needs no memory."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    with _ledger(settings_of(args)) as engine, engine.connect() as conn:
+        writer.writerow(EXPORT_HEADER)
+        for row in ledger.list_(conn, state=_state(args)):
+            writer.writerow(
+                [
+                    row.email,
+                    row.name or "",
+                    row.state.value,
+                    _timestamp(row.created_at),
+                    _timestamp(row.updated_at),
+                    row.source or "",
+                ]
+            )
+    return EXIT_OK
+
+
+@_stops_quietly_when_piped
+def cmd_list(args: argparse.Namespace) -> int:
+    shown = 0
+    with _ledger(settings_of(args)) as engine, engine.connect() as conn:
+        print(f"{'id':>6}  {'email':<40} {'name':<28} {'state':<12} {'since (UTC)':<16}  source")
+        for row in ledger.list_(conn, state=_state(args)):
+            shown += 1
+            print(
+                f"{row.id:>6}  {_fit(row.email, 40):<40} {_fit(row.name or '', 28):<28} "
+                f"{row.state.value:<12} {row.created_at:%Y-%m-%d %H:%M}  {row.source or ''}"
+            )
+        counts = ledger.count_by_state(conn)
+    per_state = ", ".join(f"{count} {state}" for state, count in counts.items())
+    print(f"{shown} shown; in the ledger: {sum(counts.values())} ({per_state})")
+    return EXIT_OK
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

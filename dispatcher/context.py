@@ -1,0 +1,44 @@
+"""Assemble a pipeline `Context` from settings: the one place that wires I/O together."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from dispatcher import channels, emails, pipeline, rendering
+from dispatcher.campaign import Campaign
+from dispatcher.ledger import engine as ledger_engine
+from dispatcher.settings import Settings
+
+
+def open_ledger(settings: Settings) -> sa.Engine:
+    """The ledger's engine, migrated to the current schema (applied on every start)."""
+    engine = ledger_engine.create_engine(settings.database_url)
+    ledger_engine.upgrade(engine)
+    return engine
+
+
+def build_context(
+    settings: Settings,
+    campaign: Campaign,
+    *,
+    engine: sa.Engine,
+    clock: pipeline.Clock,
+) -> pipeline.Context:
+    return pipeline.Context(
+        engine=engine,
+        campaign=campaign,
+        env=rendering.create_environment(settings.templates_dir),
+        sender=emails.Sender(
+            settings.mail_from, settings.public_url, settings.secret_key.get_secret_value()
+        ),
+        imprint=settings.imprint,
+        email_channel=channels.email_channel(settings),
+        clock=clock,
+        config=pipeline.PipelineConfig(
+            connections=settings.smtp_connections,
+            claim_batch=settings.claim_batch,
+            lease=dt.timedelta(seconds=settings.lease_seconds),
+        ),
+    )

@@ -1,0 +1,453 @@
+"""Every statement about dispatches and deliveries: the one home of their SQL.
+
+A claim is one UPDATE of rows picked with `FOR UPDATE SKIP LOCKED` (PostgreSQL)
+or under SQLite's write lock (`BEGIN IMMEDIATE`), so two workers never hold the
+same delivery. A claim carries a lease: a worker that dies leaves rows in
+`sending` that another worker may take again once the lease has expired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from dispatcher.ledger.tables import (
+    DeliveryState,
+    DispatchState,
+    SubscriberState,
+    deliveries,
+    dispatches,
+    subscribers,
+)
+
+OPEN_DISPATCH_STATES = (DispatchState.PLANNED, DispatchState.RUNNING)
+UNFINISHED_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.DEFERRED)
+
+
+@dataclass(frozen=True)
+class DispatchRow:
+    id: int
+    campaign_id: str
+    day: dt.date
+    channel: str
+    item_id: str
+    content_hash: str
+    content: str
+    state: str
+    send_at: dt.datetime
+    fanout_cursor: int
+    fanout_done: bool
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> DispatchRow:
+        return cls(**{name: row._mapping[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery this worker now holds, with what is needed to send it."""
+
+    id: int
+    recipient: str
+    key: str
+    attempts: int  #: including the one now starting
+    subscriber_id: int | None
+    email: str | None
+    name: str | None
+    subscriber_state: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    state: DeliveryState
+    provider_id: str | None = None
+    error: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    bounced_subscriber_id: int | None = None
+
+
+def _insert(connection: sa.Connection, table: sa.Table) -> Any:
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def ensure_dispatch(
+    connection: sa.Connection,
+    *,
+    campaign_id: str,
+    day: dt.date,
+    channel: str,
+    item_id: str,
+    content_hash: str,
+    content: str,
+    send_at: dt.datetime,
+    state: DispatchState,
+    now: dt.datetime,
+) -> DispatchRow:
+    """The dispatch for (campaign, day, channel): created once, then always the same row."""
+    values = dict(
+        campaign_id=campaign_id,
+        day=day,
+        channel=channel,
+        item_id=item_id,
+        content_hash=content_hash,
+        content=content,
+        state=state,
+        send_at=send_at,
+        created_at=now,
+    )
+    statement = _insert(connection, dispatches).values(values).on_conflict_do_nothing()
+    connection.execute(statement)
+    found = get_dispatch(connection, campaign_id, day, channel)
+    assert found is not None
+    return found
+
+
+def get_dispatch(
+    connection: sa.Connection, campaign_id: str, day: dt.date, channel: str
+) -> DispatchRow | None:
+    row = connection.execute(
+        sa.select(dispatches).where(
+            dispatches.c.campaign_id == campaign_id,
+            dispatches.c.day == day,
+            dispatches.c.channel == channel,
+        )
+    ).first()
+    return None if row is None else DispatchRow.from_row(row)
+
+
+def dispatch_by_id(connection: sa.Connection, dispatch_id: int) -> DispatchRow | None:
+    row = connection.execute(sa.select(dispatches).where(dispatches.c.id == dispatch_id)).first()
+    return None if row is None else DispatchRow.from_row(row)
+
+
+def list_dispatches(
+    connection: sa.Connection, campaign_id: str, *, states: Sequence[str] | None = None
+) -> list[DispatchRow]:
+    query = sa.select(dispatches).where(dispatches.c.campaign_id == campaign_id)
+    if states is not None:
+        query = query.where(dispatches.c.state.in_(states))
+    query = query.order_by(dispatches.c.send_at, dispatches.c.id)
+    return [DispatchRow.from_row(row) for row in connection.execute(query)]
+
+
+def mark_dispatch(
+    connection: sa.Connection,
+    dispatch_id: int,
+    state: DispatchState,
+    *,
+    now: dt.datetime,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {"state": state}
+    if state is DispatchState.RUNNING:
+        values["started_at"] = sa.func.coalesce(dispatches.c.started_at, now)
+    elif state is not DispatchState.PLANNED:
+        values["finished_at"] = now
+    if error is not None:
+        values["error"] = error
+    connection.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(values))
+
+
+def fan_out_subscribers(
+    connection: sa.Connection,
+    dispatch: DispatchRow,
+    *,
+    limit: int,
+    key_prefix: str,
+    key_suffix: str,
+    now: dt.datetime,
+) -> int:
+    """Create pending deliveries for the next `limit` active subscribers after the cursor.
+
+    Streaming in id order keeps memory flat however long the list; the cursor is
+    stored with the rows, and a conflict (another worker did the same batch) is
+    harmless. Returns the number of subscribers covered; 0 means fan-out is done.
+    """
+    cursor = connection.execute(
+        sa.select(dispatches.c.fanout_cursor).where(dispatches.c.id == dispatch.id)
+    ).scalar_one()
+    batch = (
+        sa.select(subscribers.c.id)
+        .where(subscribers.c.state == SubscriberState.ACTIVE, subscribers.c.id > cursor)
+        .order_by(subscribers.c.id)
+        .limit(limit)
+        .subquery()
+    )
+    ids = [row[0] for row in connection.execute(sa.select(batch.c.id))]
+    if not ids:
+        connection.execute(
+            dispatches.update().where(dispatches.c.id == dispatch.id).values(fanout_done=True)
+        )
+        return 0
+    rows = [
+        dict(
+            dispatch_id=dispatch.id,
+            recipient=f"subscriber:{sid}",
+            subscriber_id=sid,
+            key=f"{key_prefix}{sid}{key_suffix}",
+            state=DeliveryState.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        for sid in ids
+    ]
+    connection.execute(_insert(connection, deliveries).on_conflict_do_nothing(), rows)
+    connection.execute(
+        dispatches.update()
+        .where(dispatches.c.id == dispatch.id, dispatches.c.fanout_cursor < ids[-1])
+        .values(fanout_cursor=ids[-1])
+    )
+    return len(ids)
+
+
+def claim_batch(
+    connection: sa.Connection,
+    dispatch_id: int,
+    *,
+    limit: int,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    worker: str,
+) -> list[ClaimedDelivery]:
+    """Take up to `limit` deliveries that are pending, due for retry, or whose lease expired."""
+    due = sa.or_(
+        deliveries.c.state == DeliveryState.PENDING,
+        sa.and_(deliveries.c.state == DeliveryState.DEFERRED, deliveries.c.next_attempt_at <= now),
+        sa.and_(deliveries.c.state == DeliveryState.SENDING, deliveries.c.lease_until < now),
+    )
+    picked = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.dispatch_id == dispatch_id, due)
+        .order_by(deliveries.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [row[0] for row in connection.execute(picked)]
+    if not ids:
+        return []
+    connection.execute(
+        deliveries.update()
+        .where(deliveries.c.id.in_(ids))
+        .values(
+            state=DeliveryState.SENDING,
+            lease_until=now + lease,
+            claimed_by=worker,
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+        )
+    )
+    joined = deliveries.outerjoin(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+    query = (
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.recipient,
+            deliveries.c.key,
+            deliveries.c.attempts,
+            deliveries.c.subscriber_id,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.state.label("subscriber_state"),
+        )
+        .select_from(joined)
+        .where(deliveries.c.id.in_(ids))
+        .order_by(deliveries.c.id)
+    )
+    return [ClaimedDelivery(**row._mapping) for row in connection.execute(query)]
+
+
+def record_outcomes(
+    connection: sa.Connection, outcomes: Iterable[Outcome], *, worker: str, now: dt.datetime
+) -> int:
+    """Write each outcome — only onto rows this worker still holds (a lost lease loses the write)."""
+    written = 0
+    for outcome in outcomes:
+        values: dict[str, Any] = dict(
+            state=outcome.state,
+            updated_at=now,
+            lease_until=None,
+            next_attempt_at=outcome.next_attempt_at,
+        )
+        if outcome.provider_id is not None:
+            values["provider_id"] = outcome.provider_id[:400]
+        if outcome.error is not None:
+            values["last_error"] = outcome.error
+        if outcome.state is DeliveryState.SENT:
+            values["sent_at"] = now
+        result = connection.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.id == outcome.delivery_id,
+                deliveries.c.state == DeliveryState.SENDING,
+                deliveries.c.claimed_by == worker,
+            )
+            .values(values)
+        )
+        written += result.rowcount
+        if outcome.bounced_subscriber_id is not None:
+            connection.execute(
+                subscribers.update()
+                .where(subscribers.c.id == outcome.bounced_subscriber_id)
+                .values(state=SubscriberState.BOUNCED, last_error=outcome.error, updated_at=now)
+            )
+    return written
+
+
+def release_claims(connection: sa.Connection, *, worker: str, ids: Sequence[int]) -> int:
+    """Give back deliveries that were claimed but not sent (graceful stop)."""
+    if not ids:
+        return 0
+    result = connection.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.id.in_(ids),
+            deliveries.c.state == DeliveryState.SENDING,
+            deliveries.c.claimed_by == worker,
+        )
+        .values(
+            state=DeliveryState.PENDING,
+            lease_until=None,
+            claimed_by=None,
+            attempts=deliveries.c.attempts - 1,
+        )
+    )
+    return result.rowcount
+
+
+def delivery_counts(connection: sa.Connection, dispatch_id: int) -> dict[str, int]:
+    query = (
+        sa.select(deliveries.c.state, sa.func.count())
+        .where(deliveries.c.dispatch_id == dispatch_id)
+        .group_by(deliveries.c.state)
+    )
+    return {state: count for state, count in connection.execute(query)}
+
+
+def next_retry_at(connection: sa.Connection, dispatch_id: int) -> dt.datetime | None:
+    """When the earliest deferred delivery or expiring lease of the dispatch becomes due."""
+    query = sa.select(
+        sa.func.min(sa.func.coalesce(deliveries.c.next_attempt_at, deliveries.c.lease_until))
+    ).where(
+        deliveries.c.dispatch_id == dispatch_id,
+        deliveries.c.state.in_([DeliveryState.DEFERRED, DeliveryState.SENDING]),
+    )
+    value = connection.execute(query).scalar()
+    if isinstance(value, str):  # SQLite returns min() of a decorated column as text
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def finish_if_complete(
+    connection: sa.Connection, dispatch: DispatchRow, *, now: dt.datetime
+) -> DispatchState | None:
+    """Close the dispatch once fan-out is done and no delivery is unfinished."""
+    fresh = dispatch_by_id(connection, dispatch.id)
+    if fresh is None or not fresh.fanout_done:
+        return None
+    counts = delivery_counts(connection, dispatch.id)
+    if any(counts.get(state, 0) for state in UNFINISHED_DELIVERY_STATES):
+        return None
+    bad = counts.get(DeliveryState.FAILED, 0) + counts.get(DeliveryState.UNKNOWN, 0)
+    sent = counts.get(DeliveryState.SENT, 0)
+    if not bad:
+        state = DispatchState.DONE
+    elif sent == 0:
+        state = DispatchState.FAILED
+    else:
+        state = DispatchState.PARTIAL
+    mark_dispatch(connection, dispatch.id, state, now=now)
+    return state
+
+
+def requeue(
+    connection: sa.Connection,
+    *,
+    campaign_id: str,
+    dispatch_id: int | None,
+    force: bool,
+    now: dt.datetime,
+) -> int:
+    """Put failed (and with `force`, unknown) deliveries back to pending and reopen dispatches."""
+    states = [DeliveryState.FAILED] + ([DeliveryState.UNKNOWN] if force else [])
+    scope = sa.select(dispatches.c.id).where(dispatches.c.campaign_id == campaign_id)
+    if dispatch_id is not None:
+        scope = scope.where(dispatches.c.id == dispatch_id)
+    # A bounced subscriber's delivery stays failed: sending again would bounce again.
+    bounced = sa.select(subscribers.c.id).where(subscribers.c.state != SubscriberState.ACTIVE)
+    result = connection.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.dispatch_id.in_(scope),
+            deliveries.c.state.in_(states),
+            sa.or_(
+                deliveries.c.subscriber_id.is_(None), deliveries.c.subscriber_id.not_in(bounced)
+            ),
+        )
+        .values(state=DeliveryState.PENDING, next_attempt_at=None, attempts=0, updated_at=now)
+    )
+    if result.rowcount:
+        reopened = sa.select(deliveries.c.dispatch_id).where(
+            deliveries.c.state == DeliveryState.PENDING
+        )
+        connection.execute(
+            dispatches.update()
+            .where(dispatches.c.id.in_(scope), dispatches.c.id.in_(reopened))
+            .values(state=DispatchState.RUNNING, finished_at=None)
+        )
+    return result.rowcount
+
+
+def history(connection: sa.Connection, campaign_id: str) -> list[tuple[dt.date, str, str, str]]:
+    """(day, channel, item id, state) of every dispatch of the campaign: the planner's past."""
+    query = (
+        sa.select(dispatches.c.day, dispatches.c.channel, dispatches.c.item_id, dispatches.c.state)
+        .where(dispatches.c.campaign_id == campaign_id)
+        .order_by(dispatches.c.day, dispatches.c.id)
+    )
+    return [tuple(row) for row in connection.execute(query)]
+
+
+def published_contents(
+    connection: sa.Connection, campaign_id: str, *, channel: str, before: dt.date
+) -> list[tuple[dt.date, str]]:
+    """(day, content JSON) of dispatches that went out before `before`: "already published"."""
+    query = (
+        sa.select(dispatches.c.day, dispatches.c.content)
+        .where(
+            dispatches.c.campaign_id == campaign_id,
+            dispatches.c.channel == channel,
+            dispatches.c.day < before,
+            dispatches.c.state.in_(
+                [DispatchState.RUNNING, DispatchState.DONE, DispatchState.PARTIAL]
+            ),
+        )
+        .order_by(dispatches.c.day)
+    )
+    return [(day, content) for day, content in connection.execute(query)]
+
+
+def recent_errors(connection: sa.Connection, dispatch_id: int, *, limit: int = 3) -> list[str]:
+    """The most frequent distinct errors of a dispatch's deliveries, for `status`."""
+    query = (
+        sa.select(deliveries.c.last_error, sa.func.count().label("n"))
+        .where(
+            deliveries.c.dispatch_id == dispatch_id,
+            deliveries.c.last_error.is_not(None),
+            deliveries.c.state != DeliveryState.SENT,
+        )
+        .group_by(deliveries.c.last_error)
+        .order_by(sa.desc("n"))
+        .limit(limit)
+    )
+    return [f"{n}× {error}" for error, n in connection.execute(query)]

@@ -1,0 +1,367 @@
+"""The send pipeline, top to bottom: plan → dispatch → fan out → claim → send → record.
+
+Invariants:
+- The ledger is the truth. Nothing in memory survives a crash and nothing needs to:
+  every step reads what to do from the database and writes what it did back.
+- A delivery is `sending` (with a lease) before its message leaves, and gets its
+  outcome right after, committed per claimed batch. A crash therefore repeats at
+  most the messages of one claimed batch per worker, and loses none.
+- Each loop unit returns whether there is more work, so a stop request is honoured
+  between batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import jinja2
+import sqlalchemy as sa
+
+from dispatcher import emails, planning, rendering, retrying
+from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
+from dispatcher.channels.base import ChannelError, EmailChannel, Envelope
+from dispatcher.ledger import store
+from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
+
+FANOUT_BATCH = 1000  #: subscribers turned into delivery rows per statement
+CLAIM_BATCH = 100  #: deliveries claimed (and at most repeated after a crash) per batch
+LEASE = dt.timedelta(minutes=5)  #: a claim older than this is taken over by another worker
+IMPLEMENTED_CHANNELS = (Channel.EMAIL,)
+
+log = logging.getLogger("dispatcher")
+Clock = Callable[[], dt.datetime]
+Progress = Callable[[int, int], None]  #: (done, total) of the dispatch being sent
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def clock_from(at: dt.datetime) -> Clock:
+    """Time that starts at `at` and runs at real speed: `tick --at` in the past works alike."""
+    started, at = time.monotonic(), at.astimezone(dt.UTC)
+    return lambda: at + dt.timedelta(seconds=time.monotonic() - started)
+
+
+@dataclass
+class PipelineConfig:
+    fanout_batch: int = FANOUT_BATCH
+    claim_batch: int = CLAIM_BATCH
+    lease: dt.timedelta = LEASE
+    connections: int = 4
+    max_attempts: int = retrying.MAX_ATTEMPTS
+    worker: str = field(default_factory=worker_name)
+
+
+@dataclass
+class Context:
+    """What one process needs to send: the database, the campaign, a channel, the clock."""
+
+    engine: sa.Engine
+    campaign: Campaign
+    env: jinja2.Environment
+    sender: emails.Sender
+    imprint: str
+    email_channel: EmailChannel
+    clock: Clock
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: Progress | None = None
+
+
+@dataclass
+class TickReport:
+    created: list[store.DispatchRow] = field(default_factory=list)
+    missed: list[store.DispatchRow] = field(default_factory=list)
+    finished: dict[int, DispatchState] = field(default_factory=dict)
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)
+    failed_deliveries: int = 0
+
+
+# 1. Plan: which dispatches are due now, which were missed -------------------------------
+
+
+def make_due_dispatches(ctx: Context, report: TickReport) -> None:
+    """Create the ledger row of each due dispatch (once), and record missed ones."""
+    now = ctx.clock()
+    campaign = ctx.campaign
+    with ctx.engine.begin() as connection:
+        past = [
+            planning.PastDispatch(day, Channel(channel), item, state)
+            for day, channel, item, state in store.history(connection, campaign.id)
+        ]
+        plan = planning.plan(campaign, now=now, history=past)
+        for row in plan.rows:
+            if row.channel not in IMPLEMENTED_CHANNELS or row.item_id is None:
+                continue
+            if row.state not in (planning.PlanState.DUE, planning.PlanState.MISSED):
+                continue
+            assert row.day is not None and row.send_at_utc is not None
+            if store.get_dispatch(connection, campaign.id, row.day, row.channel) is not None:
+                continue
+            content = item_to_json(campaign.item(row.item_id))
+            missed = row.state is planning.PlanState.MISSED
+            dispatch = store.ensure_dispatch(
+                connection,
+                campaign_id=campaign.id,
+                day=row.day,
+                channel=row.channel,
+                item_id=row.item_id,
+                content_hash=hashlib.sha256(content.encode()).hexdigest(),
+                content=content,
+                send_at=row.send_at_utc,
+                state=DispatchState.MISSED if missed else DispatchState.PLANNED,
+                now=now,
+            )
+            (report.missed if missed else report.created).append(dispatch)
+            if missed:
+                log.warning(
+                    "dispatch %s %s %s missed: its time plus catch_up (%s) passed",
+                    row.day,
+                    row.channel,
+                    row.item_id,
+                    campaign.catch_up,
+                    extra={
+                        "event": "dispatch_missed",
+                        "dispatch": dispatch.id,
+                        "channel": str(row.channel),
+                        "day": str(row.day),
+                    },
+                )
+
+
+# 2. Fan out: one delivery row per active subscriber, streamed -----------------------------
+
+
+def fan_out(ctx: Context, dispatch: store.DispatchRow) -> None:
+    prefix, suffix = emails.message_id_parts(
+        dispatch.campaign_id, dispatch.day, dispatch.channel, ctx.sender.domain
+    )
+    more = not dispatch.fanout_done
+    while more and not ctx.stop.is_set():
+        with ctx.engine.begin() as connection:
+            more = (
+                store.fan_out_subscribers(
+                    connection,
+                    dispatch,
+                    limit=ctx.config.fanout_batch,
+                    key_prefix=prefix,
+                    key_suffix=suffix,
+                    now=ctx.clock(),
+                )
+                > 0
+            )
+
+
+# 3. Render the shared part once per dispatch -----------------------------------------------
+
+
+def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.RenderedEmail:
+    """From the content stored with the dispatch, not the file: the past stays as sent."""
+    with ctx.engine.connect() as connection:
+        earlier = store.published_contents(
+            connection, dispatch.campaign_id, channel=dispatch.channel, before=dispatch.day
+        )
+    return rendering.render_email(
+        ctx.env,
+        ctx.campaign,
+        item_from_json(dispatch.content),
+        day=dispatch.day,
+        published=[(day, item_from_json(content)) for day, content in earlier],
+        imprint=ctx.imprint,
+        public_url=ctx.sender.public_url,
+    )
+
+
+# 4. Send one claimed delivery -> its outcome -------------------------------------------
+
+
+def send_one(
+    ctx: Context, shared: rendering.RenderedEmail, delivery: store.ClaimedDelivery
+) -> store.Outcome:
+    if delivery.subscriber_state != SubscriberState.ACTIVE or delivery.email is None:
+        return store.Outcome(
+            delivery.id, DeliveryState.SKIPPED, error="not subscribed at send time"
+        )
+    assert delivery.subscriber_id is not None
+    message = emails.compose(
+        shared,
+        ctx.campaign,
+        ctx.sender,
+        to_address=delivery.email,
+        to_name=delivery.name,
+        unsubscribe=emails.unsubscribe_url(
+            ctx.sender, subscriber_id=delivery.subscriber_id, campaign_id=ctx.campaign.id
+        ),
+        message_id=delivery.key,
+        date=ctx.clock().astimezone(ctx.campaign.zone),
+    )
+    envelope = Envelope(ctx.sender.address, delivery.email, message.as_bytes())
+    try:
+        receipt = ctx.email_channel.send(envelope, key=delivery.key)
+    except ChannelError as error:
+        # A stable Message-ID makes a repeated email recognisable as the same message,
+        # so an ambiguous outcome is retried rather than left unknown.
+        decision = retrying.decide(
+            error,
+            attempts=delivery.attempts,
+            idempotent=True,
+            now=ctx.clock(),
+            max_attempts=ctx.config.max_attempts,
+        )
+        bounced = delivery.subscriber_id if error.bounced else None
+        return store.Outcome(
+            delivery.id,
+            decision.state,
+            error=error.message,
+            next_attempt_at=decision.next_attempt_at,
+            bounced_subscriber_id=bounced,
+        )
+    return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
+
+
+# 5. Claim → send → record, batch after batch ---------------------------------------------
+
+
+def send_batch(
+    ctx: Context,
+    dispatch: store.DispatchRow,
+    shared: rendering.RenderedEmail,
+    pool: ThreadPoolExecutor,
+) -> bool:
+    """One claimed batch through the channel; returns whether there may be more."""
+    with ctx.engine.begin() as connection:
+        claimed = store.claim_batch(
+            connection,
+            dispatch.id,
+            limit=ctx.config.claim_batch,
+            now=ctx.clock(),
+            lease=ctx.config.lease,
+            worker=ctx.config.worker,
+        )
+    if not claimed:
+        return False
+    futures: list[tuple[store.ClaimedDelivery, Future[store.Outcome]]] = [
+        (delivery, pool.submit(send_one, ctx, shared, delivery)) for delivery in claimed
+    ]
+    outcomes: list[store.Outcome] = []
+    unsent: list[int] = []
+    for delivery, future in futures:
+        if ctx.stop.is_set() and future.cancel():
+            unsent.append(delivery.id)
+            continue
+        try:
+            outcomes.append(future.result())
+        except Exception as error:  # a bug or a broken message must not stop the dispatch
+            log.exception(
+                "delivery %s crashed",
+                delivery.id,
+                extra={"event": "delivery_error", "delivery": delivery.id},
+            )
+            outcomes.append(store.Outcome(delivery.id, DeliveryState.FAILED, error=repr(error)))
+    with ctx.engine.begin() as connection:
+        store.record_outcomes(connection, outcomes, worker=ctx.config.worker, now=ctx.clock())
+        store.release_claims(connection, worker=ctx.config.worker, ids=unsent)
+    for outcome in outcomes:
+        if outcome.state in (DeliveryState.FAILED, DeliveryState.DEFERRED):
+            log.warning(
+                "delivery %s %s: %s",
+                outcome.delivery_id,
+                outcome.state,
+                outcome.error,
+                extra={
+                    "event": f"delivery_{outcome.state}",
+                    "delivery": outcome.delivery_id,
+                    "dispatch": dispatch.id,
+                    "channel": dispatch.channel,
+                    "error": outcome.error,
+                },
+            )
+    return not ctx.stop.is_set()
+
+
+def run_dispatch(ctx: Context, dispatch: store.DispatchRow) -> DispatchState | None:
+    """Drive one dispatch as far as it goes now; its final state once it is complete."""
+    with ctx.engine.begin() as connection:
+        store.mark_dispatch(connection, dispatch.id, DispatchState.RUNNING, now=ctx.clock())
+    if dispatch.state == DispatchState.PLANNED:
+        log.info(
+            "dispatch %s %s %s started",
+            dispatch.day,
+            dispatch.channel,
+            dispatch.item_id,
+            extra={
+                "event": "dispatch_started",
+                "dispatch": dispatch.id,
+                "channel": dispatch.channel,
+                "item": dispatch.item_id,
+            },
+        )
+    fan_out(ctx, dispatch)
+    shared = render_shared(ctx, dispatch)
+    with ThreadPoolExecutor(ctx.config.connections, thread_name_prefix="send") as pool:
+        while send_batch(ctx, dispatch, shared, pool):
+            if ctx.progress is not None:
+                with ctx.engine.connect() as connection:
+                    counts = store.delivery_counts(connection, dispatch.id)
+                done = sum(
+                    n for s, n in counts.items() if s not in store.UNFINISHED_DELIVERY_STATES
+                )
+                ctx.progress(done, sum(counts.values()))
+    with ctx.engine.begin() as connection:
+        final = store.finish_if_complete(connection, dispatch, now=ctx.clock())
+        counts = store.delivery_counts(connection, dispatch.id)
+    if final is not None:
+        level = logging.INFO if final is DispatchState.DONE else logging.ERROR
+        log.log(
+            level,
+            "dispatch %s %s %s %s: %s",
+            dispatch.day,
+            dispatch.channel,
+            dispatch.item_id,
+            final,
+            counts,
+            extra={
+                "event": "dispatch_finished",
+                "dispatch": dispatch.id,
+                "channel": dispatch.channel,
+                "counts": counts,
+            },
+        )
+    return final
+
+
+# The unit `tick` and `run` share -----------------------------------------------------------
+
+
+def tick(ctx: Context) -> TickReport:
+    """Everything due at the context's clock: create, fan out, send, record, then return."""
+    report = TickReport()
+    make_due_dispatches(ctx, report)
+    with ctx.engine.connect() as connection:
+        open_dispatches = store.list_dispatches(
+            connection, ctx.campaign.id, states=store.OPEN_DISPATCH_STATES
+        )
+    for dispatch in open_dispatches:
+        if ctx.stop.is_set() or dispatch.send_at > ctx.clock():
+            continue
+        if dispatch.channel not in IMPLEMENTED_CHANNELS:
+            continue
+        final = run_dispatch(ctx, dispatch)
+        if final is not None:
+            report.finished[dispatch.id] = final
+    with ctx.engine.connect() as connection:
+        for dispatch_id in report.finished:
+            report.counts[dispatch_id] = store.delivery_counts(connection, dispatch_id)
+            report.failed_deliveries += report.counts[dispatch_id].get(DeliveryState.FAILED, 0)
+    return report

@@ -1,0 +1,200 @@
+"""The long-running service: APScheduler fires the same `tick` the CLI runs.
+
+APScheduler only decides *when* to look; the ledger decides *what* to do. Jobs
+live in memory and are rebuilt from the plan at start and on every reload, so
+a send missed while the service was down is caught up from the ledger (the
+start-up tick), never from APScheduler's misfire handling.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from dispatcher import pipeline, planning
+from dispatcher.campaign import Campaign
+from dispatcher.context import build_context, open_ledger
+from dispatcher.loading import CampaignError, load_campaign
+from dispatcher.settings import Settings
+
+log = logging.getLogger("dispatcher")
+RELOAD_CHECK_SECONDS = 2.0
+
+
+class SimulatedClock:
+    """A clock an operator (or `demo`) sets; it runs on at real speed from there."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.set(start)
+
+    def set(self, at: dt.datetime) -> None:
+        self._at, self._set_at = at, time.monotonic()
+
+    def __call__(self) -> dt.datetime:
+        return self._at + dt.timedelta(seconds=time.monotonic() - self._set_at)
+
+
+def real_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        campaign: Campaign,
+        *,
+        clock: pipeline.Clock = real_clock,
+        progress: pipeline.Progress | None = None,
+    ) -> None:
+        self.settings = settings
+        self.campaign = campaign
+        self.clock = clock
+        self.progress = progress
+        self.engine = open_ledger(settings)
+        self.stop = threading.Event()
+        self._tick_lock = threading.Lock()
+        self._campaign_stamp = self._stamp(settings.campaign_file)
+        self.scheduler = BackgroundScheduler(
+            timezone=dt.UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.last_reload_error: str | None = None
+
+    # --- the one job function ------------------------------------------------------------
+
+    def on_time(self) -> pipeline.TickReport | None:
+        """Run a tick unless one is running already (the next poll picks up the rest)."""
+        if not self._tick_lock.acquire(blocking=False):
+            return None
+        try:
+            context = build_context(
+                self.settings, self.campaign, engine=self.engine, clock=self.clock
+            )
+            context.stop = self.stop
+            context.progress = self.progress
+            try:
+                return pipeline.tick(context)
+            finally:
+                context.email_channel.close()
+        except Exception:
+            log.exception("tick failed; retrying at the next poll", extra={"event": "tick_error"})
+            return None
+        finally:
+            self._tick_lock.release()
+
+    def send_times(self) -> list[dt.datetime]:
+        """The instants at which something is planned, from now on (UTC, sorted, unique)."""
+        plan = planning.plan(self.campaign, now=self.clock())
+        return sorted(
+            {
+                row.send_at_utc
+                for row in plan.rows
+                if row.state is planning.PlanState.PLANNED and row.send_at_utc is not None
+            }
+        )
+
+    # --- configuration reload ------------------------------------------------------------
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[float, int] | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime, stat.st_size)
+
+    def reload(self, *, force: bool = False) -> bool:
+        """Load the campaign file again if it changed; keep the last good one when invalid."""
+        stamp = self._stamp(self.settings.campaign_file)
+        if not force and stamp == self._campaign_stamp:
+            return False
+        self._campaign_stamp = stamp
+        try:
+            campaign = load_campaign(self.settings.campaign_file)
+        except CampaignError as error:
+            self.last_reload_error = str(error)
+            for problem in error.problems:
+                log.error(
+                    "campaign reload rejected, keeping the last good version: %s",
+                    problem,
+                    extra={"event": "reload_rejected", "error": str(problem)},
+                )
+            return False
+        self.last_reload_error = None
+        self.campaign = campaign
+        log.info("campaign reloaded", extra={"event": "reload_ok"})
+        self._schedule_sends()
+        return True
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def _schedule_sends(self) -> None:
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("send:"):
+                job.remove()
+        # The service clock may be a rehearsal clock (`run --at`): map its instants to
+        # the wall-clock instants at which APScheduler must fire.
+        offset = real_clock() - self.clock()
+        for at in self.send_times():
+            self.scheduler.add_job(
+                self.on_time, DateTrigger(run_date=at + offset), id=f"send:{at.isoformat()}"
+            )
+
+    def start(self) -> None:
+        """Catch up from the ledger, then let the scheduler fire at the planned times."""
+        self.on_time()
+        if self.stop.is_set():
+            return
+        self.scheduler.add_job(
+            self.on_time, "interval", seconds=self.settings.poll_seconds, id="poll"
+        )
+        self.scheduler.add_job(self.reload, "interval", seconds=RELOAD_CHECK_SECONDS, id="reload")
+        self._schedule_sends()
+        self.scheduler.start()
+        log.info("service started", extra={"event": "service_started"})
+
+    def shutdown(self) -> None:
+        """Stop claiming, let in-flight sends finish (bounded), release the rest."""
+        self.stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._tick_lock.acquire(timeout=self.settings.shutdown_seconds):
+            self._tick_lock.release()
+        else:
+            log.error(
+                "in-flight sends did not finish in time; their leases will expire",
+                extra={"event": "shutdown_timeout"},
+            )
+        self.engine.dispose()
+        log.info("service stopped", extra={"event": "service_stopped"})
+
+    def run_forever(self) -> None:
+        """`dispatcher run`: serve until SIGTERM/SIGINT; SIGHUP reloads the campaign."""
+        stopping = threading.Event()
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            log.info(
+                "signal %s: stopping", signal.Signals(signum).name, extra={"event": "stopping"}
+            )
+            self.stop.set()
+            stopping.set()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            threading.Thread(target=self.reload, kwargs={"force": True}, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+        self.start()
+        while not stopping.wait(0.5):
+            pass
+        self.shutdown()

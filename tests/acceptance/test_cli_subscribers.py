@@ -1,0 +1,161 @@
+"""`dispatcher subscribers …` as an operator runs it, against a fresh SQLite ledger."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def ledger_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'var' / 'ledger.sqlite3'}"
+
+
+def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    environment["DISPATCHER_DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", "subscribers", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_add_again_and_invalid(ledger_url: str) -> None:
+    added = run(ledger_url, "add", "Erika@Example.ORG", "--name", "Erika Mustermann")
+    assert (added.returncode, added.stdout) == (0, "added erika@example.org (active)\n"), (
+        added.stderr
+    )
+    again = run(ledger_url, "add", "erika@example.org")
+    assert (again.returncode, again.stdout) == (
+        0,
+        "already subscribed: erika@example.org (active)\n",
+    )
+    pending = run(ledger_url, "add", "max@example.org", "--pending")
+    assert pending.stdout == "added max@example.org (pending)\n"
+    invalid = run(ledger_url, "add", "x@")
+    assert invalid.returncode == 1
+    assert invalid.stderr.startswith('error: invalid address "x@": There must be something after')
+
+
+def test_remove_and_reactivate(ledger_url: str) -> None:
+    unknown = run(ledger_url, "remove", "nobody@example.org")
+    assert unknown.returncode == 1 and "not subscribed: nobody@example.org" in unknown.stderr
+    run(ledger_url, "add", "erika@example.org")
+    removed = run(ledger_url, "remove", "ERIKA@example.org")
+    assert (removed.returncode, removed.stdout) == (
+        0,
+        "unsubscribed erika@example.org (was active)\n",
+    )
+    refused = run(ledger_url, "add", "erika@example.org")
+    assert refused.returncode == 1
+    assert (
+        "erika@example.org is unsubscribed" in refused.stderr and "--reactivate" in refused.stderr
+    )
+    back = run(ledger_url, "add", "erika@example.org", "--reactivate")
+    assert back.returncode == 0
+    assert back.stdout == "re-subscribed erika@example.org (unsubscribed -> active)\n"
+
+
+def test_import_reports_bad_rows_and_keeps_good_ones(ledger_url: str, tmp_path: Path) -> None:
+    run(ledger_url, "add", "max@example.org")
+    path = tmp_path / "liste.csv"
+    path.write_text(
+        "\ufeffE-Mail;Name\r\n"
+        'erika@example.org;"Mustermann,\r\nErika"\r\n'  # lines 2-3
+        "x@;Kaputt\r\n"  # line 4
+        "max@example.org;Max\r\n"  # line 5: known, gets a name
+        "ERIKA@example.org;Doppelt\r\n"  # line 6: duplicate of line 2
+        "a@b;Auch kaputt\r\n"  # line 7
+        "eva@example.org;\r\n",
+        encoding="utf-8",
+    )
+    result = run(ledger_url, "import", str(path))
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f'{path}:4: invalid address "x@": ')
+    assert lines[1].startswith(f"{path}:7: invalid address")
+    assert lines[2] == (
+        "imported 3: 2 new, 1 updated, 0 unchanged, 1 duplicate merged, 2 rows rejected"
+        " (the other rows were imported; fix the rejected ones and import again)"
+    )
+    again = run(ledger_url, "import", str(path))
+    assert again.stdout.splitlines()[-1].startswith("imported 3: 0 new, 0 updated, 3 unchanged")
+
+
+def test_clean_import_exits_0(ledger_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "clean.csv"
+    path.write_text("email,name\nerika@example.org,Erika\n", encoding="utf-8")
+    result = run(ledger_url, "import", str(path))
+    assert (result.returncode, result.stdout) == (
+        0,
+        "imported 1: 1 new, 0 updated, 0 unchanged, 0 duplicates merged, 0 rows rejected\n",
+    )
+
+
+def test_import_of_unreadable_files(ledger_url: str, tmp_path: Path) -> None:
+    missing = run(ledger_url, "import", str(tmp_path / "missing.csv"))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(f"error: cannot read {tmp_path / 'missing.csv'}: ")
+    latin = tmp_path / "excel.csv"
+    latin.write_bytes("email;name\nj@example.org;Jörg\n".encode("cp1252"))
+    result = run(ledger_url, "import", str(latin))
+    assert result.returncode == 1 and f"{latin}:2: not UTF-8" in result.stderr
+    header = tmp_path / "header.csv"
+    header.write_text("adresse\nerika@example.org\n", encoding="utf-8")
+    result = run(ledger_url, "import", str(header))
+    assert result.returncode == 1 and f"{header}:1: no email column" in result.stdout
+
+
+def test_export_and_list(ledger_url: str) -> None:
+    run(ledger_url, "add", "erika@example.org", "--name", "Mustermann, Erika")
+    run(ledger_url, "add", "max@example.org")
+    run(ledger_url, "remove", "max@example.org")
+    exported = run(ledger_url, "export")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert exported.stdout.startswith("email,name,state,created_at,updated_at,source\n")
+    assert [(r["email"], r["name"], r["state"], r["source"]) for r in rows] == [
+        ("erika@example.org", "Mustermann, Erika", "active", "cli"),
+        ("max@example.org", "", "unsubscribed", "cli"),
+    ]
+    assert rows[0]["created_at"].endswith("Z") and "T" in rows[0]["created_at"]
+    only = run(ledger_url, "export", "--state", "unsubscribed")
+    assert only.stdout.splitlines()[1:] == [exported.stdout.splitlines()[2]]
+
+    listed = run(ledger_url, "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert "email" in lines[0] and "state" in lines[0]
+    assert "erika@example.org" in lines[1] and "active" in lines[1]
+    assert lines[-1] == "2 shown; in the ledger: 2 (0 pending, 1 active, 1 unsubscribed, 0 bounced)"
+    active = run(ledger_url, "list", "--state", "active")
+    assert len(active.stdout.splitlines()) == 3
+
+
+def test_export_round_trip_keeps_unsubscribed_people_out(ledger_url: str, tmp_path: Path) -> None:
+    run(ledger_url, "add", "max@example.org")
+    run(ledger_url, "remove", "max@example.org")
+    export = tmp_path / "export.csv"
+    export.write_text(run(ledger_url, "export").stdout, encoding="utf-8")
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    assert run(fresh, "import", str(export)).returncode == 0
+    assert "max@example.org,,unsubscribed," in run(fresh, "export").stdout
+
+
+def test_unreachable_database_is_reported_without_password() -> None:
+    result = run("postgresql+psycopg://dispatcher:s3cret-pw@127.0.0.1:1/ledger", "list")
+    assert result.returncode == 1
+    assert "error: cannot open the ledger at postgresql+psycopg://dispatcher:***@" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
