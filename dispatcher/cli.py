@@ -24,6 +24,7 @@ from dispatcher.cli_common import (
     instant,
     settings_of,
 )
+from dispatcher.ledger.engine import LedgerUnavailableError
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.preview import write_preview
 
@@ -109,6 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
         return result
-    except UserError as error:
+    except (UserError, LedgerUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -62,7 +62,10 @@ def cmd_tick(args: argparse.Namespace) -> int:
         engine.dispose()
     for line in _report_lines(report):
         print(line)
-    return EXIT_DELIVERY_FAILED if report.failed_deliveries else EXIT_OK
+    for error in report.channel_errors:
+        print(f"error: channel {error} (deliveries stay queued)", file=sys.stderr)
+    failed = report.failed_deliveries or report.channel_errors
+    return EXIT_DELIVERY_FAILED if failed else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -168,11 +171,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    engine = ledger_engine.create_engine(settings.database_url)
-    try:
-        ledger_engine.upgrade(engine)
-    finally:
-        engine.dispose()
+    ledger_engine.open_ledger(settings.database_url).dispose()
     print(f"database {ledger_engine.redacted(settings.database_url)} is up to date")
     return EXIT_OK
 

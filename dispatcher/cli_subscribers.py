@@ -69,21 +69,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 @contextmanager
 def _ledger(settings: Settings) -> Iterator[sa.Engine]:
     """The migrated ledger; a database that cannot be reached is a user error."""
-    url = settings.database_url
     try:
-        engine = ledger_engine.create_engine(url)
-        ledger_engine.upgrade(engine)
-    except sa.exc.ArgumentError:
-        # Not echoed: a mistyped URL may still hold a password.
-        raise UserError(
-            "DISPATCHER_DATABASE_URL is not a database URL; use e.g. "
-            "sqlite:///var/dispatcher.sqlite3 or postgresql+psycopg://USER@HOST/DB"
-        ) from None
-    except (sa.exc.OperationalError, OSError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise UserError(
-            f"cannot open the ledger at {ledger_engine.redacted(url)}: {reason}"
-        ) from None
+        engine = ledger_engine.open_ledger(settings.database_url)
+    except ledger_engine.LedgerUnavailableError as error:
+        raise UserError(str(error)) from None
     try:
         yield engine
     finally:

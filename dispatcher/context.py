@@ -14,9 +14,7 @@ from dispatcher.settings import Settings
 
 def open_ledger(settings: Settings) -> sa.Engine:
     """The ledger's engine, migrated to the current schema (applied on every start)."""
-    engine = ledger_engine.create_engine(settings.database_url)
-    ledger_engine.upgrade(engine)
-    return engine
+    return ledger_engine.open_ledger(settings.database_url)
 
 
 def build_context(

@@ -79,8 +79,17 @@ class Context:
     progress: Progress | None = None
 
 
+@dataclass(frozen=True)
+class ChannelDown:
+    """The channel could not work at all for this delivery; it goes back to the queue."""
+
+    delivery_id: int
+    message: str
+
+
 @dataclass
 class TickReport:
+    channel_errors: list[str] = field(default_factory=list)
     created: list[store.DispatchRow] = field(default_factory=list)
     missed: list[store.DispatchRow] = field(default_factory=list)
     finished: dict[int, DispatchState] = field(default_factory=dict)
@@ -188,7 +197,7 @@ def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.Render
 
 def send_one(
     ctx: Context, shared: rendering.RenderedEmail, delivery: store.ClaimedDelivery
-) -> store.Outcome:
+) -> store.Outcome | ChannelDown:
     if delivery.subscriber_state != SubscriberState.ACTIVE or delivery.email is None:
         return store.Outcome(
             delivery.id, DeliveryState.SKIPPED, error="not subscribed at send time"
@@ -210,6 +219,8 @@ def send_one(
     try:
         receipt = ctx.email_channel.send(envelope, key=delivery.key)
     except ChannelError as error:
+        if error.unavailable:
+            return ChannelDown(delivery.id, error.message)
         # A stable Message-ID makes a repeated email recognisable as the same message,
         # so an ambiguous outcome is retried rather than left unknown.
         decision = retrying.decide(
@@ -238,8 +249,8 @@ def send_batch(
     dispatch: store.DispatchRow,
     shared: rendering.RenderedEmail,
     pool: ThreadPoolExecutor,
-) -> bool:
-    """One claimed batch through the channel; returns whether there may be more."""
+) -> tuple[bool, str | None]:
+    """One claimed batch through the channel: (whether there may be more, channel failure)."""
     with ctx.engine.begin() as connection:
         claimed = store.claim_batch(
             connection,
@@ -250,25 +261,31 @@ def send_batch(
             worker=ctx.config.worker,
         )
     if not claimed:
-        return False
-    futures: list[tuple[store.ClaimedDelivery, Future[store.Outcome]]] = [
+        return False, None
+    futures: list[tuple[store.ClaimedDelivery, Future[store.Outcome | ChannelDown]]] = [
         (delivery, pool.submit(send_one, ctx, shared, delivery)) for delivery in claimed
     ]
     outcomes: list[store.Outcome] = []
     unsent: list[int] = []
+    down: str | None = None
     for delivery, future in futures:
-        if ctx.stop.is_set() and future.cancel():
+        if (ctx.stop.is_set() or down) and future.cancel():
             unsent.append(delivery.id)
             continue
         try:
-            outcomes.append(future.result())
+            result = future.result()
         except Exception as error:  # a bug or a broken message must not stop the dispatch
             log.exception(
                 "delivery %s crashed",
                 delivery.id,
                 extra={"event": "delivery_error", "delivery": delivery.id},
             )
-            outcomes.append(store.Outcome(delivery.id, DeliveryState.FAILED, error=repr(error)))
+            result = store.Outcome(delivery.id, DeliveryState.FAILED, error=repr(error))
+        if isinstance(result, ChannelDown):
+            down = result.message
+            unsent.append(delivery.id)
+        else:
+            outcomes.append(result)
     with ctx.engine.begin() as connection:
         store.record_outcomes(connection, outcomes, worker=ctx.config.worker, now=ctx.clock())
         store.release_claims(connection, worker=ctx.config.worker, ids=unsent)
@@ -287,10 +304,20 @@ def send_batch(
                     "error": outcome.error,
                 },
             )
-    return not ctx.stop.is_set()
+    if down is not None:
+        log.error(
+            "channel %s unavailable, %d deliveries back in the queue: %s",
+            dispatch.channel,
+            len(unsent),
+            down,
+            extra={"event": "channel_unavailable", "channel": dispatch.channel, "error": down},
+        )
+    return down is None and not ctx.stop.is_set(), down
 
 
-def run_dispatch(ctx: Context, dispatch: store.DispatchRow) -> DispatchState | None:
+def run_dispatch(
+    ctx: Context, dispatch: store.DispatchRow, report: TickReport
+) -> DispatchState | None:
     """Drive one dispatch as far as it goes now; its final state once it is complete."""
     with ctx.engine.begin() as connection:
         store.mark_dispatch(connection, dispatch.id, DispatchState.RUNNING, now=ctx.clock())
@@ -309,8 +336,12 @@ def run_dispatch(ctx: Context, dispatch: store.DispatchRow) -> DispatchState | N
         )
     fan_out(ctx, dispatch)
     shared = render_shared(ctx, dispatch)
+    down: str | None = None
     with ThreadPoolExecutor(ctx.config.connections, thread_name_prefix="send") as pool:
-        while send_batch(ctx, dispatch, shared, pool):
+        while True:
+            more, down = send_batch(ctx, dispatch, shared, pool)
+            if not more:
+                break
             if ctx.progress is not None:
                 with ctx.engine.connect() as connection:
                     counts = store.delivery_counts(connection, dispatch.id)
@@ -318,6 +349,8 @@ def run_dispatch(ctx: Context, dispatch: store.DispatchRow) -> DispatchState | N
                     n for s, n in counts.items() if s not in store.UNFINISHED_DELIVERY_STATES
                 )
                 ctx.progress(done, sum(counts.values()))
+    if down is not None:
+        report.channel_errors.append(f"{dispatch.channel}: {down}")
     with ctx.engine.begin() as connection:
         final = store.finish_if_complete(connection, dispatch, now=ctx.clock())
         counts = store.delivery_counts(connection, dispatch.id)
@@ -357,7 +390,9 @@ def tick(ctx: Context) -> TickReport:
             continue
         if dispatch.channel not in IMPLEMENTED_CHANNELS:
             continue
-        final = run_dispatch(ctx, dispatch)
+        if any(e.startswith(f"{dispatch.channel}:") for e in report.channel_errors):
+            continue  # the channel is down: its other dispatches wait for the next tick
+        final = run_dispatch(ctx, dispatch, report)
         if final is not None:
             report.finished[dispatch.id] = final
     with ctx.engine.connect() as connection:

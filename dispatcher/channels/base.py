@@ -37,6 +37,8 @@ class ChannelError(Exception):
     without idempotency this becomes `unknown` instead of a retry.
     `retry_after`: seconds the provider asked us to wait, if it said.
     `bounced`: the recipient address does not exist (email: mark the subscriber bounced).
+    `unavailable`: the channel itself cannot work now (server unreachable, login refused):
+    no verdict on this delivery, which goes back to the queue unchanged until it recovers.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class ChannelError(Exception):
         ambiguous: bool = False,
         retry_after: float | None = None,
         bounced: bool = False,
+        unavailable: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -54,6 +57,7 @@ class ChannelError(Exception):
         self.ambiguous = ambiguous
         self.retry_after = retry_after
         self.bounced = bounced
+        self.unavailable = unavailable
 
 
 class EmailChannel(Protocol):

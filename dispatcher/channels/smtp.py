@@ -216,17 +216,22 @@ class SmtpChannel:
             raise ChannelError(
                 f"SMTP login as {target.username!r} on {target} failed "
                 f"({error.smtp_code} {text}); check the credentials in {_VAR}",
-                permanent=error.smtp_code >= 500,
+                unavailable=True,
             ) from None
         except smtplib.SMTPNotSupportedError as error:
-            raise ChannelError(f"SMTP server {target}: {error}; check {_VAR}") from None
+            raise ChannelError(
+                f"SMTP server {target}: {error}; check {_VAR}", unavailable=True
+            ) from None
         except ssl.SSLCertVerificationError as error:
             raise ChannelError(
                 f"TLS certificate of {target} rejected ({error.verify_message}); "
-                f"for a test server only, add ?verify=false to {_VAR}"
+                f"for a test server only, add ?verify=false to {_VAR}",
+                unavailable=True,
             ) from None
         except (smtplib.SMTPException, OSError) as error:
-            raise ChannelError(f"cannot connect to SMTP server {target}: {error}") from None
+            raise ChannelError(
+                f"cannot connect to SMTP server {target}: {error}", unavailable=True
+            ) from None
 
     def _handshake(self) -> smtplib.SMTP:
         target = self.target
@@ -286,7 +291,10 @@ class SmtpChannel:
                 self._discard(connection)
         message = f"SMTP server {self.target} refused {stage}: {code} {text}"
         if code in (530, 535):
-            return ChannelError(f"{message}; check credentials and TLS in {_VAR}", permanent=True)
+            return ChannelError(f"{message}; check credentials and TLS in {_VAR}", unavailable=True)
+        if stage == "MAIL FROM" and code >= 500:
+            # The sender is refused: every message would be; fix DISPATCHER_MAIL_FROM.
+            return ChannelError(f"{message}; check DISPATCHER_MAIL_FROM", unavailable=True)
         if 400 <= code < 500:
             return ChannelError(message)
         bounced = stage != "MAIL FROM" and is_bounce(code, text)

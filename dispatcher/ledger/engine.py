@@ -70,3 +70,26 @@ def upgrade(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+class LedgerUnavailableError(Exception):
+    """The ledger cannot be opened; the message names the (redacted) URL and the reason."""
+
+
+def open_ledger(url: str) -> sa.Engine:
+    """An engine on `url` with the schema migrated, or `LedgerUnavailableError` saying why."""
+    try:
+        engine = create_engine(url)
+        upgrade(engine)
+    except sa.exc.ArgumentError:
+        # Not echoed: a mistyped URL may still hold a password.
+        raise LedgerUnavailableError(
+            "DISPATCHER_DATABASE_URL is not a database URL; use e.g. "
+            "sqlite:///var/dispatcher.sqlite3 or postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    except (sa.exc.OperationalError, OSError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise LedgerUnavailableError(
+            f"cannot open the ledger at {redacted(url)}: {reason}"
+        ) from None
+    return engine

@@ -265,3 +265,20 @@ def test_outbox_without_smtp(backend: str, sqlite_database: Database, tmp_path: 
     files = sorted((tmp_path / "outbox").rglob("*.eml"))
     assert len(files) == 3
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
+
+
+def test_smtp_server_down_keeps_everything_queued(database: Database) -> None:
+    add_subscribers(database, 12)
+    with SmtpServer() as gone:
+        pass  # its port is closed again: nothing listens there
+    down = settings_for(database, gone, smtp_url=gone.url + "?timeout=2")
+    report = tick_at(down, database, email_time(SEND_DAYS[0]))
+    assert report.finished == {} and report.failed_deliveries == 0
+    assert report.channel_errors and "cannot connect" in report.channel_errors[0]
+    assert delivery_states(database) == {"pending": 12}  # nothing lost, no attempt used up
+    with SmtpServer() as back:
+        up = settings_for(database, back)
+        later = tick_at(up, database, email_time(SEND_DAYS[0]) + dt.timedelta(minutes=5))
+        assert list(later.finished.values()) == ["done"]
+        assert len(back.received) == 12
+    assert delivery_states(database) == {"sent": 12}

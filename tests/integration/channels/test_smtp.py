@@ -120,10 +120,12 @@ def test_permanent_failures(
 
 
 def test_a_rejected_sender_is_not_a_bounce(smtp_server: SmtpServer, channel: SmtpChannel) -> None:
+    """Every message would be refused: the channel is unusable until MAIL_FROM is fixed."""
     smtp_server.script(SENDER, "553 5.1.1 Sender address does not exist", at="mail")
     with pytest.raises(ChannelError) as caught:
         channel.send(envelope(), key="1")
-    assert caught.value.permanent and not caught.value.bounced
+    assert caught.value.unavailable and not caught.value.bounced
+    assert "DISPATCHER_MAIL_FROM" in caught.value.message
 
 
 def test_bounce_classification() -> None:
@@ -175,12 +177,13 @@ def test_dropped_twice_before_data_is_not_ambiguous(
     assert not caught.value.permanent and not caught.value.ambiguous
 
 
-def test_server_down_is_temporary() -> None:
+def test_server_down_makes_the_channel_unavailable() -> None:
     with SmtpServer() as server:
         url = server.url
     channel = SmtpChannel(parse_smtp_url(url + "?timeout=2"))
     with pytest.raises(ChannelError) as caught:
         channel.send(envelope(), key="1")
+    assert caught.value.unavailable
     assert not caught.value.permanent and not caught.value.ambiguous
 
 
@@ -211,7 +214,7 @@ def test_starttls_with_auth(tls_cert: tuple[Path, Path]) -> None:
         bad = SmtpChannel(parse_smtp_url(base.format(wrong)))
         with pytest.raises(ChannelError) as caught:
             bad.send(envelope(), key="2")
-        assert caught.value.permanent
+        assert caught.value.unavailable and not caught.value.permanent
         assert "DISPATCHER_SMTP_URL" in str(caught.value)
         assert wrong not in str(caught.value) and wrong not in repr(bad.target)
 
@@ -221,7 +224,7 @@ def test_certificate_is_verified_by_default(tls_cert: tuple[Path, Path]) -> None
         target = parse_smtp_url(server.url + "?starttls=true")
         with pytest.raises(ChannelError, match="verify=false") as caught:
             SmtpChannel(target).send(envelope(), key="1")
-        assert not caught.value.permanent
+        assert caught.value.unavailable and not caught.value.permanent
 
         trusting = ssl.create_default_context(cafile=str(tls_cert[0]))
         channel = SmtpChannel(target, ssl_context=trusting)
