@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dict[str, Any]:
     engine = open_ledger(settings)
     try:
-        with engine.connect() as connection:
+        with ledger_engine.reader(engine).connect() as connection:
             rows = []
             for d in store.list_dispatches(connection, campaign.id):
                 rows.append(

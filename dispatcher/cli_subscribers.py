@@ -203,7 +203,7 @@ def _state(args: argparse.Namespace) -> SubscriberState | None:
 def cmd_export(args: argparse.Namespace) -> int:
     """Rows are written as they are read: the export of a large list needs no memory."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    with _ledger(settings_of(args)) as engine, engine.connect() as conn:
+    with _ledger(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
         writer.writerow(EXPORT_HEADER)
         for row in ledger.list_(conn, state=_state(args)):
             writer.writerow(
@@ -222,7 +222,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 @_stops_quietly_when_piped
 def cmd_list(args: argparse.Namespace) -> int:
     shown = 0
-    with _ledger(settings_of(args)) as engine, engine.connect() as conn:
+    with _ledger(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
         print(f"{'id':>6}  {'email':<40} {'name':<28} {'state':<12} {'since (UTC)':<16}  source")
         for row in ledger.list_(conn, state=_state(args)):
             shown += 1

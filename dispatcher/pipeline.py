@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from dispatcher import emails, planning, rendering, retrying
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
 from dispatcher.channels.base import ChannelError, EmailChannel, Envelope
+from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
 
@@ -177,7 +178,7 @@ def fan_out(ctx: Context, dispatch: store.DispatchRow) -> None:
 
 def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.RenderedEmail:
     """From the content stored with the dispatch, not the file: the past stays as sent."""
-    with ctx.engine.connect() as connection:
+    with ledger_engine.reader(ctx.engine).connect() as connection:
         earlier = store.published_contents(
             connection, dispatch.campaign_id, channel=dispatch.channel, before=dispatch.day
         )
@@ -343,7 +344,7 @@ def run_dispatch(
             if not more:
                 break
             if ctx.progress is not None:
-                with ctx.engine.connect() as connection:
+                with ledger_engine.reader(ctx.engine).connect() as connection:
                     counts = store.delivery_counts(connection, dispatch.id)
                 done = sum(
                     n for s, n in counts.items() if s not in store.UNFINISHED_DELIVERY_STATES
@@ -381,7 +382,7 @@ def tick(ctx: Context) -> TickReport:
     """Everything due at the context's clock: create, fan out, send, record, then return."""
     report = TickReport()
     make_due_dispatches(ctx, report)
-    with ctx.engine.connect() as connection:
+    with ledger_engine.reader(ctx.engine).connect() as connection:
         open_dispatches = store.list_dispatches(
             connection, ctx.campaign.id, states=store.OPEN_DISPATCH_STATES
         )
@@ -395,7 +396,7 @@ def tick(ctx: Context) -> TickReport:
         final = run_dispatch(ctx, dispatch, report)
         if final is not None:
             report.finished[dispatch.id] = final
-    with ctx.engine.connect() as connection:
+    with ledger_engine.reader(ctx.engine).connect() as connection:
         for dispatch_id in report.finished:
             report.counts[dispatch_id] = store.delivery_counts(connection, dispatch_id)
             report.failed_deliveries += report.counts[dispatch_id].get(DeliveryState.FAILED, 0)

@@ -49,7 +49,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin_immediate(connection: sa.Connection) -> None:
     # Take the write lock at BEGIN: two processes claiming at once then queue on the
     # busy timeout instead of failing with "database is locked" on upgrade to write.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers (see `reader`) begin deferred: in WAL mode they never wait for a writer.
+    mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def reader(engine: sa.Engine) -> sa.Engine:
+    """The same engine for read-only work: on SQLite it takes no write lock."""
+    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def redacted(url: str) -> str:

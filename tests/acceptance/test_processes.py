@@ -150,3 +150,36 @@ def test_run_rejects_an_invalid_edit_and_keeps_sending(
     assert {r.rcpt_tos[0] for r in smtp_server.received} == addresses
     assert any(e.get("event") == "dispatch_finished" for e in events)
     assert events[-1]["event"] == "service_stopped"
+
+
+def test_sigterm_mid_send_exits_0_and_releases_what_was_not_sent(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    addresses = add_subscribers(database, 1500)
+    env = environment(
+        database, smtp_server,
+        DISPATCHER_SEND_RATE="300", DISPATCHER_CLAIM_BATCH="50", DISPATCHER_SHUTDOWN_SECONDS="10",
+    )  # fmt: skip
+    service = start(env, "run", "--at", "2019-04-02T08:00:01+02:00")
+    deadline = time.monotonic() + 60
+    while len(smtp_server.received) < 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stopped_at = time.monotonic()
+    service.send_signal(signal.SIGTERM)
+    out, err = service.communicate(timeout=30)
+    assert service.returncode == 0, err
+    assert time.monotonic() - stopped_at < 10  # bounded by the shutdown time
+    sent_before = len(smtp_server.received)
+    assert sent_before < 1500, "the stop must land in the middle of the send"
+    left = states(database)
+    assert left["sending"] == 0  # nothing left claimed: in-flight finished, the rest released
+    assert left["sent"] == sent_before and left["pending"] == 1500 - sent_before
+    assert json.loads(out.splitlines()[-1])["event"] == "service_stopped"
+
+    finish = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "tick", "--at", "2019-04-02T08:10:00+02:00"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert finish.returncode == 0, finish.stderr
+    received = Counter(r.rcpt_tos[0] for r in smtp_server.received)
+    assert set(received) == addresses and set(received.values()) == {1}

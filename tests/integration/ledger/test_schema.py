@@ -54,3 +54,14 @@ def test_timestamps_come_back_as_utc(database: Database) -> None:
         connection.execute(dispatches.insert().values(_dispatch(send_at=berlin)))
         stored = connection.execute(sa.select(dispatches.c.send_at)).scalar_one()
     assert stored == NOW and stored.utcoffset() == dt.timedelta(0)
+
+
+def test_a_reader_does_not_hold_the_sqlite_write_lock(sqlite_database: Database) -> None:
+    """`subscribers export` streaming into a slow pipe must not stall the sender."""
+    engine = sqlite_database.engine
+    with ledger_engine.reader(engine).connect() as reading:
+        reading.execute(sa.select(dispatches.c.id)).all()  # a transaction is now open
+        with engine.begin() as writing:  # would wait out the busy timeout if locked
+            writing.execute(dispatches.insert().values(_dispatch()))
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(dispatches)).scalar() == 1
