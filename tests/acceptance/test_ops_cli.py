@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.acceptance.test_processes import ROOT, add_subscribers, environment
+from tests.acceptance.test_processes import ROOT, environment
 from tests.conftest import Database
+from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
 
 

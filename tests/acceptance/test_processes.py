@@ -7,7 +7,6 @@ edit is rejected while the service keeps sending with the last good file.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -18,12 +17,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import sqlalchemy as sa
-
-from dispatcher.addresses import Row
-from dispatcher.ledger import subscribers as subscriber_store
-from dispatcher.ledger.tables import deliveries
 from tests.conftest import Database
+from tests.support.ledger import add_subscribers
+from tests.support.ledger import delivery_states as states
 from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]
@@ -55,27 +51,10 @@ def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def add_subscribers(database: Database, count: int) -> set[str]:
-    addresses = [f"leser{i:05d}@example.org" for i in range(count)]
-    with database.engine.begin() as connection:
-        subscriber_store.import_rows(
-            connection,
-            [Row(i + 2, a, None) for i, a in enumerate(addresses)],
-            source="test",
-            now=dt.datetime(2019, 3, 1, tzinfo=dt.UTC),
-        )
-    return set(addresses)
-
-
-def states(database: Database) -> Counter[str]:
-    with database.engine.connect() as connection:
-        return Counter(s for (s,) in connection.execute(sa.select(deliveries.c.state)))
-
-
 def test_two_concurrent_ticks_send_nothing_twice(
     database: Database, smtp_server: SmtpServer
 ) -> None:
-    addresses = add_subscribers(database, 600)
+    addresses = set(add_subscribers(database, 600))
     env = environment(database, smtp_server, DISPATCHER_CLAIM_BATCH="25")
     processes = [start(env, "tick", "--at", T0) for _ in range(2)]
     outputs = [p.communicate(timeout=180) for p in processes]
@@ -89,7 +68,7 @@ def test_two_concurrent_ticks_send_nothing_twice(
 def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_the_batch_in_flight(
     database: Database, smtp_server: SmtpServer
 ) -> None:
-    addresses = add_subscribers(database, 2000)
+    addresses = set(add_subscribers(database, 2000))
     claim_batch = 50
     env = environment(
         database, smtp_server,
@@ -124,7 +103,7 @@ def test_run_rejects_an_invalid_edit_and_keeps_sending(
 ) -> None:
     campaign = tmp_path / "campaign.yaml"
     shutil.copy(ROOT / "config" / "campaign.yaml", campaign)
-    addresses = add_subscribers(database, 20)
+    addresses = set(add_subscribers(database, 20))
     env = environment(
         database, smtp_server,
         DISPATCHER_CAMPAIGN_FILE=str(campaign), DISPATCHER_POLL_SECONDS="1",
@@ -155,7 +134,7 @@ def test_run_rejects_an_invalid_edit_and_keeps_sending(
 def test_sigterm_mid_send_exits_0_and_releases_what_was_not_sent(
     database: Database, smtp_server: SmtpServer
 ) -> None:
-    addresses = add_subscribers(database, 1500)
+    addresses = set(add_subscribers(database, 1500))
     env = environment(
         database, smtp_server,
         DISPATCHER_SEND_RATE="300", DISPATCHER_CLAIM_BATCH="50", DISPATCHER_SHUTDOWN_SECONDS="10",

@@ -15,13 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher import pipeline, tokens
-from dispatcher.addresses import Row
 from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import SubscriberState, deliveries, dispatches
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from tests.conftest import Database
+from tests.support.ledger import add_subscribers, delivery_states
 from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]
@@ -45,16 +45,6 @@ def settings_for(database: Database, smtp: SmtpServer, **extra: object) -> Setti
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def add_subscribers(database: Database, count: int) -> list[str]:
-    addresses = [f"leser{i:05d}@example.org" for i in range(count)]
-    rows = [Row(i + 2, a, f"Leserin {i}") for i, a in enumerate(addresses)]
-    with database.engine.begin() as connection:
-        subscriber_store.import_rows(
-            connection, rows, source="test", now=dt.datetime(2019, 3, 1, tzinfo=dt.UTC)
-        )
-    return addresses
-
-
 def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline.TickReport:
     campaign = load_campaign(settings.campaign_file)
     context = build_context(
@@ -70,15 +60,10 @@ def email_time(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(8, 0, 5), tzinfo=BERLIN)
 
 
-def delivery_states(database: Database) -> Counter[str]:
-    with database.engine.connect() as connection:
-        return Counter(s for (s,) in connection.execute(sa.select(deliveries.c.state)))
-
-
 def test_a_week_to_200_subscribers_arrives_complete(
     database: Database, smtp_server: SmtpServer
 ) -> None:
-    addresses = add_subscribers(database, 200)
+    addresses = add_subscribers(database, 200, named=True)
     settings = settings_for(database, smtp_server)
     for day in SEND_DAYS:
         report = tick_at(settings, database, email_time(day))

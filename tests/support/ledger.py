@@ -1,0 +1,30 @@
+"""Ledger helpers for tests: seed subscribers, read delivery states."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import sqlalchemy as sa
+
+from dispatcher.addresses import Row
+from dispatcher.ledger import subscribers as subscriber_store
+from dispatcher.ledger.tables import deliveries
+from tests.conftest import Database
+
+
+def add_subscribers(database: Database, count: int, *, named: bool = False) -> list[str]:
+    """`count` active subscribers leser00000@example.org …, optionally named "Leserin N"."""
+    addresses = [f"leser{i:05d}@example.org" for i in range(count)]
+    rows = [Row(i + 2, a, f"Leserin {i}" if named else None) for i, a in enumerate(addresses)]
+    with database.engine.begin() as connection:
+        subscriber_store.import_rows(
+            connection, rows, source="test", now=dt.datetime(2019, 3, 1, tzinfo=dt.UTC)
+        )
+    return addresses
+
+
+def delivery_states(database: Database) -> Counter[str]:
+    """How many deliveries are in each state, over all dispatches."""
+    with database.engine.connect() as connection:
+        return Counter(s for (s,) in connection.execute(sa.select(deliveries.c.state)))
