@@ -8,6 +8,7 @@ what is permanent for it; it knows nothing of the ledger. The pipeline maps a
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,5 +68,41 @@ class EmailChannel(Protocol):
     idempotent: bool
 
     def send(self, envelope: Envelope, *, key: str) -> Receipt: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Post:
+    """One social post for one network: exactly what `preview` shows for it.
+
+    `created_at` is fixed per dispatch (its planned send time), so a retried
+    request carries the same record, byte for byte.
+    """
+
+    network: str  #: "mastodon", "bluesky", "linkedin" or "webhook"
+    text: str  #: fitted to the network's limit (LinkedIn: already little-text escaped)
+    link: str  #: the reportage URL
+    title: str
+    description: str  #: the teaser, not shortened (link cards, LinkedIn article)
+    hashtags: tuple[str, ...]  #: "#Tag", as they appear in `text`
+    image_url: str | None
+    image_alt: str | None
+    created_at: dt.datetime  #: aware, UTC
+    language: str = "de"
+
+
+class SocialChannel(Protocol):
+    """Posts to one social network or webhook target.
+
+    `idempotent`: a retry with the same `key` cannot create a second post
+    (Mastodon Idempotency-Key, Bluesky record key, Matrix txnId). Where it is
+    False, an outcome the provider may have acted on becomes `unknown`.
+    """
+
+    kind: str
+    idempotent: bool
+
+    def send(self, post: Post, *, key: str) -> Receipt: ...
 
     def close(self) -> None: ...
