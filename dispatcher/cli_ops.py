@@ -233,7 +233,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(format_status(status_rows(settings, campaign, clock())))
     written = len(list((base / "outbox").rglob("*.eml")))
-    print(f"\n{written} emails in {base / 'outbox'} (open them with any mail client)")
+    posts = len(list((base / "outbox").rglob("*.json")))
+    print(
+        f"\n{written} emails in {base / 'outbox'} (open them with any mail client) and "
+        f"{posts} post requests in {base / 'outbox'}/<channel>/ (as they would be sent)"
+    )
     service.engine.dispose()
     return EXIT_OK
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import sqlalchemy as sa
 
@@ -34,6 +35,7 @@ def build_context(
         imprint=settings.imprint,
         email_channel=channels.email_channel(settings),
         clock=clock,
+        social_targets=functools.partial(channels.social_targets, settings),
         config=pipeline.PipelineConfig(
             connections=settings.smtp_connections,
             claim_batch=settings.claim_batch,

@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher import emails, planning, rendering, retrying
+from dispatcher import channels, emails, planning, rendering, retrying
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
-from dispatcher.channels.base import ChannelError, EmailChannel, Envelope
+from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
@@ -37,7 +38,7 @@ from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberSta
 FANOUT_BATCH = 1000  #: subscribers turned into delivery rows per statement
 CLAIM_BATCH = 100  #: deliveries claimed (and at most repeated after a crash) per batch
 LEASE = dt.timedelta(minutes=5)  #: a claim older than this is taken over by another worker
-IMPLEMENTED_CHANNELS = (Channel.EMAIL,)
+IMPLEMENTED_CHANNELS = tuple(Channel)
 
 log = logging.getLogger("dispatcher")
 Clock = Callable[[], dt.datetime]
@@ -75,6 +76,7 @@ class Context:
     imprint: str
     email_channel: EmailChannel
     clock: Clock
+    social_targets: Callable[[str], list[channels.SocialTarget]] = lambda _channel: []
     config: PipelineConfig = field(default_factory=PipelineConfig)
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
@@ -150,10 +152,13 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
                 )
 
 
-# 2. Fan out: one delivery row per active subscriber, streamed -----------------------------
+# 2. Fan out: one delivery row per active subscriber (streamed) or per social target -----
 
 
 def fan_out(ctx: Context, dispatch: store.DispatchRow) -> None:
+    if dispatch.channel != Channel.EMAIL:
+        fan_out_targets(ctx, dispatch)
+        return
     prefix, suffix = emails.message_id_parts(
         dispatch.campaign_id, dispatch.day, dispatch.channel, ctx.sender.domain
     )
@@ -171,6 +176,26 @@ def fan_out(ctx: Context, dispatch: store.DispatchRow) -> None:
                 )
                 > 0
             )
+
+
+def fan_out_targets(ctx: Context, dispatch: store.DispatchRow) -> None:
+    """One row per target, its retry-safe key stored before any request is made."""
+    if dispatch.fanout_done:
+        return
+    rows = [
+        (
+            target.recipient,
+            target.key(
+                campaign_id=dispatch.campaign_id,
+                day=dispatch.day,
+                send_at=dispatch.send_at,
+                recipient=target.recipient,
+            ),
+        )
+        for target in ctx.social_targets(dispatch.channel)
+    ]
+    with ctx.engine.begin() as connection:
+        store.fan_out_targets(connection, dispatch, rows, now=ctx.clock())
 
 
 # 3. Render the shared part once per dispatch -----------------------------------------------
@@ -193,7 +218,66 @@ def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.Render
     )
 
 
+def render_post(ctx: Context, dispatch: store.DispatchRow) -> Post:
+    """The post exactly as `preview` shows it, with the dispatch's fixed creation time."""
+    item = item_from_json(dispatch.content)
+    rendered = rendering.render_post(
+        ctx.env, Channel(dispatch.channel), ctx.campaign, item, day=dispatch.day
+    )
+    return Post(
+        network=dispatch.channel,
+        text=rendered.text,
+        link=item.url,
+        title=item.title,
+        description=item.teaser,
+        hashtags=rendered.hashtags,
+        image_url=item.image,
+        image_alt=item.image_alt,
+        created_at=dispatch.send_at,
+    )
+
+
 # 4. Send one claimed delivery -> its outcome -------------------------------------------
+
+
+def outcome_of_error(
+    ctx: Context, delivery: store.ClaimedDelivery, error: ChannelError, *, idempotent: bool
+) -> store.Outcome | ChannelDown:
+    """The one place a channel's error becomes a ledger state (see `retrying.decide`)."""
+    if error.unavailable:
+        return ChannelDown(delivery.id, error.message)
+    decision = retrying.decide(
+        error,
+        attempts=delivery.attempts,
+        idempotent=idempotent,
+        now=ctx.clock(),
+        max_attempts=ctx.config.max_attempts,
+    )
+    bounced = delivery.subscriber_id if error.bounced else None
+    return store.Outcome(
+        delivery.id,
+        decision.state,
+        error=error.message,
+        next_attempt_at=decision.next_attempt_at,
+        bounced_subscriber_id=bounced,
+    )
+
+
+def send_post(
+    ctx: Context, post: Post, opened: dict[str, SocialChannel], delivery: store.ClaimedDelivery
+) -> store.Outcome | ChannelDown:
+    channel = opened.get(delivery.recipient)
+    if channel is None:
+        return store.Outcome(
+            delivery.id,
+            DeliveryState.FAILED,
+            error=f"target {delivery.recipient} is no longer configured",
+        )
+    try:
+        receipt = channel.send(post, key=delivery.key)
+    except ChannelError as error:
+        return outcome_of_error(ctx, delivery, error, idempotent=channel.idempotent)
+    return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
 
 
 def send_one(
@@ -220,25 +304,9 @@ def send_one(
     try:
         receipt = ctx.email_channel.send(envelope, key=delivery.key)
     except ChannelError as error:
-        if error.unavailable:
-            return ChannelDown(delivery.id, error.message)
         # A stable Message-ID makes a repeated email recognisable as the same message,
         # so an ambiguous outcome is retried rather than left unknown.
-        decision = retrying.decide(
-            error,
-            attempts=delivery.attempts,
-            idempotent=True,
-            now=ctx.clock(),
-            max_attempts=ctx.config.max_attempts,
-        )
-        bounced = delivery.subscriber_id if error.bounced else None
-        return store.Outcome(
-            delivery.id,
-            decision.state,
-            error=error.message,
-            next_attempt_at=decision.next_attempt_at,
-            bounced_subscriber_id=bounced,
-        )
+        return outcome_of_error(ctx, delivery, error, idempotent=True)
     return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
 
 
@@ -248,7 +316,7 @@ def send_one(
 def send_batch(
     ctx: Context,
     dispatch: store.DispatchRow,
-    shared: rendering.RenderedEmail,
+    send: Callable[[store.ClaimedDelivery], store.Outcome | ChannelDown],
     pool: ThreadPoolExecutor,
 ) -> tuple[bool, str | None]:
     """One claimed batch through the channel: (whether there may be more, channel failure)."""
@@ -264,7 +332,7 @@ def send_batch(
     if not claimed:
         return False, None
     futures: list[tuple[store.ClaimedDelivery, Future[store.Outcome | ChannelDown]]] = [
-        (delivery, pool.submit(send_one, ctx, shared, delivery)) for delivery in claimed
+        (delivery, pool.submit(send, delivery)) for delivery in claimed
     ]
     outcomes: list[store.Outcome] = []
     unsent: list[int] = []
@@ -316,6 +384,18 @@ def send_batch(
     return down is None and not ctx.stop.is_set(), down
 
 
+def expire_unsafe_claims(
+    ctx: Context, dispatch: store.DispatchRow, opened: dict[str, SocialChannel]
+) -> None:
+    """A claim whose worker died mid-post on a channel without idempotency may have
+    posted: it becomes `unknown` instead of being posted again (`retry --force` is
+    the operator's explicit choice)."""
+    unsafe = [name for name, channel in opened.items() if not channel.idempotent]
+    if unsafe:
+        with ctx.engine.begin() as connection:
+            store.expire_to_unknown(connection, dispatch.id, recipients=unsafe, now=ctx.clock())
+
+
 def run_dispatch(
     ctx: Context, dispatch: store.DispatchRow, report: TickReport
 ) -> DispatchState | None:
@@ -336,11 +416,20 @@ def run_dispatch(
             },
         )
     fan_out(ctx, dispatch)
-    shared = render_shared(ctx, dispatch)
+    opened: dict[str, SocialChannel] = {}
+    send: Callable[[store.ClaimedDelivery], store.Outcome | ChannelDown]
+    if dispatch.channel == Channel.EMAIL:
+        shared = render_shared(ctx, dispatch)
+        send, workers = functools.partial(send_one, ctx, shared), ctx.config.connections
+    else:
+        targets = ctx.social_targets(dispatch.channel)
+        opened = {target.recipient: target.open(ctx.clock) for target in targets}
+        expire_unsafe_claims(ctx, dispatch, opened)
+        send, workers = functools.partial(send_post, ctx, render_post(ctx, dispatch), opened), 1
     down: str | None = None
-    with ThreadPoolExecutor(ctx.config.connections, thread_name_prefix="send") as pool:
+    with ThreadPoolExecutor(workers, thread_name_prefix="send") as pool:
         while True:
-            more, down = send_batch(ctx, dispatch, shared, pool)
+            more, down = send_batch(ctx, dispatch, send, pool)
             if not more:
                 break
             if ctx.progress is not None:
@@ -350,6 +439,8 @@ def run_dispatch(
                     n for s, n in counts.items() if s not in store.UNFINISHED_DELIVERY_STATES
                 )
                 ctx.progress(done, sum(counts.values()))
+    for channel in opened.values():
+        channel.close()
     if down is not None:
         report.channel_errors.append(f"{dispatch.channel}: {down}")
     with ctx.engine.begin() as connection:

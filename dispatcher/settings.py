@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     linkedin_access_token: SecretStr | None = None
     linkedin_author_urn: str | None = None
     linkedin_version: str | None = None
+    linkedin_api_url: str = "https://api.linkedin.com"  #: only changed for a staging proxy or tests
     webhook_urls: SecretStr | None = None  #: webhook URLs embed their own secret tokens
     dkim_domain: str | None = None
     dkim_selector: str | None = None

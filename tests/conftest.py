@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from dispatcher.ledger import engine as ledger_engine
 
-pytest_plugins = ["tests.support.smtpd"]
+pytest_plugins = ["tests.support.smtpd", "tests.support.pds"]
 
 PG_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"]

@@ -48,8 +48,11 @@ def send(
     """The request, or a `ChannelError` saying whether the provider may have acted."""
     try:
         return session.request(method, url, timeout=timeout, **kwargs)
-    except requests.ConnectTimeout as error:
-        raise ChannelError(f"{network}: cannot connect ({error})", unavailable=True) from None
+    except requests.ConnectTimeout:
+        # The exception text holds the URL, and webhook URLs carry their tokens: never echo it.
+        raise ChannelError(
+            f"{network}: cannot connect within {timeout[0]:g} s", unavailable=True
+        ) from None
     except requests.ConnectionError as error:
         # A refused or unreachable server never saw the request; a reset after
         # sending might have: only the connect phase is certain.
@@ -60,10 +63,13 @@ def send(
             ambiguous=not refused,
         ) from None
     except requests.Timeout:
+        acted = "; the post may have been created" if method.upper() != "GET" else ""
         raise ChannelError(
-            f"{network}: no answer within {timeout[1]:.0f} s; the post may have been created",
-            ambiguous=True,
+            f"{network}: no answer within {timeout[1]:g} s{acted}",
+            ambiguous=method.upper() != "GET",
         ) from None
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
+        raise ChannelError(f"{network}: the configured URL is not valid", permanent=True) from None
 
 
 def retry_after_header(response: requests.Response, *, now: dt.datetime) -> float | None:

@@ -451,3 +451,52 @@ def recent_errors(connection: sa.Connection, dispatch_id: int, *, limit: int = 3
         .limit(limit)
     )
     return [f"{n}× {error}" for error, n in connection.execute(query)]
+
+
+def fan_out_targets(
+    connection: sa.Connection,
+    dispatch: DispatchRow,
+    targets: Sequence[tuple[str, str]],
+    *,
+    now: dt.datetime,
+) -> None:
+    """One pending delivery per (recipient, key) of a social dispatch, then fan-out is done."""
+    rows = [
+        dict(
+            dispatch_id=dispatch.id,
+            recipient=recipient,
+            key=key,
+            state=DeliveryState.PENDING,
+            created_at=now,
+            updated_at=now,
+        )
+        for recipient, key in targets
+    ]
+    if rows:
+        connection.execute(_insert(connection, deliveries).on_conflict_do_nothing(), rows)
+    connection.execute(
+        dispatches.update().where(dispatches.c.id == dispatch.id).values(fanout_done=True)
+    )
+
+
+def expire_to_unknown(
+    connection: sa.Connection, dispatch_id: int, *, recipients: Sequence[str], now: dt.datetime
+) -> int:
+    """Claims on `recipients` whose lease ran out: the worker died mid-send, outcome unknown."""
+    result = connection.execute(
+        deliveries.update()
+        .where(
+            deliveries.c.dispatch_id == dispatch_id,
+            deliveries.c.recipient.in_(recipients),
+            deliveries.c.state == DeliveryState.SENDING,
+            deliveries.c.lease_until < now,
+        )
+        .values(
+            state=DeliveryState.UNKNOWN,
+            lease_until=None,
+            updated_at=now,
+            last_error="the process stopped while posting; the provider may have posted it "
+            "(no idempotency): check the feed, then `dispatcher retry --force` if it is missing",
+        )
+    )
+    return result.rowcount

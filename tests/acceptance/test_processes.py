@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from tests.conftest import Database
+from tests.support.campaigns import campaign_copy
 from tests.support.ledger import add_subscribers
 from tests.support.ledger import delivery_states as states
 from tests.support.smtpd import SmtpServer
@@ -27,11 +28,14 @@ T0 = "2019-04-02T08:00:05+02:00"
 
 
 def environment(database: Database, smtp: SmtpServer, **extra: str) -> dict[str, str]:
+    """Email only (the social channels have their own tests), outbox in a fresh directory."""
+    directory = Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env.update(
         DISPATCHER_DATABASE_URL=database.url,
         DISPATCHER_SMTP_URL=smtp.url,
-        DISPATCHER_CAMPAIGN_FILE=str(ROOT / "config" / "campaign.yaml"),
+        DISPATCHER_CAMPAIGN_FILE=str(campaign_copy(directory)),
+        DISPATCHER_OUTBOX_DIR=str(directory / "outbox"),
         DISPATCHER_TEMPLATES_DIR=str(ROOT / "templates"),
         DISPATCHER_MAIL_FROM="Clusterplattform <newsletter@news.example.org>",
         DISPATCHER_LOG_FORMAT="json",
@@ -101,8 +105,7 @@ def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_the_batch_in_flight(
 def test_run_rejects_an_invalid_edit_and_keeps_sending(
     database: Database, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
-    campaign = tmp_path / "campaign.yaml"
-    shutil.copy(ROOT / "config" / "campaign.yaml", campaign)
+    campaign = campaign_copy(tmp_path)
     addresses = set(add_subscribers(database, 20))
     env = environment(
         database, smtp_server,

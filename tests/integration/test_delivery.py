@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from dispatcher.ledger.tables import SubscriberState, deliveries, dispatches
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from tests.conftest import Database
+from tests.support.campaigns import campaign_copy
 from tests.support.ledger import add_subscribers, delivery_states
 from tests.support.smtpd import SmtpServer
 
@@ -31,11 +33,14 @@ SECRET = "test-secret-key-0123456789-abcdefghijkl"
 
 
 def settings_for(database: Database, smtp: SmtpServer, **extra: object) -> Settings:
+    """Email only: the social channels have their own tests."""
+    directory = Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
     values: dict[str, object] = dict(
         database_url=database.url,
         smtp_url=smtp.url,
         smtp_connections=4,
-        campaign_file=ROOT / "config" / "campaign.yaml",
+        campaign_file=campaign_copy(directory),
+        outbox_dir=directory / "outbox",
         templates_dir=ROOT / "templates",
         public_url="https://news.example.org",
         mail_from="Clusterplattform <newsletter@news.example.org>",

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dispatcher.addresses import Row
 from dispatcher.ledger import subscribers as subscriber_store
-from dispatcher.ledger.tables import deliveries
+from dispatcher.ledger.tables import deliveries, dispatches
 from tests.conftest import Database
 
 
@@ -24,7 +24,12 @@ def add_subscribers(database: Database, count: int, *, named: bool = False) -> l
     return addresses
 
 
-def delivery_states(database: Database) -> Counter[str]:
-    """How many deliveries are in each state, over all dispatches."""
+def delivery_states(database: Database, channel: str | None = "email") -> Counter[str]:
+    """How many deliveries of `channel` (None: of every channel) are in each state."""
+    query = sa.select(deliveries.c.state).join(
+        dispatches, dispatches.c.id == deliveries.c.dispatch_id
+    )
+    if channel is not None:
+        query = query.where(dispatches.c.channel == channel)
     with database.engine.connect() as connection:
-        return Counter(s for (s,) in connection.execute(sa.select(deliveries.c.state)))
+        return Counter(s for (s,) in connection.execute(query))

@@ -1,0 +1,368 @@
+"""Chat webhooks: Slack, Discord, Teams (Workflows), Matrix rooms and generic JSON endpoints.
+
+`DISPATCHER_WEBHOOK_URLS` is a comma-separated list. Each URL is a secret (its path or query
+holds the token), so the ledger names a target `webhook:<kind>:<sha256(url)[:12]>`, and
+`describe_request`, errors and `repr` show the URL with its secret parts as `***`.
+
+The kind comes from the URL, or is given as `kind+https://…`:
+- slack: `https://hooks.slack.com/services/T…/B…/…` → 200 "ok"; errors are plain-text codes
+  (`no_service` 404, `invalid_token` 403, `channel_is_archived` 410, …).
+- discord: `https://discord.com/api/webhooks/<id>/<token>`, sent with `?wait=true` so the
+  answer is the message (its id is kept); 429 → `Retry-After`, else the body's `retry_after`.
+- teams: a Workflows (Power Automate) trigger URL on `*.logic.azure.com`,
+  `api.powerautomate.com` or `*.powerplatform.com` (also legacy `*.webhook.office.com`):
+  an Adaptive Card message, answered 202 without an id.
+- matrix: `https://<homeserver>/_matrix/client/v3/rooms/<room id>?access_token=<token>`
+  (the room *ID*, `!…:server`, not an alias). The token is sent as `Authorization: Bearer`,
+  never in the URL; the event is `PUT …/send/m.room.message/<txnId>` with the delivery key as
+  txnId, which the homeserver dedupes: Matrix is the only idempotent kind here.
+- generic: `POST {"text","title","url","tags"}`, any 2xx is success.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from dispatcher.channels import http
+from dispatcher.channels.base import ChannelError, Post, Receipt
+
+KIND = "webhook"
+CREDENTIAL = "DISPATCHER_WEBHOOK_URLS"
+DISCORD_LIMIT = 2000  #: characters of `content`
+
+Kind = Literal["slack", "discord", "teams", "matrix", "generic"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+
+_EXPLICIT = re.compile(r"(?P<kind>[A-Za-z]+)\+(?P<url>.+)", re.DOTALL)
+_DISCORD_PATH = re.compile(r"(?P<base>/api(?:/v\d+)?/webhooks/\d+)/(?P<token>[^/?#]+)/?")
+_MATRIX_PATH = re.compile(r"(?P<base>.*/_matrix/client/(?:v3|r0))/rooms/(?P<room>[^/]+)/?")
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._~-]")
+_MAX_KEY = 120
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """One webhook. `url` holds the secret and never appears in `repr`."""
+
+    kind: Kind
+    url: str = field(repr=False)
+    recipient: str  #: the ledger's name for it: `webhook:<kind>:<hash>`, never the URL
+
+    @classmethod
+    def create(cls, kind: Kind, url: str) -> WebhookTarget:
+        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+        return cls(kind, url, f"webhook:{kind}:{digest}")
+
+    @property
+    def shown_url(self) -> str:
+        """The URL with its secret parts replaced by `***`."""
+        return _redact(self.kind, self.url)
+
+
+def parse_webhook_urls(text: str) -> list[WebhookTarget]:
+    """The targets in a comma-separated list; a `ValueError` never quotes a URL's secrets."""
+    targets: list[WebhookTarget] = []
+    for number, entry in enumerate((e.strip() for e in text.split(",")), start=1):
+        if not entry:
+            continue
+        target = _parse_one(entry, number)
+        if any(t.url == target.url for t in targets):
+            raise ValueError(f"{CREDENTIAL} entry {number} repeats an earlier one ({target.kind})")
+        targets.append(target)
+    return targets
+
+
+def _parse_one(entry: str, number: int) -> WebhookTarget:
+    where = f"{CREDENTIAL} entry {number}"
+    explicit = _EXPLICIT.fullmatch(entry)
+    kind: str | None = None
+    url = entry
+    if explicit and not entry.lower().startswith(("http://", "https://")):
+        kind, url = explicit["kind"].lower(), explicit["url"].strip()
+        if kind not in KINDS:
+            raise ValueError(f"{where}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ValueError(f"{where}: not a URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"{where}: needs an http(s) URL with a host")
+    detected = kind or _detect(host, parts.path)
+    if detected == "discord" and not _DISCORD_PATH.fullmatch(parts.path):
+        raise ValueError(f"{where} ({host}): a Discord URL is /api/webhooks/<id>/<token>")
+    if detected == "matrix":
+        match = _MATRIX_PATH.fullmatch(parts.path)
+        if not match or not unquote(match["room"]).startswith("!"):
+            raise ValueError(f"{where} ({host}): use …/_matrix/client/v3/rooms/<room ID, !…>")
+        if not dict(parse_qsl(parts.query)).get("access_token"):
+            raise ValueError(f"{where} ({host}): a Matrix URL needs ?access_token=…")
+    return WebhookTarget.create(cast(Kind, detected), url)
+
+
+def _detect(host: str, path: str) -> Kind:
+    if host == "hooks.slack.com":
+        return "slack"
+    discord_hosts = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
+    if host in discord_hosts and "/webhooks/" in path:
+        return "discord"
+    teams_host = (
+        host.endswith((".logic.azure.com", ".powerplatform.com", ".webhook.office.com"))
+        or host == "api.powerautomate.com"
+    )
+    if teams_host:
+        return "teams"
+    if "/_matrix/client/" in path:
+        return "matrix"
+    return "generic"
+
+
+def _redact(kind: str, url: str) -> str:
+    """Slack/Discord: the path's token part; Teams/generic: every query value but the
+    api-version (and the generic path); Matrix: the access_token. Userinfo is dropped."""
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    path = parts.path
+    if kind == "slack":
+        first = path.strip("/").split("/", 1)[0]
+        path = f"/{first}/***" if first else "/***"
+    elif kind == "discord" and (match := _DISCORD_PATH.fullmatch(path)):
+        path = f"{match['base']}/***"
+    elif kind == "generic":
+        path = "/***" if path.strip("/") else path
+    pairs = [(k, "***" if _secret_param(kind, k) else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit((parts.scheme, netloc, path, urlencode(pairs, safe="*/"), ""))
+
+
+def _secret_param(kind: str, name: str) -> bool:
+    if kind == "matrix":
+        return name == "access_token"
+    return kind != "discord" and name.lower() != "api-version"
+
+
+def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipient: str) -> str:
+    """Stable per delivery (every retry the same): Matrix uses it as the txnId.
+
+    `send_at` is left out on purpose: a rescheduled delivery is still the same message, and a
+    Matrix homeserver must recognise its retry. ASCII `[A-Za-z0-9._~-]`, safe in a URL path.
+    """
+    del send_at
+    raw = f"{campaign_id}-{day:%Y%m%d}-{recipient}"
+    key = _KEY_UNSAFE.sub("_", raw)
+    if key != raw or len(key) > _MAX_KEY:
+        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:12]
+        key = f"{key[: _MAX_KEY - 13]}-{digest}"
+    return key
+
+
+def describe_request(post: Post, *, key: str, target: WebhookTarget) -> dict[str, Any]:
+    """Method, URL (secrets as `***`), headers and JSON body: exactly what is sent."""
+    method, url, headers, body = _request(post, key=key, target=target)
+    if target.kind == "matrix":
+        headers = {**headers, "Authorization": "Bearer ***"}
+    return {"method": method, "url": _redact(target.kind, url), "headers": headers, "json": body}
+
+
+def _request(
+    post: Post, *, key: str, target: WebhookTarget
+) -> tuple[str, str, dict[str, str], dict[str, Any]]:
+    """The real request (URL with its secrets; Matrix: without the token, see `_matrix_token`)."""
+    headers = {"Content-Type": "application/json"}
+    parts = urlsplit(target.url)
+    if target.kind == "slack":
+        return "POST", target.url, headers, {"text": _slack_text(post)}
+    if target.kind == "discord":
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "wait"] + [("wait", "true")]
+        url = urlunsplit(parts._replace(query=urlencode(query), fragment=""))
+        body = {"content": post.text, "allowed_mentions": {"parse": []}}
+        return "POST", url, headers, body
+    if target.kind == "teams":
+        return "POST", target.url, headers, _teams_card(post)
+    if target.kind == "matrix":
+        match = _MATRIX_PATH.fullmatch(parts.path)
+        assert match is not None  # checked by parse_webhook_urls
+        room = quote(unquote(match["room"]), safe="")
+        path = f"{match['base']}/rooms/{room}/send/m.room.message/{quote(key, safe='')}"
+        url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        return "PUT", url, headers, _matrix_message(post)
+    body = {"text": post.text, "title": post.title, "url": post.link, "tags": list(post.hashtags)}
+    return "POST", target.url, headers, body
+
+
+def _slack_text(post: Post) -> str:
+    """mrkdwn: `&<>` escaped as Slack requires, the reportage link as an explicit `<link>`."""
+    escaped, bare = html.escape(post.text, quote=False), html.escape(post.link, quote=False)
+    return escaped.replace(bare, f"<{bare}>") if bare in escaped else f"{escaped}\n<{bare}>"
+
+
+def _teams_card(post: Post) -> dict[str, Any]:
+    card = {
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": post.title, "weight": "Bolder", "wrap": True},
+            {"type": "TextBlock", "text": post.text, "wrap": True},
+        ],
+        "actions": [{"type": "Action.OpenUrl", "title": "Zur Reportage", "url": post.link}],
+    }
+    adaptive = "application/vnd.microsoft.card.adaptive"
+    return {"type": "message", "attachments": [{"contentType": adaptive, "content": card}]}
+
+
+def _matrix_message(post: Post) -> dict[str, Any]:
+    link = html.escape(post.link)
+    anchor = f'<a href="{link}">{link}</a>'
+    formatted = html.escape(post.text, quote=False).replace(
+        html.escape(post.link, quote=False), anchor
+    )
+    if anchor not in formatted:
+        formatted += f"\n{anchor}"
+    return {
+        "msgtype": "m.text",
+        "body": post.text,
+        "format": "org.matrix.custom.html",
+        "formatted_body": formatted.replace("\n", "<br>"),
+    }
+
+
+class WebhookChannel:
+    """Posts to one webhook target; one HTTP session per channel."""
+
+    kind = KIND
+
+    def __init__(self, target: WebhookTarget, *, clock: http.Clock = http.utc_now) -> None:
+        self.target = target
+        self.idempotent: bool = target.kind == "matrix"  # PUT with a stable txnId
+        self._clock = clock
+        self._session = http.new_session()
+
+    def __repr__(self) -> str:
+        return f"WebhookChannel({self.target!r})"
+
+    def send(self, post: Post, *, key: str) -> Receipt:
+        target = self.target
+        if target.kind == "discord" and len(post.text) > DISCORD_LIMIT:
+            raise ChannelError(
+                f"{self._name}: {len(post.text)} characters, Discord takes {DISCORD_LIMIT}",
+                permanent=True,
+            )
+        method, url, headers, body = _request(post, key=key, target=target)
+        if target.kind == "matrix":
+            headers = {**headers, "Authorization": f"Bearer {_matrix_token(target.url)}"}
+        try:
+            response = http.send(
+                self._session,
+                method,
+                url,
+                network=self._name,
+                timeout=(http.CONNECT_TIMEOUT, http.READ_TIMEOUT),
+                headers=headers,
+                json=body,
+            )
+        except ChannelError as error:
+            error.message = _scrub(error.message, target)
+            error.args = (error.message,)
+            raise
+        if 200 <= response.status_code < 300:
+            return self._receipt(response, key=key)
+        raise self._error(response)
+
+    def close(self) -> None:
+        self._session.close()
+
+    @property
+    def _name(self) -> str:
+        return f"{KIND} {self.target.recipient}"
+
+    def _receipt(self, response: requests.Response, *, key: str) -> Receipt:
+        details = {"kind": self.target.kind, "status": str(response.status_code)}
+        body = _json(response)
+        if self.target.kind == "matrix":
+            return Receipt(str(body.get("event_id", "")), {**details, "txn_id": key})
+        if self.target.kind in ("discord", "generic") and body.get("id"):
+            if body.get("channel_id"):
+                details["channel_id"] = str(body["channel_id"])
+            return Receipt(str(body["id"]), details)
+        # Slack and Teams answer without an id ("ok" / 202); Teams only *accepted* the card,
+        # the flow posts it later and a failing flow run is not visible here.
+        return Receipt("", details)
+
+    def _error(self, response: requests.Response) -> ChannelError:
+        kind, status = self.target.kind, response.status_code
+        body = _json(response)
+        if kind == "slack":
+            detail = response.text.strip()[:300] or response.reason or ""
+        elif kind == "matrix":
+            detail = " ".join(str(body[k]) for k in ("errcode", "error") if body.get(k))
+        elif kind == "teams":
+            inner = body.get("error")
+            detail = str(inner.get("message") or inner) if isinstance(inner, dict) else ""
+        else:
+            detail = http.json_detail(response, "message", "error")
+        detail = _scrub(detail or response.reason or "", self.target)
+        if status in (404, 410) and kind in ("slack", "discord", "teams"):
+            detail += f"; the webhook is gone, replace it in {CREDENTIAL}"
+        return http.error_for(
+            response,
+            network=self._name,
+            credential=CREDENTIAL,
+            detail=detail,
+            retry_after=self._retry_after(response, body) if status in (429, 503) else None,
+        )
+
+    def _retry_after(self, response: requests.Response, body: dict[str, Any]) -> float | None:
+        """`Retry-After` first (Matrix spec ≥ 1.10, Discord's reliable unit), then the body."""
+        wait = http.retry_after_header(response, now=self._clock())
+        if wait is None:
+            wait = _float(response.headers.get("Retry-After"))
+        if wait is None and self.target.kind == "discord":
+            wait = _float(body.get("retry_after"))
+        if wait is None and self.target.kind == "matrix":
+            millis = _float(body.get("retry_after_ms"))
+            wait = None if millis is None else millis / 1000
+        return wait
+
+
+def _matrix_token(url: str) -> str:
+    return dict(parse_qsl(urlsplit(url).query)).get("access_token", "")
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _float(value: object) -> float | None:
+    try:
+        number = float(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _scrub(message: str, target: WebhookTarget) -> str:
+    """Remove the URL's secrets from a message (requests puts the URL path in its errors)."""
+    parts = urlsplit(target.url)
+    secrets = [
+        v for k, v in parse_qsl(parts.query) if _secret_param(target.kind, k) and len(v) >= 6
+    ]
+    if target.kind != "matrix":  # a room ID is no secret; every other path may hold one
+        secrets += [s for s in parts.path.split("/") if len(s) >= 16]
+        secrets += [parts.path] if parts.path.strip("/") else []
+    secrets += [parts.query] if parts.query else []
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        message = message.replace(secret, "***").replace(quote(secret, safe=""), "***")
+    return message

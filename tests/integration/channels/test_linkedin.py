@@ -1,0 +1,224 @@
+"""The LinkedIn channel against a fake Posts API: escaping, URNs, duplicates, failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+
+from dispatcher.channels import http, linkedin
+from dispatcher.channels.base import ChannelError, Post
+from dispatcher.post_length import linkedin_escape, linkedin_hashtag
+from tests.support.fake_linkedin import THROTTLED, FakeLinkedIn
+from tests.support.httpserver import Response
+
+AUTHOR = "urn:li:organization:4711"
+TOKEN = "li-secret-token"
+WHEN = dt.datetime(2024, 4, 2, 7, 30, tzinfo=dt.UTC)
+
+
+def post(title: str = "Werften in Görlitz (Teil 3)", teaser: str = "Grüße aus Köln") -> Post:
+    text = (
+        f"{linkedin_escape(title)}\n\n{linkedin_escape(teaser)}\n\n{linkedin_hashtag('#Zukunft')}"
+    )
+    return Post(
+        network="linkedin",
+        text=text,
+        link="https://example.de/reportage/werften",
+        title=title,
+        description=f"{teaser} – über Straßenbahnen & Brücken",
+        hashtags=("#Zukunft",),
+        image_url=None,
+        image_alt=None,
+        created_at=WHEN,
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeLinkedIn]:
+    running = FakeLinkedIn(token=TOKEN, author=AUTHOR)
+    with running:
+        yield running
+
+
+@pytest.fixture
+def fake(server: FakeLinkedIn) -> FakeLinkedIn:
+    server.reset()
+    return server
+
+
+@pytest.fixture
+def channel(fake: FakeLinkedIn) -> Iterator[linkedin.LinkedInChannel]:
+    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, base_url=fake.url)
+    yield chan
+    chan.close()
+
+
+def test_article_post_arrives_escaped_and_whole(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    receipt = channel.send(post(), key="k1")
+
+    assert receipt.provider_id == fake.posts[0].urn
+    assert receipt.provider_id.startswith("urn:li:share:")
+    published = fake.posts[0].text
+    assert published == "Werften in Görlitz (Teil 3)\n\nGrüße aus Köln\n\n#Zukunft"
+    article = fake.posts[0].body["content"]["article"]
+    assert article["title"] == "Werften in Görlitz (Teil 3)"  # not little text: no escaping
+    assert article["description"] == "Grüße aus Köln – über Straßenbahnen & Brücken"
+
+
+def test_an_unescaped_parenthesis_would_cut_the_post(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    unescaped = dataclasses.replace(post(), text="Werften in Görlitz (Teil 3) und mehr")
+    channel.send(unescaped, key="k1")
+    # LinkedIn answers 201 but shows only this: the channel must get escaped text.
+    assert fake.posts[0].text == "Werften in Görlitz "
+
+
+def test_describe_request_is_what_is_sent(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    channel.send(post(), key="k1")
+    described = linkedin.describe_request(
+        post(), key="k1", author_urn=AUTHOR, version=linkedin.DEFAULT_VERSION, base_url=fake.url
+    )
+    [request] = fake.requests
+    assert described["method"] == request.method == "POST"
+    assert described["url"] == fake.url + request.path
+    assert request.json() == described["json"]
+    for name, value in described["headers"].items():
+        assert request.headers[name.lower()] == value
+    assert "Authorization" not in described["headers"]
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_duplicate_post_is_the_existing_post(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    first = channel.send(post(), key="k1")
+    again = channel.send(post(), key="k1")
+
+    assert again.provider_id == first.provider_id
+    assert again.details == {"duplicate": "true"}
+    assert len(fake.posts) == 1
+
+
+def test_5xx_after_posting_is_ambiguous_and_not_idempotent(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    fake.fail_next(
+        "/rest/posts",
+        Response(
+            500, json={"message": "Internal Server Error", "status": 500}, after_handling=True
+        ),
+    )
+    with pytest.raises(ChannelError) as caught:
+        channel.send(post(), key="k1")
+
+    assert caught.value.ambiguous and not caught.value.permanent
+    assert channel.idempotent is False  # so the pipeline records `unknown`, never retries
+    assert len(fake.posts) == 1  # LinkedIn did post
+
+
+def test_timeout_is_ambiguous(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "READ_TIMEOUT", 0.2)
+    fake.fail_next("/rest/posts", Response(201, delay=1.0, after_handling=True))
+    with pytest.raises(ChannelError) as caught:
+        channel.send(post(), key="k1")
+    assert caught.value.ambiguous
+
+
+def test_expired_token_names_the_credential_and_hides_the_token(fake: FakeLinkedIn) -> None:
+    chan = linkedin.LinkedInChannel("expired-token-XYZ", AUTHOR, base_url=fake.url)
+    with pytest.raises(ChannelError) as caught:
+        chan.send(post(), key="k1")
+    chan.close()
+
+    message = str(caught.value)
+    assert caught.value.permanent
+    assert "DISPATCHER_LINKEDIN_ACCESS_TOKEN" in message
+    assert "60 days" in message
+    assert "expired-token-XYZ" not in message
+    assert "expired-token-XYZ" not in repr(chan)
+
+
+def test_wrong_author_explains_the_permission(fake: FakeLinkedIn) -> None:
+    chan = linkedin.LinkedInChannel(TOKEN, "urn:li:organization:999", base_url=fake.url)
+    with pytest.raises(ChannelError) as caught:
+        chan.send(post(), key="k1")
+    chan.close()
+    assert caught.value.permanent
+    assert "w_organization_social" in str(caught.value)
+    assert "urn:li:organization:999" in str(caught.value)
+
+
+def test_429_has_no_retry_after(fake: FakeLinkedIn, channel: linkedin.LinkedInChannel) -> None:
+    fake.fail_next("/rest/posts", THROTTLED)
+    with pytest.raises(ChannelError) as caught:
+        channel.send(post(), key="k1")
+    error = caught.value
+    assert (error.retry_after, error.permanent, error.ambiguous) == (None, False, False)
+    assert "rate limited" in str(error)
+
+
+def test_422_schema_error_is_permanent_with_linkedins_message(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    fake.fail_next(
+        "/rest/posts",
+        Response(422, json={"message": "ERROR :: /visibility :: invalid", "status": 422}),
+    )
+    with pytest.raises(ChannelError) as caught:
+        channel.send(post(), key="k1")
+    assert caught.value.permanent
+    assert "/visibility" in str(caught.value)
+
+
+def test_sunset_version_keeps_deliveries_queued(fake: FakeLinkedIn) -> None:
+    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, version="202401", base_url=fake.url)
+    with pytest.raises(ChannelError) as caught:
+        chan.send(post(), key="k1")
+    chan.close()
+    assert caught.value.unavailable
+    assert "DISPATCHER_LINKEDIN_VERSION" in str(caught.value)
+
+
+def test_too_long_commentary_is_refused_before_sending(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    long = dataclasses.replace(post(), text="ä" * 3001)
+    with pytest.raises(ChannelError) as caught:
+        channel.send(long, key="k1")
+    assert caught.value.permanent
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("version", "author"),
+    [("2024-01", AUTHOR), ("202607", "organization:1"), ("202607", "urn:li:share:1")],
+)
+def test_bad_settings_are_refused_at_open(version: str, author: str) -> None:
+    with pytest.raises(ValueError):
+        linkedin.LinkedInChannel(TOKEN, author, version=version)
+
+
+def test_delivery_key_is_stable_and_ascii() -> None:
+    def key(**changes: object) -> str:
+        args: dict[str, object] = {
+            "campaign_id": "clusterwoche-2024",
+            "day": dt.date(2024, 4, 2),
+            "send_at": WHEN,
+            "recipient": "linkedin",
+        }
+        return linkedin.delivery_key(**{**args, **changes})  # type: ignore[arg-type]
+
+    assert key() == key(send_at=WHEN + dt.timedelta(hours=1))
+    assert key() == "clusterwoche-2024-20240402-linkedin"
+    assert key() != key(day=dt.date(2024, 4, 3))
+    assert key(campaign_id="Grüße/ä").isascii()

@@ -1,0 +1,314 @@
+"""Webhook targets against fakes of Slack, Discord, Teams, Matrix and a generic endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from dispatcher.channels import webhook
+from dispatcher.channels.base import ChannelError, Post
+from dispatcher.channels.webhook import WebhookChannel, parse_webhook_urls
+from tests.support import fake_webhooks as fw
+from tests.support.fake_webhooks import FakeWebhooks
+from tests.support.httpserver import Response
+
+WHEN = dt.datetime(2024, 4, 2, 7, 30, tzinfo=dt.UTC)
+LINK = "https://example.de/reportage/werften?teil=3&x=1"
+TEXT = (
+    f"Clusterwoche: Werften in Görlitz (Teil 3)\n\nGrüße aus Köln – Straßenbahn & Brücken\n\n{LINK}"
+)
+SECRETS = (fw.SLACK_PATH, fw.DISCORD_TOKEN, fw.TEAMS_SIG, fw.MATRIX_TOKEN, fw.GENERIC_PATH)
+
+
+def post(text: str = TEXT) -> Post:
+    return Post(
+        network="webhook",
+        text=text,
+        link=LINK,
+        title="Werften in Görlitz (Teil 3)",
+        description="Grüße aus Köln",
+        hashtags=("#Zukunft", "#Lausitz"),
+        image_url=None,
+        image_alt=None,
+        created_at=WHEN,
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeWebhooks]:
+    running = FakeWebhooks()
+    with running:
+        yield running
+
+
+@pytest.fixture
+def fake(server: FakeWebhooks) -> FakeWebhooks:
+    server.reset()
+    return server
+
+
+def channel(url: str) -> WebhookChannel:
+    [target] = parse_webhook_urls(url)
+    return WebhookChannel(target)
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text, text
+
+
+# --- URLs ----------------------------------------------------------------------------------
+
+
+def test_kinds_are_detected_from_real_urls() -> None:
+    urls = {
+        "slack": "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+        "discord": "https://discord.com/api/webhooks/1234567890/tokenTOKENtokenTOKEN",
+        "teams": "https://prod-23.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SIGsigSIGsig",
+        "matrix": "https://matrix.example.org/_matrix/client/v3/rooms/!room:example.org?access_token=syt_abcdef",
+        "generic": "https://chat.example/hooks/abcdef",
+    }
+    targets = parse_webhook_urls(" , ".join(urls.values()) + ",")
+    assert [t.kind for t in targets] == list(urls)
+    for target in targets:
+        assert target.recipient.startswith(f"webhook:{target.kind}:")
+        assert len(target.recipient.rsplit(":", 1)[1]) == 12
+        for secret in ("XXXXXXXX", "tokenTOKEN", "SIGsig", "syt_abcdef", "abcdef"):
+            assert secret not in target.recipient
+            assert secret not in repr(target)
+            assert secret not in target.shown_url
+    assert targets[0].shown_url == "https://hooks.slack.com/services/***"
+    assert targets[1].shown_url == "https://discord.com/api/webhooks/1234567890/***"
+    assert "api-version=2016-06-01" in targets[2].shown_url
+    assert targets[3].shown_url.endswith("/rooms/!room:example.org?access_token=***")
+
+
+def test_explicit_kind_and_stable_recipient() -> None:
+    url = "https://matrix.example.org/_matrix/client/v3/rooms/%21room%3Aexample.org?access_token=t0ken12"
+    [explicit] = parse_webhook_urls(f"matrix+{url}")
+    [detected] = parse_webhook_urls(url)
+    assert explicit == detected
+    [slack] = parse_webhook_urls("Slack+https://proxy.internal/slack/abc")
+    assert slack.kind == "slack"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "ftp://hooks.example/secretPART123",
+        "https:///secretPART123",
+        "irc+https://chat.example/secretPART123",
+        "https://discord.com/api/webhooks/secretPART123",
+        "https://m.example/_matrix/client/v3/rooms/!r:m.example",  # no token
+        "https://m.example/_matrix/client/v3/rooms/%23alias:m.example?access_token=secretPART123",
+        "https://a.example/h/secretPART123, https://a.example/h/secretPART123",
+        "https://a.example:99999/secretPART123",
+    ],
+)
+def test_malformed_entries_never_quote_the_secret(entry: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_webhook_urls(entry)
+    assert "secretPART123" not in str(caught.value)
+    assert "DISPATCHER_WEBHOOK_URLS entry" in str(caught.value)
+
+
+def test_delivery_key_is_a_stable_txn_id() -> None:
+    [target] = parse_webhook_urls(
+        "https://m.example/_matrix/client/v3/rooms/!r:m.example?access_token=abc"
+    )
+    args = {"campaign_id": "cw-2024", "day": dt.date(2024, 4, 2), "recipient": target.recipient}
+    first = webhook.delivery_key(send_at=WHEN, **args)  # type: ignore[arg-type]
+    later = webhook.delivery_key(send_at=WHEN + dt.timedelta(hours=2), **args)  # type: ignore[arg-type]
+    assert first == later
+    assert first.startswith("cw-2024-20240402-webhook_matrix_")
+    assert all(c.isalnum() or c in "._~-" for c in first)
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["slack", "discord", "teams", "matrix", "generic"])
+def test_every_kind_receives_what_describe_request_shows(fake: FakeWebhooks, kind: str) -> None:
+    chan = channel(getattr(fake, f"{kind}_url"))
+    chan.send(post(), key="cw-2024-20240402-k")
+    chan.close()
+
+    described = webhook.describe_request(post(), key="cw-2024-20240402-k", target=chan.target)
+    [request] = fake.requests
+    assert request.json() == described["json"]
+    assert request.method == described["method"]
+    assert described["url"].startswith(fake.url)
+    if kind == "matrix":  # the token travels in the header, the URL holds no secret
+        assert described["url"] == fake.url + request.path
+        assert described["headers"]["Authorization"] == "Bearer ***"
+    else:
+        assert "***" in described["url"]
+    assert_no_secret(str(described))
+    assert "Görlitz" in str(request.json())  # umlauts arrive intact
+
+
+def test_slack_gets_mrkdwn_and_ok(fake: FakeWebhooks) -> None:
+    receipt = channel(fake.slack_url).send(post(), key="k")
+    [body] = fake.slack
+    assert body["text"].endswith("<https://example.de/reportage/werften?teil=3&amp;x=1>")
+    assert "Straßenbahn &amp; Brücken" in body["text"]
+    assert receipt.details["kind"] == "slack"
+
+
+def test_slack_no_service_is_permanent_without_the_secret(fake: FakeWebhooks) -> None:
+    wrong = fake.slack_url.replace("slackSecretToken", "revokedSecretTok")
+    with pytest.raises(ChannelError) as caught:
+        channel(wrong).send(post(), key="k")
+    assert caught.value.permanent
+    assert "no_service" in str(caught.value)
+    assert "revokedSecretTok" not in str(caught.value)
+
+
+def test_slack_archived_channel_is_permanent(fake: FakeWebhooks) -> None:
+    fake.slack_archived = True
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.slack_url).send(post(), key="k")
+    assert caught.value.permanent and "channel_is_archived" in str(caught.value)
+
+
+def test_slack_429_waits_for_retry_after(fake: FakeWebhooks) -> None:
+    fake.fail_next("/services/", fw.slack_error(429, "rate_limited", {"Retry-After": "30"}))
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.slack_url).send(post(), key="k")
+    assert caught.value.retry_after == 30.0 and not caught.value.permanent
+
+
+def test_discord_waits_for_the_message_and_keeps_its_id(fake: FakeWebhooks) -> None:
+    chan = channel(fake.discord_url)
+    receipt = chan.send(post(), key="k")
+    assert fake.requests[0].query["wait"] == ["true"]
+    assert receipt.provider_id == str(fake._snowflake)
+    assert receipt.details["channel_id"] == "998877665544332211"
+    assert fake.discord[0]["allowed_mentions"] == {"parse": []}
+    assert chan.idempotent is False
+
+
+def test_discord_429_prefers_the_header(fake: FakeWebhooks) -> None:
+    fake.fail_next("/api/webhooks/", fw.discord_rate_limited(2.5))
+    fake.fail_next("/api/webhooks/", fw.discord_rate_limited(1.25, header=False))
+    chan = channel(fake.discord_url)
+    with pytest.raises(ChannelError) as first:
+        chan.send(post(), key="k")
+    with pytest.raises(ChannelError) as second:
+        chan.send(post(), key="k")
+    assert first.value.retry_after == 3.0  # Retry-After, not the body's 2.5
+    assert second.value.retry_after == 1.25  # the body when the header is missing
+    assert fake.discord == []
+
+
+def test_discord_too_long_is_refused_before_sending(fake: FakeWebhooks) -> None:
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.discord_url).send(post("ä" * 2001), key="k")
+    assert caught.value.permanent and fake.requests == []
+
+
+def test_discord_bad_token_names_the_credential(fake: FakeWebhooks) -> None:
+    wrong = fake.discord_url.replace(fw.DISCORD_TOKEN, "x" * 40)
+    with pytest.raises(ChannelError) as caught:
+        channel(wrong).send(post(), key="k")
+    assert caught.value.permanent and "DISPATCHER_WEBHOOK_URLS" in str(caught.value)
+    assert "x" * 40 not in str(caught.value)
+
+
+def test_teams_gets_an_adaptive_card_and_202(fake: FakeWebhooks) -> None:
+    receipt = channel(fake.teams_url).send(post(), key="k")
+    [message] = fake.teams
+    card = message["attachments"][0]["content"]
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    assert card["body"][0] == {
+        "type": "TextBlock",
+        "text": "Werften in Görlitz (Teil 3)",
+        "weight": "Bolder",
+        "wrap": True,
+    }
+    assert card["body"][1]["text"] == TEXT and card["body"][1]["wrap"] is True
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Zur Reportage", "url": LINK}]
+    assert receipt.provider_id == "" and receipt.details["status"] == "202"
+
+
+def test_matrix_same_txn_id_twice_is_one_event(fake: FakeWebhooks) -> None:
+    chan = channel(fake.matrix_url)
+    assert chan.idempotent is True
+    first = chan.send(post(), key="cw-2024-20240402-m")
+    again = chan.send(post(), key="cw-2024-20240402-m")
+    assert first.provider_id == again.provider_id == "$event1:example.org"
+    assert len(fake.matrix) == 1
+    content = fake.matrix[0]["content"]
+    assert content["body"] == TEXT
+    assert (
+        '<a href="https://example.de/reportage/werften?teil=3&amp;x=1">'
+        in content["formatted_body"]
+    )
+    assert fake.requests[0].headers["authorization"] == f"Bearer {fw.MATRIX_TOKEN}"
+    assert "access_token" not in fake.requests[0].query
+
+
+def test_matrix_retry_after_a_5xx_finds_the_event(fake: FakeWebhooks) -> None:
+    fake.fail_next("/_matrix/", Response(502, body=b"Bad Gateway", after_handling=True))
+    chan = channel(fake.matrix_url)
+    with pytest.raises(ChannelError) as caught:
+        chan.send(post(), key="k1")
+    assert caught.value.ambiguous  # the pipeline retries, since Matrix is idempotent
+    assert chan.send(post(), key="k1").provider_id == "$event1:example.org"
+    assert len(fake.matrix) == 1
+
+
+def test_matrix_limit_exceeded(fake: FakeWebhooks) -> None:
+    fake.fail_next("/_matrix/", fw.matrix_rate_limited(2500))
+    fake.fail_next("/_matrix/", fw.matrix_rate_limited(2500, header=4))
+    chan = channel(fake.matrix_url)
+    with pytest.raises(ChannelError) as first:
+        chan.send(post(), key="k1")
+    with pytest.raises(ChannelError) as second:
+        chan.send(post(), key="k1")
+    assert first.value.retry_after == 2.5
+    assert second.value.retry_after == 4.0  # Retry-After wins (spec v1.10)
+    assert "M_LIMIT_EXCEEDED" in str(first.value)
+
+
+def test_matrix_unknown_token_is_permanent_and_hidden(fake: FakeWebhooks) -> None:
+    wrong = fake.matrix_url.replace(fw.MATRIX_TOKEN, "syt_revokedToken_99")
+    with pytest.raises(ChannelError) as caught:
+        channel(wrong).send(post(), key="k1")
+    assert caught.value.permanent and "M_UNKNOWN_TOKEN" in str(caught.value)
+    assert "DISPATCHER_WEBHOOK_URLS" in str(caught.value)
+    assert "syt_revokedToken_99" not in str(caught.value)
+
+
+def test_generic_accepts_any_2xx(fake: FakeWebhooks) -> None:
+    receipt = channel(fake.generic_url).send(post(), key="k")
+    assert fake.generic == [
+        {
+            "text": TEXT,
+            "title": "Werften in Görlitz (Teil 3)",
+            "url": LINK,
+            "tags": ["#Zukunft", "#Lausitz"],
+        }
+    ]
+    assert receipt.details["status"] == "204"
+
+
+def test_transport_errors_do_not_leak_the_url(
+    fake: FakeWebhooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chan = channel(fake.slack_url)
+
+    def refuse(method: str, url: str, **kwargs: object) -> requests.Response:
+        raise requests.ConnectTimeout(
+            f"HTTPConnectionPool(host='x', port=1): Max retries exceeded with url: {url}"
+        )
+
+    monkeypatch.setattr(chan._session, "request", refuse)
+    with pytest.raises(ChannelError) as caught:
+        chan.send(post(), key="k")
+    assert caught.value.unavailable
+    assert_no_secret(str(caught.value))
+    assert_no_secret(caught.value.message)

@@ -1,0 +1,157 @@
+"""A fake LinkedIn Posts API (`POST /rest/posts`) with the provider's answers and its one trap.
+
+What it checks like LinkedIn: the Bearer token (401), `LinkedIn-Version` as YYYYMM (400; a
+version in `sunset` gets 426), `X-Restli-Protocol-Version: 2.0.0`, the author (403), the
+required fields (422 "ERROR :: /field :: …"), the commentary length (≤ 3000), and a repeated
+commentary (422 DUPLICATE_POST naming the first post's URN). On success: 201, empty body, the
+URN in `x-restli-id`.
+
+The trap: LinkedIn publishes "little" text and silently cuts it at the first *unescaped*
+reserved character while still answering 201. `Published.text` is what a reader would see,
+so a test can prove that escaping matters. `{hashtag|\\#|Tag}` elements render as "#Tag".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.httpserver import FakeHTTPServer, Request, Response
+
+RESERVED = frozenset("\\|{}@[]()<>#*_~")
+_HASHTAG = re.compile(r"\{hashtag\|\\#\|([^{}|\\]+)\}")
+_REQUIRED = ("author", "commentary", "visibility", "distribution", "lifecycleState")
+
+
+@dataclass
+class Published:
+    urn: str
+    author: str
+    commentary: str  #: as sent (escaped)
+    text: str  #: as LinkedIn shows it: unescaped, cut at the first unescaped reserved char
+    body: dict[str, Any]
+
+
+def render_little(commentary: str) -> str:
+    """What readers see: escapes resolved, hashtag elements as "#Tag", cut where LinkedIn cuts."""
+    out: list[str] = []
+    i = 0
+    while i < len(commentary):
+        ch = commentary[i]
+        if ch == "\\" and i + 1 < len(commentary):
+            out.append(commentary[i + 1])
+            i += 2
+            continue
+        if ch == "{" and (element := _HASHTAG.match(commentary, i)):
+            out.append("#" + element.group(1))
+            i = element.end()
+            continue
+        if ch in RESERVED:
+            break  # LinkedIn's silent truncation
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def error(status: int, message: str, **extra: Any) -> Response:
+    return Response(status, json={"message": message, "status": status, **extra})
+
+
+UNAUTHORIZED = error(
+    401, "Invalid access token", serviceErrorCode=65600, code="INVALID_ACCESS_TOKEN"
+)
+THROTTLED = error(
+    429,
+    "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+    code="TOO_MANY_REQUESTS",
+)
+
+
+class FakeLinkedIn(FakeHTTPServer):
+    def __init__(
+        self, *, token: str = "li-secret-token", author: str = "urn:li:organization:4711"
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.author = author
+        self.sunset: set[str] = {"202401", "202507"}
+        self.posts: list[Published] = []
+        self._next = 7_260_000_000_000_000_001
+
+    def reset(self) -> None:
+        """Forget posts, requests and scripted faults: one server can serve a whole module."""
+        with self._lock:
+            self.posts.clear()
+            self.requests.clear()
+            self._faults.clear()
+
+    def handle(self, request: Request) -> Response:
+        if request.method != "POST" or request.path != "/rest/posts":
+            return error(404, f"No resource found for {request.method} {request.path}")
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return UNAUTHORIZED
+        version = request.headers.get("linkedin-version", "")
+        if not re.fullmatch(r"\d{6}", version):
+            return error(
+                400, f"Invalid LinkedIn-Version header: {version!r}", code="VERSION_MISSING"
+            )
+        if version in self.sunset:
+            return error(
+                426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
+            )
+        if request.headers.get("x-restli-protocol-version") != "2.0.0":
+            return error(400, "X-Restli-Protocol-Version 2.0.0 is required")
+        body = request.json()
+        if not isinstance(body, dict):
+            return error(
+                400, "Request body could not be converted to data map", code="ILLEGAL_ARGUMENT"
+            )
+        missing = [f for f in _REQUIRED if f not in body]
+        if missing:
+            lines = "".join(
+                f"ERROR :: /{f} :: field is required but not found and has no default value\n"
+                for f in missing
+            )
+            return error(422, lines)
+        if body["author"] != self.author:
+            return error(
+                403,
+                "Unpermitted fields present in REQUEST_BODY: Data Processing Exception while "
+                "processing fields [/author]",
+                serviceErrorCode=100,
+                code="ACCESS_DENIED",
+            )
+        commentary = str(body["commentary"])
+        if len(commentary) > 3000:
+            return error(422, f"ERROR :: /commentary :: length {len(commentary)} exceeds 3000")
+        for earlier in self.posts:
+            if earlier.author == body["author"] and earlier.commentary == commentary:
+                return self._duplicate(earlier.urn)
+        urn = f"urn:li:share:{self._next}"
+        self._next += 1
+        self.posts.append(
+            Published(urn, body["author"], commentary, render_little(commentary), body)
+        )
+        return Response(201, headers={"x-restli-id": urn})
+
+    @staticmethod
+    def _duplicate(urn: str) -> Response:
+        # Shape as reported in Arisamiga/Linkedin-RSS#5 (social_apis.md §3).
+        return Response(
+            422,
+            json={
+                "errorDetailType": "com.linkedin.common.error.BadRequest",
+                "message": f"Content is a duplicate of {urn}",
+                "errorDetails": {
+                    "inputErrors": [
+                        {
+                            "description": "Duplicate post is detected",
+                            "input": {"inputPath": {"fieldPath": "/commentary"}},
+                            "code": "DUPLICATE_POST",
+                        }
+                    ]
+                },
+                "status": 422,
+            },
+        )
