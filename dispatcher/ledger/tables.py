@@ -89,6 +89,15 @@ subscribers = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("source", sa.String(64)),  # cli, import, web
     sa.Column("last_error", sa.Text),  # e.g. the bounce reply
+    # Proof of consent (UWG §7, GDPR art. 7): when, where, from which address, to what text.
+    sa.Column("consent_at", UTCDateTime),
+    sa.Column("consent_source", sa.String(200)),
+    sa.Column("consent_ip", sa.String(64)),  # possibly truncated, see DISPATCHER_CONSENT_IP
+    sa.Column("consent_text", sa.Text),
+    sa.Column("confirmation_sent_at", UTCDateTime),  # double opt-in mail; at most one per hour
+    sa.Column("confirmed_at", UTCDateTime),
+    sa.Column("unsubscribed_at", UTCDateTime),
+    sa.Column("erased_at", UTCDateTime),  # personal data deleted; the row keeps delivery counts
 )
 
 dispatches = sa.Table(

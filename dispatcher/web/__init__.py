@@ -1,0 +1,51 @@
+"""The HTTP endpoints of DESIGN §5, as one Starlette app.
+
+`create_app(state)` composes small route modules — `subscription` (unsubscribe,
+double opt-in), `archive` (archive page, Atom feed) and `ops` (health, readiness,
+metrics) — over a `WebState` that the process hands in: `run` shares its
+ledger, campaign and scheduler with the app; `web` serves it alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jinja2
+import sqlalchemy as sa
+from starlette.applications import Starlette
+
+from dispatcher.campaign import Campaign
+from dispatcher.channels.base import EmailChannel
+from dispatcher.settings import Settings
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class WebState:
+    """What the app needs from the process that serves it."""
+
+    settings: Settings
+    engine: sa.Engine
+    campaign: Callable[[], Campaign]  #: the campaign in force (the service reloads it)
+    email_channel: Callable[[], EmailChannel]  #: for confirmation emails (SMTP or outbox)
+    scheduler_alive: Callable[[], bool] = lambda: True  #: False makes /readyz answer 503
+    reload_errors: Callable[[], int] = lambda: 0  #: rejected campaign reloads so far
+    clock: Callable[[], dt.datetime] = _utc_now
+    templates: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        from dispatcher.rendering import create_environment
+
+        self.templates = create_environment(self.settings.templates_dir)
+
+
+def create_app(state: WebState) -> Starlette:
+    from dispatcher.web import archive, ops, subscription
+
+    routes = [*ops.routes(state), *subscription.routes(state), *archive.routes(state)]
+    return Starlette(routes=routes)
