@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher import logs, pipeline, planning
+from dispatcher import channels, logs, pipeline, planning
 from dispatcher.campaign import Campaign
 from dispatcher.cli_common import (
     EXIT_DELIVERY_FAILED,
@@ -26,12 +26,15 @@ from dispatcher.cli_common import (
     settings_of,
 )
 from dispatcher.context import build_context, open_ledger
+from dispatcher.leader import SqliteInUseError
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
 from dispatcher.service import Service, SimulatedClock, real_clock
 from dispatcher.settings import Settings
+from dispatcher.web import WebState, create_app
+from dispatcher.web.server import serve_forever
 
 DELIVERY_COLUMNS = [s.value for s in DeliveryState]
 
@@ -76,7 +79,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("\n".join(problems))
     logs.configure(settings.log_format)
     clock = SimulatedClock(instant(args.at)) if args.at else real_clock
-    Service(settings, campaign, clock=clock).run_forever()
+    service = Service(settings, campaign, clock=clock)
+    try:
+        service.run_forever()
+    except SqliteInUseError as error:
+        service.engine.dispose()
+        raise UserError(str(error)) from None
+    return EXIT_OK
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """The HTTP endpoints alone, for a separate web tier on the same database."""
+    settings = settings_of(args)
+    campaign = campaign_of(settings)
+    problems = settings.production_problems(campaign.channels)
+    if problems:
+        raise UserError("\n".join(problems))
+    logs.configure(settings.log_format)
+    state = WebState(
+        settings=settings,
+        engine=open_ledger(settings),
+        campaign=lambda: campaign,
+        email_channel=lambda: channels.email_channel(settings),
+    )
+    serve_forever(create_app(state), settings.http_host, settings.http_port)
     return EXIT_OK
 
 
@@ -224,6 +250,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             subscriber_store.add(
                 connection, address, name, state=SubscriberState.ACTIVE, source="demo", now=start
             )
+    service.check_leader()  # the demo's one process schedules, as `run` would
     for at in service.send_times():
         clock.set(at)
         report = service.on_time()
@@ -232,6 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{at.astimezone(campaign.zone):%a %d.%m. %H:%M}  {line}")
     print()
     print(format_status(status_rows(settings, campaign, clock())))
+    service.leadership.release()
     written = len(list((base / "outbox").rglob("*.eml")))
     posts = len(list((base / "outbox").rglob("*.json")))
     print(
@@ -249,6 +277,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run = commands.add_parser("run", help="the long-running service")
     run.add_argument("--at", help="rehearsal: start the service clock at this ISO-8601 instant")
     run.set_defaults(handler=cmd_run)
+    web = commands.add_parser("web", help="the HTTP endpoints alone (a separate web tier)")
+    web.set_defaults(handler=cmd_web)
     status = commands.add_parser("status", help="dispatches, delivery counts, next sends")
     status.add_argument("--json", action="store_true")
     status.add_argument("--at", help=argparse.SUPPRESS)

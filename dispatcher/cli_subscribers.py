@@ -27,7 +27,22 @@ from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
 from dispatcher.settings import Settings
 
-EXPORT_HEADER = ("email", "name", "state", "created_at", "updated_at", "source")
+EXPORT_HEADER = (
+    "email",
+    "name",
+    "state",
+    "created_at",
+    "updated_at",
+    "source",
+    # The consent record, so an export answers a GDPR access request (art. 15) and
+    # proves consent (art. 7(1), UWG §7): when, where, from which address, to what text.
+    "consent_at",
+    "consent_source",
+    "consent_ip",
+    "consent_text",
+    "confirmed_at",
+    "unsubscribed_at",
+)
 STATES = [state.value for state in SubscriberState]
 
 Handler = Callable[[argparse.Namespace], int]
@@ -51,6 +66,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     remove = actions.add_parser("remove", help="unsubscribe one address (the row is kept)")
     remove.add_argument("email", metavar="EMAIL")
+    remove.add_argument(
+        "--erase",
+        action="store_true",
+        help="also delete the person's data (GDPR art. 17): address, name and consent record; "
+        "the delivery counts stay",
+    )
     remove.set_defaults(handler=cmd_remove)
 
     load = actions.add_parser("import", help="add every address of a CSV file")
@@ -142,6 +163,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 @_address_errors
 def cmd_remove(args: argparse.Namespace) -> int:
+    if args.erase:
+        return _erase(args)
     with _ledger(settings_of(args)) as engine, engine.begin() as conn:
         existing = ledger.get(conn, args.email)
         ledger.remove(conn, args.email, now=dt.datetime.now(dt.UTC))
@@ -151,6 +174,20 @@ def cmd_remove(args: argparse.Namespace) -> int:
         print(f"already unsubscribed: {existing.email}")
     else:
         print(f"unsubscribed {existing.email} (was {existing.state})")
+    return EXIT_OK
+
+
+def _erase(args: argparse.Namespace) -> int:
+    """Art. 17: the row stays (deliveries and counts point at it), the person's data goes."""
+    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+        existing = ledger.get(conn, args.email)
+        ledger.erase(conn, args.email, now=dt.datetime.now(dt.UTC))
+    if existing is None:
+        raise UserError(f"not in the ledger: {args.email.strip()} (nothing to erase)")
+    print(
+        f"erased {existing.email}: now {ledger.erased_address(existing.id)}, unsubscribed, "
+        "name and consent record deleted; its delivery records are kept without the address"
+    )
     return EXIT_OK
 
 
@@ -191,7 +228,9 @@ def format_import_summary(report: ledger.ImportReport, *, rejected: int) -> str:
     return summary
 
 
-def _timestamp(value: dt.datetime) -> str:
+def _timestamp(value: dt.datetime | None) -> str:
+    if value is None:
+        return ""
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -214,6 +253,12 @@ def cmd_export(args: argparse.Namespace) -> int:
                     _timestamp(row.created_at),
                     _timestamp(row.updated_at),
                     row.source or "",
+                    _timestamp(row.consent_at),
+                    row.consent_source or "",
+                    row.consent_ip or "",
+                    row.consent_text or "",
+                    _timestamp(row.confirmed_at),
+                    _timestamp(row.unsubscribed_at),
                 ]
             )
     return EXIT_OK

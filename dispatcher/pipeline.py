@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher import channels, emails, planning, rendering, retrying
+from dispatcher import channels, emails, metrics, planning, rendering, retrying
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
 from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
 from dispatcher.ledger import engine as ledger_engine
@@ -273,10 +273,13 @@ def send_post(
             DeliveryState.FAILED,
             error=f"target {delivery.recipient} is no longer configured",
         )
+    started = time.monotonic()
     try:
         receipt = channel.send(post, key=delivery.key)
     except ChannelError as error:
         return outcome_of_error(ctx, delivery, error, idempotent=channel.idempotent)
+    finally:
+        metrics.observe_send(post.network, time.monotonic() - started)
     return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
 
 
@@ -301,12 +304,15 @@ def send_one(
         date=ctx.clock().astimezone(ctx.campaign.zone),
     )
     envelope = Envelope(ctx.sender.address, delivery.email, message.as_bytes())
+    started = time.monotonic()
     try:
         receipt = ctx.email_channel.send(envelope, key=delivery.key)
     except ChannelError as error:
         # A stable Message-ID makes a repeated email recognisable as the same message,
         # so an ambiguous outcome is retried rather than left unknown.
         return outcome_of_error(ctx, delivery, error, idempotent=True)
+    finally:
+        metrics.observe_send("email", time.monotonic() - started)
     return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
 
 
@@ -469,10 +475,15 @@ def run_dispatch(
 # The unit `tick` and `run` share -----------------------------------------------------------
 
 
-def tick(ctx: Context) -> TickReport:
-    """Everything due at the context's clock: create, fan out, send, record, then return."""
+def tick(ctx: Context, *, schedule: bool = True) -> TickReport:
+    """Everything due at the context's clock: create, fan out, send, record, then return.
+
+    `schedule=False` only helps send what is open: a process that is not the
+    scheduler (see `leader`) still claims and sends its share.
+    """
     report = TickReport()
-    make_due_dispatches(ctx, report)
+    if schedule:
+        make_due_dispatches(ctx, report)
     with ledger_engine.reader(ctx.engine).connect() as connection:
         open_dispatches = store.list_dispatches(
             connection, ctx.campaign.id, states=store.OPEN_DISPATCH_STATES

@@ -19,14 +19,17 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher import pipeline, planning
+from dispatcher import channels, leader, metrics, pipeline, planning
 from dispatcher.campaign import Campaign
 from dispatcher.context import build_context, open_ledger
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings
+from dispatcher.web import WebState, create_app
+from dispatcher.web.server import BackgroundServer
 
 log = logging.getLogger("dispatcher")
 RELOAD_CHECK_SECONDS = 2.0
+LEADER_CHECK_SECONDS = 2.0  #: how soon a process notices the scheduler lock is free
 
 
 class SimulatedClock:
@@ -68,6 +71,10 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.last_reload_error: str | None = None
+        self.reload_errors = 0
+        self.http: BackgroundServer | None = None
+        self.leadership = leader.leadership_for(self.engine, campaign.id)
+        self.is_leader = False
 
     # --- the one job function ------------------------------------------------------------
 
@@ -82,7 +89,7 @@ class Service:
             context.stop = self.stop
             context.progress = self.progress
             try:
-                return pipeline.tick(context)
+                return pipeline.tick(context, schedule=self.is_leader)
             finally:
                 context.email_channel.close()
         except Exception:
@@ -122,6 +129,8 @@ class Service:
             campaign = load_campaign(self.settings.campaign_file)
         except CampaignError as error:
             self.last_reload_error = str(error)
+            self.reload_errors += 1
+            metrics.count_reload_error()
             for problem in error.problems:
                 log.error(
                     "campaign reload rejected, keeping the last good version: %s",
@@ -149,22 +158,66 @@ class Service:
                 self.on_time, DateTrigger(run_date=at + offset), id=f"send:{at.isoformat()}"
             )
 
+    def check_leader(self) -> None:
+        """Take the scheduler lock when it is free; notice when it is lost."""
+        was, self.is_leader = self.is_leader, self.leadership.try_acquire()
+        if self.is_leader and not was:
+            log.info("this process is now the scheduler", extra={"event": "leader_acquired"})
+            self.on_time()  # catch up at once: the previous holder may have died mid-day
+        elif was and not self.is_leader:
+            log.warning("this process is no longer the scheduler", extra={"event": "leader_lost"})
+
     def start(self) -> None:
         """Catch up from the ledger, then let the scheduler fire at the planned times."""
-        self.on_time()
+        self.check_leader()
+        if not self.is_leader:
+            self.on_time()
         if self.stop.is_set():
             return
         self.scheduler.add_job(
             self.on_time, "interval", seconds=self.settings.poll_seconds, id="poll"
         )
         self.scheduler.add_job(self.reload, "interval", seconds=RELOAD_CHECK_SECONDS, id="reload")
+        self.scheduler.add_job(
+            self.check_leader, "interval", seconds=LEADER_CHECK_SECONDS, id="leader"
+        )
         self._schedule_sends()
         self.scheduler.start()
         log.info("service started", extra={"event": "service_started"})
 
+    def scheduler_alive(self) -> bool:
+        return bool(self.scheduler.running) and not self.stop.is_set()
+
+    def web_state(self) -> WebState:
+        """The HTTP app's view of this service: same ledger, campaign and clock."""
+        return WebState(
+            settings=self.settings,
+            engine=self.engine,
+            campaign=lambda: self.campaign,
+            email_channel=lambda: channels.email_channel(self.settings),
+            scheduler_alive=self.scheduler_alive,
+            reload_errors=lambda: self.reload_errors,
+            clock=self.clock,
+        )
+
+    def serve_http(self) -> None:
+        """The endpoints of DESIGN §5 in this process, beside the scheduler."""
+        self.http = BackgroundServer(
+            create_app(self.web_state()), self.settings.http_host, self.settings.http_port
+        )
+        self.http.start()
+        log.info(
+            "HTTP endpoints on http://%s:%s",
+            self.settings.http_host,
+            self.http.port,
+            extra={"event": "http_started"},
+        )
+
     def shutdown(self) -> None:
         """Stop claiming, let in-flight sends finish (bounded), release the rest."""
         self.stop.set()
+        if self.http is not None:
+            self.http.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self._tick_lock.acquire(timeout=self.settings.shutdown_seconds):
@@ -174,6 +227,7 @@ class Service:
                 "in-flight sends did not finish in time; their leases will expire",
                 extra={"event": "shutdown_timeout"},
             )
+        self.leadership.release()
         self.engine.dispose()
         log.info("service stopped", extra={"event": "service_stopped"})
 
@@ -194,6 +248,8 @@ class Service:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        self.check_leader()  # on SQLite, refuses to run beside another process
+        self.serve_http()
         self.start()
         while not stopping.wait(0.5):
             pass

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     http_host: str = "127.0.0.1"
-    http_port: int = Field(8080, ge=1, le=65535)
+    http_port: int = Field(8080, ge=0, le=65535)  #: 0: any free port (tests)
     imprint: str = DEFAULT_IMPRINT
     mastodon_base_url: str | None = None
     mastodon_access_token: SecretStr | None = None
@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_private_key_file: Path | None = None
     log_format: Literal["text", "json"] | None = None  #: None: text on a terminal, else json
+    confirm_ttl_hours: int = Field(48, ge=1)  #: how long a double opt-in link stays valid
+    subscribe_per_minute: int = Field(10, ge=1)  #: POST /subscribe per client address and minute
+    consent_ip: Literal["truncate", "full", "none"] = "truncate"  #: IPv4 /24, IPv6 /48
+    consent_text: str = (
+        "Ja, ich möchte den Newsletter der Clusterwoche per E-Mail erhalten. Die Einwilligung "
+        "kann ich jederzeit widerrufen, z. B. über den Abmeldelink in jeder E-Mail."
+    )
     claim_batch: int = Field(100, ge=1, le=10_000)  #: deliveries per claim: the crash-repeat bound
     lease_seconds: float = Field(300, gt=0)  #: a claim not finished by then is taken over
     poll_seconds: float = Field(30, gt=0)  #: how often `run` looks for retries and catch-up

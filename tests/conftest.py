@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from dispatcher.ledger import engine as ledger_engine
 
-pytest_plugins = ["tests.support.smtpd", "tests.support.pds"]
+pytest_plugins = ["tests.support.smtpd", "tests.support.pds", "tests.support.browser"]
 
 PG_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"]
@@ -36,7 +36,7 @@ def _postgres(tmp_name: str) -> Iterator[Database]:
     if not PG_URL:
         pytest.skip("PostgreSQL tests need DISPATCHER_TEST_DATABASE_URL (set by .ci/run)")
     schema = f"t_{tmp_name}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL)
+    admin = sa.create_engine(PG_URL, pool_pre_ping=True)  # survives a server restart
     with admin.begin() as connection:
         connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in PG_URL else "?"

@@ -8,11 +8,18 @@ and then writes sees one consistent ledger.
 State rules, because consent is the point: an existing address changes state
 only when the caller asks (`reactivate=True`); an import never reactivates,
 never unsubscribes and never touches the name of someone who left.
+
+Sign-up over the web is double opt-in (UWG §7, BGH I ZR 164/09): `request_subscription`
+records the consent (time, source, IP, the exact text shown) on a pending row and
+says whether a confirmation mail may go out (at most one per address and hour);
+`confirm` activates. `unsubscribe` is what the one-click link does; `erase` deletes
+a person's data (GDPR art. 17) while the row keeps its deliveries and their counts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +28,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.addresses import Row, clean_name, normalise
-from dispatcher.ledger.tables import SubscriberState, subscribers
+from dispatcher.ledger.tables import SubscriberState, deliveries, subscribers
 
 BATCH = 500  #: rows per statement: below SQLite's and PostgreSQL's parameter limits
 INACTIVE = frozenset({SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED})
+CONFIRMATION_INTERVAL = dt.timedelta(hours=1)  #: at most one confirmation mail per address
+ERASED_DOMAIN = "invalid"  #: RFC 2606: can never be a real mailbox
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,19 @@ class SubscriberRow:
     updated_at: dt.datetime
     source: str | None
     last_error: str | None = None
+    # The consent record (UWG §7, GDPR art. 7(1)); None for rows that predate it.
+    consent_at: dt.datetime | None = None
+    consent_source: str | None = None
+    consent_ip: str | None = None
+    consent_text: str | None = None
+    confirmation_sent_at: dt.datetime | None = None
+    confirmed_at: dt.datetime | None = None
+    unsubscribed_at: dt.datetime | None = None
+    erased_at: dt.datetime | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> SubscriberRow:
@@ -50,7 +72,24 @@ class SubscriberRow:
             updated_at=m["updated_at"],
             source=m["source"],
             last_error=m["last_error"],
+            consent_at=m["consent_at"],
+            consent_source=m["consent_source"],
+            consent_ip=m["consent_ip"],
+            consent_text=m["consent_text"],
+            confirmation_sent_at=m["confirmation_sent_at"],
+            confirmed_at=m["confirmed_at"],
+            unsubscribed_at=m["unsubscribed_at"],
+            erased_at=m["erased_at"],
         )
+
+
+@dataclass(frozen=True)
+class Consent:
+    """What a person agreed to, where and from which address (time is the caller's `now`)."""
+
+    source: str  #: e.g. "web:/subscribe; referer=www.clusterplattform.de"
+    ip: str | None  #: as configured: truncated, full or None
+    text: str  #: the exact sentence shown next to the checkbox
 
 
 @dataclass(frozen=True)
@@ -225,9 +264,196 @@ def remove(conn: sa.Connection, email: str, *, now: dt.datetime) -> bool:
         subscribers.update()
         .where(subscribers.c.email == normalise(email))
         .where(subscribers.c.state != SubscriberState.UNSUBSCRIBED.value)
-        .values(state=SubscriberState.UNSUBSCRIBED.value, updated_at=now)
+        .values(state=SubscriberState.UNSUBSCRIBED.value, unsubscribed_at=now, updated_at=now)
     )
     return result.rowcount > 0
+
+
+def get_by_id(conn: sa.Connection, subscriber_id: int) -> SubscriberRow | None:
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    return None if row is None else SubscriberRow.from_row(row)
+
+
+def unsubscribe(conn: sa.Connection, subscriber_id: int, *, now: dt.datetime) -> bool:
+    """The one-click unsubscribe: True when this call unsubscribed them.
+
+    Idempotent: an unknown id or someone already unsubscribed gives False and
+    changes nothing (the first `unsubscribed_at` stays). A pending or bounced
+    subscriber becomes unsubscribed too: that is what they asked for. The next
+    claim of a delivery skips them, because sending checks the state at send time.
+    """
+    result = conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .where(subscribers.c.state != SubscriberState.UNSUBSCRIBED.value)
+        .values(state=SubscriberState.UNSUBSCRIBED.value, unsubscribed_at=now, updated_at=now)
+    )
+    return result.rowcount > 0
+
+
+def request_subscription(
+    conn: sa.Connection,
+    email: str,
+    name: str | None,
+    *,
+    consent: Consent,
+    now: dt.datetime,
+) -> tuple[SubscriberRow, bool]:
+    """A web sign-up: (the row, whether to send a confirmation mail now).
+
+    - new address: a pending row with the consent record; send.
+    - active: nothing changes, no mail (the caller shows the same page: no enumeration).
+    - pending, unsubscribed or bounced: a new request with new consent; it becomes
+      pending (still receives nothing) and gets a mail — unless one went to this
+      address less than an hour ago, then nothing changes at all.
+
+    The hourly limit is one conditional UPDATE, so two simultaneous requests
+    cannot both win. The consent record holds the latest request that got a
+    confirmation mail. Raises InvalidAddress or InvalidName.
+    """
+    address, name = normalise(email), clean_name(name)
+    record = {
+        "consent_at": now,
+        "consent_source": consent.source[:200],
+        "consent_ip": consent.ip,
+        "consent_text": consent.text,
+        "confirmation_sent_at": now,
+    }
+    existing = _select(conn, address)
+    if existing is None:
+        statement = (
+            _insert(conn)
+            .values(email=address, name=name, state=SubscriberState.PENDING.value, source="web")
+            .values(created_at=now, updated_at=now, **record)
+            .on_conflict_do_nothing(index_elements=[subscribers.c.email])
+            .returning(subscribers.c.id)
+        )
+        if conn.execute(statement).scalar_one_or_none() is not None:
+            created = _select(conn, address)
+            assert created is not None
+            return created, True
+        existing = _select(conn, address)  # another request added it just now
+        assert existing is not None
+    if existing.state is SubscriberState.ACTIVE:
+        return existing, False
+    changes: dict[str, object] = {**record, "state": SubscriberState.PENDING.value}
+    if name is not None:
+        changes["name"] = name
+    result = conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == existing.id)
+        .where(subscribers.c.state != SubscriberState.ACTIVE.value)
+        .where(
+            sa.or_(
+                subscribers.c.confirmation_sent_at.is_(None),
+                subscribers.c.confirmation_sent_at <= now - CONFIRMATION_INTERVAL,
+            )
+        )
+        .values(**changes, updated_at=now)
+    )
+    current = get_by_id(conn, existing.id)
+    assert current is not None
+    return current, result.rowcount > 0
+
+
+def confirmation_not_sent(conn: sa.Connection, subscriber_id: int, *, sent_at: dt.datetime) -> None:
+    """The confirmation mail recorded at `sent_at` did not go out: lift the hourly limit again."""
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .where(subscribers.c.confirmation_sent_at == sent_at)
+        .values(confirmation_sent_at=None)
+    )
+
+
+def confirm(
+    conn: sa.Connection,
+    subscriber_id: int,
+    *,
+    now: dt.datetime,
+    issued_at: dt.datetime | None = None,
+) -> SubscriberRow | None:
+    """Double opt-in confirmed: pending becomes active. The row, or None when it cannot be.
+
+    Already active: the row unchanged (a second click is a success, not an error).
+    None for an unknown or erased id and for someone unsubscribed or bounced
+    (a link from before they left must not put them back), and for a pending
+    row when `issued_at` (the link's issue time) lies before their last
+    unsubscribe: only a link from a request after it counts.
+    """
+    row = get_by_id(conn, subscriber_id)
+    if row is None or row.erased:
+        return None
+    if row.state is SubscriberState.ACTIVE:
+        return row
+    if row.state is not SubscriberState.PENDING:
+        return None
+    left = row.unsubscribed_at
+    if (
+        issued_at is not None
+        and left is not None
+        and issued_at < left.replace(second=0, microsecond=0)
+    ):
+        return None
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .where(subscribers.c.state == SubscriberState.PENDING.value)
+        .values(
+            state=SubscriberState.ACTIVE.value, confirmed_at=now, last_error=None, updated_at=now
+        )
+    )
+    return get_by_id(conn, subscriber_id)
+
+
+def erased_address(subscriber_id: int) -> str:
+    return f"erased-{subscriber_id}@{ERASED_DOMAIN}"
+
+
+def erase(conn: sa.Connection, email: str, *, now: dt.datetime) -> bool:
+    """Delete the person's data (GDPR art. 17); False when the address is unknown.
+
+    The row stays with its id, so deliveries keep pointing at it and every count
+    is unchanged; the address becomes `erased-<id>@invalid`, name and consent
+    record are emptied and the state is unsubscribed. The address is also cut
+    out of delivery error texts (an SMTP reply often quotes it).
+    Raises InvalidAddress.
+    """
+    address = normalise(email)
+    existing = _select(conn, address)
+    if existing is None:
+        return False
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == existing.id)
+        .values(
+            email=erased_address(existing.id),
+            name=None,
+            state=SubscriberState.UNSUBSCRIBED.value,
+            last_error=None,
+            consent_at=None,
+            consent_source=None,
+            consent_ip=None,
+            consent_text=None,
+            unsubscribed_at=existing.unsubscribed_at or now,
+            erased_at=now,
+            updated_at=now,
+        )
+    )
+    errors = conn.execute(
+        sa.select(deliveries.c.id, deliveries.c.last_error)
+        .where(deliveries.c.subscriber_id == existing.id)
+        .where(deliveries.c.last_error.is_not(None))
+    ).all()
+    pattern = re.compile(re.escape(address), re.IGNORECASE)
+    for delivery_id, text in errors:
+        if pattern.search(text):
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(last_error=pattern.sub("[gelöscht]", text))
+            )
+    return True
 
 
 def set_state(

@@ -125,7 +125,10 @@ def test_export_and_list(ledger_url: str) -> None:
     exported = run(ledger_url, "export")
     assert exported.returncode == 0, exported.stderr
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
-    assert exported.stdout.startswith("email,name,state,created_at,updated_at,source\n")
+    assert exported.stdout.startswith(
+        "email,name,state,created_at,updated_at,source,consent_at,consent_source,consent_ip,"
+        "consent_text,confirmed_at,unsubscribed_at\n"
+    )
     assert [(r["email"], r["name"], r["state"], r["source"]) for r in rows] == [
         ("erika@example.org", "Mustermann, Erika", "active", "cli"),
         ("max@example.org", "", "unsubscribed", "cli"),

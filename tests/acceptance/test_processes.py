@@ -39,6 +39,7 @@ def environment(database: Database, smtp: SmtpServer, **extra: str) -> dict[str,
         DISPATCHER_TEMPLATES_DIR=str(ROOT / "templates"),
         DISPATCHER_MAIL_FROM="Clusterplattform <newsletter@news.example.org>",
         DISPATCHER_LOG_FORMAT="json",
+        DISPATCHER_HTTP_PORT="0",  # `run` serves HTTP: any free port
     )
     env.update(extra)
     return env
@@ -80,12 +81,13 @@ def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_the_batch_in_flight(
     )  # fmt: skip
     victim = start(env, "tick", "--at", T0)
     deadline = time.monotonic() + 60
-    while len(smtp_server.received) < 500 and time.monotonic() < deadline:
+    # 520: in the middle of the 11th claimed batch of 50, so a batch is certainly in flight.
+    while len(smtp_server.received) < 520 and time.monotonic() < deadline:
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)
     before_restart = len(smtp_server.received)
-    assert 500 <= before_restart < 2000, "the kill must land in the middle of the send"
+    assert 520 <= before_restart < 2000, "the kill must land in the middle of the send"
     assert states(database)["sending"] > 0  # the killed process's claims are still held
 
     # Started again after the lease (5 min) has run out: the held claims are taken over.

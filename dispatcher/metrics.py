@@ -1,0 +1,155 @@
+"""Prometheus metrics: the ledger's counts read at scrape time, plus what the process measures.
+
+Two registries, neither of them prometheus-client's global default:
+
+* `PROCESS_REGISTRY` (module level, one per process) holds what the pipeline and the
+  service measure as it happens: `observe_send(channel, seconds)` feeds the
+  `dispatcher_send_duration_seconds` histogram, `count_reload_error()` the
+  `dispatcher_config_reload_errors_total` counter, plus the process/platform collectors.
+* `build_registry(state)` (one per app) reads the ledger when scraped —
+  `dispatcher_deliveries`, `dispatcher_dispatches`, `dispatcher_subscribers`,
+  `dispatcher_next_dispatch_timestamp_seconds`, `dispatcher_ledger_up` — and includes
+  `PROCESS_REGISTRY`, so one `/metrics` shows both.
+
+The ledger counts are gauges of *current* rows (a delivery moves from pending to sent),
+so they are exported as gauges, not counters; rate() belongs on the send histogram.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dispatcher.ledger import stats
+from dispatcher.ledger.engine import reader
+from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
+
+if TYPE_CHECKING:
+    from dispatcher.web import WebState
+
+__all__ = [
+    "PROCESS_REGISTRY",
+    "RELOAD_ERRORS",
+    "SEND_DURATION",
+    "LedgerCollector",
+    "build_registry",
+    "count_reload_error",
+    "observe_send",
+]
+
+log = logging.getLogger(__name__)
+
+PROCESS_REGISTRY = CollectorRegistry()
+"""What this process measured; `build_registry` includes it in every app's `/metrics`."""
+
+ProcessCollector(registry=PROCESS_REGISTRY)
+PlatformCollector(registry=PROCESS_REGISTRY)
+
+SEND_DURATION = Histogram(
+    "dispatcher_send_duration_seconds",
+    "Seconds one message or post took to send (successful or not), by channel.",
+    ["channel"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=PROCESS_REGISTRY,
+)
+RELOAD_ERRORS = Counter(
+    "dispatcher_config_reload_errors",
+    "Campaign file reloads rejected (the previous campaign stayed in force).",
+    registry=PROCESS_REGISTRY,
+)
+
+
+def observe_send(channel: str, seconds: float) -> None:
+    """Record how long one send (one email, one post) took on `channel`."""
+    SEND_DURATION.labels(channel=channel).observe(max(seconds, 0.0))
+
+
+def count_reload_error() -> None:
+    """Record one rejected reload of the campaign file."""
+    RELOAD_ERRORS.inc()
+
+
+class LedgerCollector(Collector):
+    """Reads the ledger at scrape time; a database outage shows as `dispatcher_ledger_up 0`."""
+
+    def __init__(self, state: WebState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "dispatcher_ledger_up", "1 if the ledger answered this scrape, 0 if not."
+        )
+        try:
+            families = self._read()
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("metrics: the ledger did not answer: %s", type(error).__name__)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [up, *families]
+
+    def _read(self) -> list[Metric]:
+        campaign = self._state.campaign()
+        with reader(self._state.engine).connect() as connection:
+            delivered = stats.delivery_counts(connection)
+            dispatched = stats.dispatch_counts(connection)
+            people = stats.subscriber_counts(connection)
+            upcoming = stats.next_sends(connection, campaign, now=self._state.clock())
+        channels = sorted({str(c) for c in campaign.channels} | {c for c, _ in delivered})
+        deliveries = GaugeMetricFamily(
+            "dispatcher_deliveries",
+            "Deliveries in the ledger by channel and state (current count).",
+            labels=["channel", "state"],
+        )
+        for key, count in _filled(delivered, channels, [str(s) for s in DeliveryState]):
+            deliveries.add_metric(list(key), count)
+        dispatch_channels = sorted({str(c) for c in campaign.channels} | {c for c, _ in dispatched})
+        dispatches = GaugeMetricFamily(
+            "dispatcher_dispatches",
+            "Dispatches in the ledger by channel and state (current count).",
+            labels=["channel", "state"],
+        )
+        for key, count in _filled(dispatched, dispatch_channels, [str(s) for s in DispatchState]):
+            dispatches.add_metric(list(key), count)
+        subscribers = GaugeMetricFamily(
+            "dispatcher_subscribers", "Subscribers by state.", labels=["state"]
+        )
+        for state in sorted({str(s) for s in SubscriberState} | set(people)):
+            subscribers.add_metric([state], people.get(state, 0))
+        next_dispatch = GaugeMetricFamily(
+            "dispatcher_next_dispatch_timestamp_seconds",
+            "Unix time of the next planned send per channel (absent: none left).",
+            labels=["channel"],
+        )
+        for channel, at in upcoming.items():
+            if at is not None:
+                next_dispatch.add_metric([str(channel)], at.timestamp())
+        return [deliveries, dispatches, subscribers, next_dispatch]
+
+
+def _filled(
+    counts: dict[tuple[str, str], int], channels: Iterable[str], states: Iterable[str]
+) -> list[tuple[tuple[str, str], int]]:
+    """Every (channel, state) with its count, 0 where the ledger has none: series never vanish."""
+    keys = {(c, s) for c in channels for s in states} | set(counts)
+    return [(key, counts.get(key, 0)) for key in sorted(keys)]
+
+
+def build_registry(state: WebState) -> CollectorRegistry:
+    """A registry for one app: the ledger read at scrape time plus `PROCESS_REGISTRY`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LedgerCollector(state))
+    registry.register(PROCESS_REGISTRY)
+    return registry

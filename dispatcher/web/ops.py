@@ -1,0 +1,110 @@
+"""Health, readiness and metrics for monitoring (DESIGN §5).
+
+* `GET /healthz` — liveness: the process answers; touches nothing else.
+* `GET /readyz` — readiness: the ledger answers `SELECT 1` within `READY_TIMEOUT`
+  seconds and the scheduler runs; JSON with the next send per channel. 503 otherwise.
+* `GET /metrics` — Prometheus text format (see `dispatcher.metrics`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import anyio
+import anyio.to_thread
+import sqlalchemy as sa
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from dispatcher import metrics
+from dispatcher.campaign import Channel
+from dispatcher.ledger import stats
+from dispatcher.ledger.engine import reader
+from dispatcher.web import WebState
+
+READY_TIMEOUT = 3.0  #: seconds /readyz waits for the database before answering 503
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class _Probe:
+    """The database check, run in a worker thread. At most one runs at a time: while a
+    check hangs on a dead network, further probes answer 503 at once instead of piling up
+    threads that wait on the same TCP timeout."""
+
+    def __init__(self, state: WebState) -> None:
+        self._state = state
+        self._busy = threading.Lock()
+
+    def start(self) -> bool:
+        return self._busy.acquire(blocking=False)
+
+    def run(self) -> dict[Channel, dt.datetime | None]:
+        """Must follow a successful `start()`; releases it when done."""
+        try:
+            with reader(self._state.engine).connect() as connection:
+                stats.ping(connection)
+                campaign = self._state.campaign()
+                return stats.next_sends(connection, campaign, now=self._state.clock())
+        finally:
+            self._busy.release()
+
+
+def describe_error(error: BaseException, url: sa.URL) -> str:
+    """One line about why the database did not answer — never with its password."""
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    text = f"{type(cause).__name__}: {lines[0] if lines else 'no details'}"
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text
+
+
+def routes(state: WebState) -> list[Route]:
+    registry = metrics.build_registry(state)
+    probe = _Probe(state)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok", headers=_NO_STORE)
+
+    async def readyz(request: Request) -> Response:
+        alive = state.scheduler_alive()
+        body: dict[str, object] = {}
+        if not probe.start():
+            database = "unavailable: the previous check is still waiting for the database"
+        else:
+            try:
+                with anyio.fail_after(READY_TIMEOUT):
+                    upcoming = await anyio.to_thread.run_sync(probe.run, abandon_on_cancel=True)
+            except TimeoutError:
+                database = f"unavailable: no answer within {READY_TIMEOUT:g} s"
+            except (sa.exc.SQLAlchemyError, OSError) as error:
+                database = "unavailable: " + describe_error(error, state.engine.url)
+            else:
+                database = "ok"
+                body["next_send"] = {
+                    str(channel): None if at is None else at.isoformat()
+                    for channel, at in upcoming.items()
+                }
+        ready = database == "ok" and alive
+        body = {
+            "status": "ok" if ready else "unavailable",
+            "database": database,
+            "scheduler": "running" if alive else "stopped",
+            **body,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503, headers=_NO_STORE)
+
+    def metrics_page(request: Request) -> Response:
+        # A sync endpoint: Starlette runs it in a worker thread, the ledger reads block there.
+        return Response(
+            generate_latest(registry), media_type=CONTENT_TYPE_LATEST, headers=_NO_STORE
+        )
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
+    ]

@@ -1,0 +1,395 @@
+"""Unsubscribe (RFC 8058 one-click) and double opt-in sign-up (UWG §7) over HTTP.
+
+Routes (DESIGN §5):
+
+- `GET /u/{token}`: who is unsubscribed from what, and an "Abmelden" button. Never
+  changes anything: mail scanners fetch links, and RFC 8058 was written because
+  they unsubscribed people.
+- `POST /u/{token}`: unsubscribes, at once and idempotently. This is both the
+  button's form and the RFC 8058 one-click POST a mailbox provider sends
+  (`List-Unsubscribe=One-Click`, urlencoded or multipart, no cookies). The token
+  alone identifies subscriber and list, so the body is not read and needs no
+  particular form; there is no login, no CSRF token and never a redirect (a
+  redirected POST turns into a GET): the answer is 200 with a page.
+- `GET /subscribe`, `POST /subscribe`: the sign-up form; a valid request always
+  gets the same "please confirm" page, whether the address is new, pending,
+  active or unsubscribed, so the form cannot tell who is on the list. A new or
+  returning address gets one confirmation mail, at most one per hour.
+- `GET /confirm/{token}`: activates a pending subscriber.
+
+Tokens are `dispatcher.tokens` HMACs. The unsubscribe token is the one in every
+newsletter's `List-Unsubscribe`. A token signed for another campaign with our key
+still unsubscribes: the subscriber list is one for all campaigns, and a
+withdrawal from an old mail must always work. The confirmation token expires:
+`tokens` has no expiry, so the issue time (whole minutes since the epoch) is
+put in front of the token and into the signed purpose, `confirm:<minutes>`:
+
+    <minutes>.<subscriber id>.<campaign>.<signature>
+
+Changing the time changes the purpose and breaks the signature, so the age
+checked against `DISPATCHER_CONFIRM_TTL_HOURS` is the age we signed.
+
+Client addresses come from `request.client.host`, i.e. the TCP peer. Behind a
+reverse proxy run uvicorn with `--proxy-headers --forwarded-allow-ips=<proxy>`
+so that becomes the real client; this module never reads X-Forwarded-For
+itself, because any client can send that header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+from dataclasses import dataclass
+from email.utils import formataddr
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from babel.dates import format_datetime
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from dispatcher import emails, mime, tokens
+from dispatcher.addresses import (
+    MAX_NAME_LENGTH,
+    InvalidAddress,
+    InvalidName,
+    clean_name,
+    normalise,
+)
+from dispatcher.channels.base import ChannelError, Envelope
+from dispatcher.ledger import subscribers as ledger
+from dispatcher.ledger.tables import SubscriberState
+from dispatcher.web import WebState
+from dispatcher.web.ratelimit import SlidingWindowLimiter
+
+logger = logging.getLogger("dispatcher.web")
+
+UNSUBSCRIBE = "unsubscribe"
+CONFIRM = "confirm"
+CONSENT_SOURCE = "web:/subscribe"
+#: Token pages must not be cached, indexed, or leak the token in a Referer.
+PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+
+
+# -- tokens ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfirmToken:
+    subject: tokens.TokenSubject
+    issued_at: dt.datetime  #: aware UTC, whole minutes
+
+
+def _minutes(at: dt.datetime) -> int:
+    return int(at.timestamp() // 60)
+
+
+def confirm_token(subscriber_id: int, campaign_id: str, *, issued: dt.datetime, key: str) -> str:
+    """`<minutes>.<token>`: the issue time is signed as part of the purpose."""
+    minutes = _minutes(issued)
+    subject = tokens.TokenSubject(f"{CONFIRM}:{minutes}", subscriber_id, campaign_id)
+    return f"{minutes}.{tokens.sign(subject, key=key)}"
+
+
+def read_confirm_token(token: str, *, key: str) -> ConfirmToken | None:
+    """The subject and issue time of a genuine confirmation token (expired or not), else None."""
+    minutes_text, _, rest = token.partition(".")
+    if not minutes_text.isdigit() or len(minutes_text) > 12:
+        return None
+    subject = tokens.verify(rest, purpose=f"{CONFIRM}:{minutes_text}", key=key)
+    if subject is None:
+        return None
+    issued = dt.datetime.fromtimestamp(int(minutes_text) * 60, dt.UTC)
+    return ConfirmToken(subject, issued)
+
+
+# -- consent -------------------------------------------------------------------------------
+
+
+def consent_ip(host: str | None, mode: Literal["truncate", "full", "none"]) -> str | None:
+    """The client address as the consent record keeps it: IPv4 /24, IPv6 /48, full or none."""
+    if host is None or mode == "none":
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None if mode == "truncate" else host[:64]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if mode == "full":
+        return str(address)
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def consent_source(referer: str | None) -> str:
+    """`web:/subscribe`, plus the host of the page the form was on when the browser said."""
+    host = urlsplit(referer).hostname if referer else None
+    return f"{CONSENT_SOURCE}; referer={host}" if host else CONSENT_SOURCE
+
+
+# -- the routes ----------------------------------------------------------------------------
+
+
+def routes(state: WebState) -> list[Route]:
+    pages = _Pages(state)
+    limiter = SlidingWindowLimiter(
+        state.settings.subscribe_per_minute, 60.0, clock=lambda: state.clock().timestamp()
+    )
+
+    def secret() -> str:
+        return state.settings.secret_key.get_secret_value()
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.path_params["token"]
+        subject = tokens.verify(token, purpose=UNSUBSCRIBE, key=secret())
+        if subject is None:
+            return pages.not_found()
+        if request.method == "POST":
+            row = await run_in_threadpool(_unsubscribe, state, subject.subscriber_id)
+            if row is None:
+                return pages.not_found()
+            return pages.render("unsubscribed.html.j2", email=row.email)
+        row = await run_in_threadpool(_subscriber, state, subject.subscriber_id)
+        if row is None:
+            return pages.not_found()
+        return pages.render(
+            "unsubscribe.html.j2",
+            email=row.email,
+            already=row.state is SubscriberState.UNSUBSCRIBED,
+        )
+
+    async def subscribe(request: Request) -> Response:
+        if request.method == "GET":
+            return pages.form()
+        host = request.client.host if request.client else None
+        wait = limiter.hit(host or "unknown")
+        if wait is not None:
+            return pages.render(
+                "rate_limited.html.j2",
+                status=429,
+                headers={"Retry-After": limiter.retry_after_header(wait)},
+            )
+        async with request.form(max_files=0, max_fields=20) as form:
+            values = _form_values(form)
+        errors = _check(values)
+        if errors:
+            return pages.form(values, errors, status=400)
+        consent = ledger.Consent(
+            source=consent_source(request.headers.get("referer")),
+            ip=consent_ip(host, state.settings.consent_ip),
+            text=state.settings.consent_text,
+        )
+        await run_in_threadpool(_request, state, values, consent)
+        return pages.render(
+            "subscribe_sent.html.j2",
+            email=normalise(values["email"]),
+            ttl_hours=state.settings.confirm_ttl_hours,
+        )
+
+    async def confirm(request: Request) -> Response:
+        parsed = read_confirm_token(request.path_params["token"], key=secret())
+        if parsed is None:
+            return pages.not_found()
+        now = state.clock()
+        if now - parsed.issued_at > dt.timedelta(hours=state.settings.confirm_ttl_hours):
+            return pages.expired()
+        outcome = await run_in_threadpool(_confirm, state, parsed, now)
+        if outcome == "unknown":
+            return pages.not_found()
+        if outcome == "stale":
+            return pages.expired()
+        return pages.render("confirmed.html.j2", email=outcome)
+
+    return [
+        Route("/u/{token}", unsubscribe, methods=["GET", "POST"], name="unsubscribe"),
+        Route("/subscribe", subscribe, methods=["GET", "POST"], name="subscribe"),
+        Route("/confirm/{token}", confirm, methods=["GET"], name="confirm"),
+    ]
+
+
+class _Pages:
+    """Renders `templates/web/…` with what `_base.html.j2` needs."""
+
+    def __init__(self, state: WebState) -> None:
+        self.state = state
+
+    def render(
+        self,
+        template: str,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        settings = self.state.settings
+        html = self.state.templates.get_template(f"web/{template}").render(
+            campaign_name=self.state.campaign().name,
+            public_url=settings.public_url.rstrip("/"),
+            imprint=settings.imprint,
+            **context,
+        )
+        return HTMLResponse(html, status, headers={**PRIVATE, **(headers or {})})
+
+    def not_found(self) -> HTMLResponse:
+        return self.render("not_found.html.j2", status=404)
+
+    def expired(self) -> HTMLResponse:
+        return self.render(
+            "confirm_expired.html.j2", status=410, ttl_hours=self.state.settings.confirm_ttl_hours
+        )
+
+    def form(
+        self,
+        values: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        *,
+        status: int = 200,
+    ) -> HTMLResponse:
+        return self.render(
+            "subscribe.html.j2",
+            status=status,
+            values=values or {"email": "", "name": "", "consent": ""},
+            errors=errors or {},
+            consent_text=self.state.settings.consent_text,
+        )
+
+
+def _form_values(form: FormData) -> dict[str, str]:
+    def text(name: str) -> str:
+        value = form.get(name)
+        return value.strip() if isinstance(value, str) else ""
+
+    return {"email": text("email"), "name": text("name"), "consent": text("consent")}
+
+
+def _check(values: dict[str, str]) -> dict[str, str]:
+    """Field errors in German, keyed by field name; empty when the form is fine."""
+    errors = {}
+    if not values["email"]:
+        errors["email"] = "Bitte geben Sie Ihre E-Mail-Adresse ein."
+    else:
+        try:
+            normalise(values["email"])
+        except InvalidAddress:
+            errors["email"] = (
+                "Bitte geben Sie eine gültige E-Mail-Adresse ein, zum Beispiel name@example.org."
+            )
+    try:
+        clean_name(values["name"])
+    except InvalidName:
+        errors["name"] = f"Der Name darf höchstens {MAX_NAME_LENGTH} Zeichen lang sein."
+    if not values["consent"]:
+        errors["consent"] = (
+            "Bitte bestätigen Sie Ihre Einwilligung; ohne sie dürfen wir Ihnen keinen "
+            "Newsletter schicken."
+        )
+    return errors
+
+
+# -- ledger and mail, run in the thread pool -----------------------------------------------
+
+
+def _subscriber(state: WebState, subscriber_id: int) -> ledger.SubscriberRow | None:
+    with state.engine.connect() as conn:
+        row = ledger.get_by_id(conn, subscriber_id)
+    return None if row is None or row.erased else row
+
+
+def _unsubscribe(state: WebState, subscriber_id: int) -> ledger.SubscriberRow | None:
+    with state.engine.begin() as conn:
+        row = ledger.get_by_id(conn, subscriber_id)
+        if row is None or row.erased:
+            return None
+        if ledger.unsubscribe(conn, subscriber_id, now=state.clock()):
+            logger.info(
+                f"subscriber {subscriber_id} unsubscribed over the web",
+                extra={"event": "unsubscribed"},
+            )
+    return row
+
+
+def _confirm(state: WebState, token: ConfirmToken, now: dt.datetime) -> str:
+    """The confirmed address, or "unknown" (404) or "stale" (410)."""
+    subscriber_id = token.subject.subscriber_id
+    with state.engine.begin() as conn:
+        current = ledger.get_by_id(conn, subscriber_id)
+        if current is None or current.erased:
+            return "unknown"
+        row = ledger.confirm(conn, subscriber_id, now=now, issued_at=token.issued_at)
+    if row is None:
+        return "stale"
+    if current.state is SubscriberState.PENDING:
+        logger.info(
+            f"subscriber {subscriber_id} confirmed (double opt-in)",
+            extra={"event": "subscription_confirmed"},
+        )
+    return row.email
+
+
+def _request(state: WebState, values: dict[str, str], consent: ledger.Consent) -> None:
+    now = state.clock()
+    with state.engine.begin() as conn:
+        row, send = ledger.request_subscription(
+            conn, values["email"], values["name"] or None, consent=consent, now=now
+        )
+    if not send:
+        return
+    try:
+        _send_confirmation(state, row, now)
+    except ChannelError as error:
+        logger.error(
+            f"confirmation mail to subscriber {row.id} not sent: {error.message}",
+            extra={"event": "confirmation_failed", "error": error.message},
+        )
+        if not error.ambiguous:
+            with state.engine.begin() as conn:
+                ledger.confirmation_not_sent(conn, row.id, sent_at=now)
+        return
+    logger.info(f"confirmation mail sent to subscriber {row.id}", extra={"event": "confirmation"})
+
+
+def confirmation_subject(campaign_name: str) -> str:
+    return f"Bitte bestätigen Sie Ihr Abonnement: {campaign_name}"
+
+
+def _send_confirmation(state: WebState, row: ledger.SubscriberRow, now: dt.datetime) -> None:
+    """Transactional mail: no list headers, one per request (the ledger enforces the hour)."""
+    settings, campaign = state.settings, state.campaign()
+    secret = settings.secret_key.get_secret_value()
+    sender = emails.Sender(settings.mail_from, settings.public_url, secret)
+    token = confirm_token(row.id, campaign.id, issued=now, key=secret)
+    context = {
+        "campaign_name": campaign.name,
+        "confirm_url": f"{settings.public_url.rstrip('/')}/confirm/{token}",
+        "subscribe_url": f"{settings.public_url.rstrip('/')}/subscribe",
+        "ttl_hours": settings.confirm_ttl_hours,
+        "requested_at": format_datetime(
+            now.astimezone(campaign.zone), "d. MMMM y 'um' HH:mm 'Uhr'", locale="de_DE"
+        ),
+        "email": row.email,
+        "name": row.name,
+        "imprint": settings.imprint,
+        "consent_text": row.consent_text or settings.consent_text,
+    }
+    text = state.templates.get_template("email/confirm.txt.j2").render(context)
+    html = state.templates.get_template("email/confirm.html.j2").render(context)
+    key = f"confirm.{row.id}.{_minutes(now)}"
+    message = mime.build_email(
+        subject=confirmation_subject(campaign.name),
+        text=text,
+        html=html,
+        mail_from=settings.mail_from,
+        to=formataddr((row.name or "", row.email)),
+        message_id=f"<{key}@{sender.domain}>",
+        date=now.astimezone(campaign.zone),
+    )
+    channel = state.email_channel()
+    try:
+        channel.send(Envelope(sender.address, row.email, message.as_bytes()), key=key)
+    finally:
+        channel.close()

@@ -1,0 +1,425 @@
+"""The pages and the daily email in a real browser: headless Chromium driven by Selenium.
+
+Switched on by DISPATCHER_TEST_BROWSER and DISPATCHER_TEST_AXE (`.ci/run` sets both after
+`scripts/browser-setup`); skipped elsewhere (see `tests/support/browser.py`).
+
+* The unsubscribe page is clicked as a person would: a real click on the button of a page
+  without JavaScript, a real form POST, and the ledger records the unsubscribe.
+* Accessibility (BITV 2.0 = WCAG 2.1 AA) of every page a subscriber sees and of the email:
+  axe-core finds no serious or critical violation; `<html lang="de">`; a level-one heading;
+  every element reached with the Tab key shows a focus indicator; and at 200 % zoom (and
+  400 %, WCAG 1.4.10 "Reflow") nothing needs horizontal scrolling or is cut off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from dispatcher import emails, pipeline, rendering
+from dispatcher.campaign import Campaign
+from dispatcher.channels.outbox import Outbox
+from dispatcher.context import build_context
+from dispatcher.ledger import subscribers as subscriber_store
+from dispatcher.loading import load_campaign
+from dispatcher.settings import Settings
+from dispatcher.web import WebState, create_app
+from dispatcher.web.server import BackgroundServer
+from tests.conftest import Database
+from tests.support.browser import describe_violations, run_axe
+from tests.support.campaigns import campaign_copy
+from tests.support.httpserver import FakeHTTPServer, Request, Response
+from tests.support.ledger import add_subscribers
+
+ROOT = Path(__file__).parents[3]
+SECRET = "test-secret-key-0123456789-abcdefghijkl"
+BERLIN = dt.timezone(dt.timedelta(hours=2))  # CEST, all of April 2019
+FIRST_DAY = dt.date(2019, 4, 2)
+SECOND_DAY = dt.date(2019, 4, 3)
+READER = "leser00000@example.org"  #: the first subscriber that `add_subscribers` creates
+NEW_READER = "neu@example.org"
+BLOCKING = frozenset({"serious", "critical"})
+WAIT = 10.0  #: seconds a page may take after a click
+
+
+# --- a local image host: the sample's images live on a host this machine cannot reach -------
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+
+
+class ImageHost(FakeHTTPServer):
+    """Answers every GET with a 1104×620 PNG (a 2× image for the email's 552 px slot)."""
+
+    image = _png(1104, 620, (60, 110, 150))
+
+    def handle(self, request: Request) -> Response:
+        return Response(body=self.image, headers={"Content-Type": "image/png"})
+
+
+# --- the site: ledger with one sent day, the app on a free loopback port --------------------
+
+
+@dataclass
+class Site:
+    url: str  #: http://127.0.0.1:<port>, no trailing slash
+    database: Database
+    settings: Settings
+    campaign: Campaign
+    confirmations: Path  #: the outbox of the double opt-in emails
+
+    def reader_id(self, address: str = READER) -> int:
+        with self.database.engine.connect() as connection:
+            row = subscriber_store.get(connection, address)
+        assert row is not None, f"{address} is not in the ledger"
+        return row.id
+
+    def state_of(self, address: str) -> str | None:
+        with self.database.engine.connect() as connection:
+            row = subscriber_store.get(connection, address)
+        return None if row is None else str(row.state)
+
+    def unsubscribe_path(self, address: str = READER) -> str:
+        sender = emails.Sender(self.settings.mail_from, self.url, SECRET)
+        url = emails.unsubscribe_url(
+            sender, subscriber_id=self.reader_id(address), campaign_id=self.campaign.id
+        )
+        return urlsplit(url).path
+
+
+@pytest.fixture
+def image_host() -> Iterator[ImageHost]:
+    with ImageHost() as host:
+        yield host  # type: ignore[misc]
+
+
+@pytest.fixture
+def site(sqlite_database: Database, tmp_path: Path, image_host: ImageHost) -> Iterator[Site]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=sqlite_database.url,
+        campaign_file=campaign_copy(tmp_path, image_base=f"{image_host.url}/bilder"),
+        outbox_dir=tmp_path / "outbox",
+        templates_dir=ROOT / "templates",
+        public_url="http://127.0.0.1:8080",  # replaced by the real address once bound
+        mail_from="Clusterplattform <newsletter@news.example.org>",
+        secret_key=SecretStr(SECRET),
+    )
+    add_subscribers(sqlite_database, 3, named=True)
+    campaign = load_campaign(settings.campaign_file)
+    # The first day goes out (to the outbox), so the archive has something to list.
+    at = dt.datetime.combine(FIRST_DAY, dt.time(8, 0, 5), tzinfo=BERLIN)
+    context = build_context(
+        settings, campaign, engine=sqlite_database.engine, clock=pipeline.clock_from(at)
+    )
+    try:
+        report = pipeline.tick(context)
+    finally:
+        context.email_channel.close()
+    assert list(report.finished.values()) == ["done"]
+
+    confirmations = tmp_path / "confirmations"
+    state = WebState(
+        settings=settings,
+        engine=sqlite_database.engine,
+        campaign=lambda: campaign,
+        email_channel=lambda: Outbox(confirmations),
+    )
+    server = BackgroundServer(create_app(state), "127.0.0.1", 0)
+    server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    # Links in pages and emails are built from PUBLIC_URL at request time.
+    state.settings = settings.model_copy(update={"public_url": url})
+    try:
+        yield Site(url, sqlite_database, state.settings, campaign, confirmations)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def driver(browser: Any) -> Iterator[Any]:
+    """The session's browser, left blank and unzoomed for the next test."""
+    yield browser
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    browser.get("about:blank")
+
+
+def _wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT).until(condition, message=what)
+
+
+def _body_text(driver: Any) -> str:
+    text: str = driver.execute_script("return document.body.innerText")
+    return " ".join(text.split())
+
+
+# --- 1. the unsubscribe click ---------------------------------------------------------------
+
+
+def test_unsubscribe_page_click_unsubscribes(site: Site, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+
+    assert site.state_of(READER) == "active"
+    driver.get(site.url + site.unsubscribe_path())
+    assert site.campaign.name in _body_text(driver)  # who is being unsubscribed from what
+    assert driver.execute_script("return document.scripts.length") == 0  # works without JS
+    button = driver.find_element(
+        By.XPATH,
+        "//form//button[contains(normalize-space(.), 'Abmelden')]"
+        " | //form//input[@type='submit' and contains(@value, 'Abmelden')]",
+    )
+    button.click()  # a real click: the browser submits the form itself
+    _wait_for(driver, staleness_of(button), "the click loaded no new page")
+    heading = driver.find_element(By.TAG_NAME, "h1").text
+    assert "abgemeldet" in heading, f"the answer page says: {_body_text(driver)[:300]!r}"
+    assert READER in _body_text(driver)
+    assert urlsplit(driver.current_url).path == site.unsubscribe_path()  # no redirect
+    assert site.state_of(READER) == "unsubscribed"
+    assert site.state_of("leser00001@example.org") == "active"  # only this one
+
+
+# --- 2. accessibility -----------------------------------------------------------------------
+
+#: A 1280×900 window at 200 % zoom lays out 640×450 CSS pixels (WCAG 1.4.4 "Resize text");
+#: at 400 % it is 320 CSS pixels wide, the width of WCAG 1.4.10 "Reflow".
+ZOOMS = (2, 4)
+WINDOW = (1280, 900)
+
+_LAYOUT = r"""
+window.scrollTo(0, 0);  // the Tab walk may have scrolled; boxes are measured from the viewport
+const width = document.documentElement.clientWidth;
+const cut = [];
+for (const el of document.body.querySelectorAll(
+        "h1, h2, h3, h4, p, li, a, button, input, select, textarea, label, img, table")) {
+  const style = getComputedStyle(el);
+  const box = el.getBoundingClientRect();
+  if (style.visibility === "hidden" || (box.width === 0 && box.height === 0)) continue;
+  if (box.left < -1 || box.right > width + 1) {
+    const text = (el.innerText || el.alt || el.value || "").replace(/\s+/g, " ").trim().slice(0, 40);
+    cut.push(`<${el.tagName.toLowerCase()}> "${text}" spans ${Math.round(box.left)}..${Math.round(box.right)}`);
+  }
+}
+return {width: width, scrollWidth: document.documentElement.scrollWidth, cut: cut};
+"""
+
+_FOCUS = r"""
+const el = document.activeElement;
+if (!el || el === document.body || el.hasAttribute("data-tab-seen")) return null;
+el.setAttribute("data-tab-seen", "");
+const style = getComputedStyle(el);
+const outline = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
+const shadow = style.boxShadow && style.boxShadow !== "none";
+const text = (el.innerText || el.value || el.name || "").replace(/\s+/g, " ").trim();
+return {tag: el.tagName.toLowerCase(), text: text.slice(0, 40), visible: Boolean(outline || shadow)};
+"""
+
+
+def _screenshot(driver: Any, what: str, zoom: int) -> None:
+    """With DISPATCHER_TEST_SCREENSHOTS=<dir>, keep what the browser showed (for a person)."""
+    directory = os.environ.get("DISPATCHER_TEST_SCREENSHOTS")
+    if directory:
+        slug = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(directory) / f"{slug}-{zoom * 100}.png"))
+
+
+def zoom_problems(driver: Any, what: str = "page") -> list[str]:
+    """What needs horizontal scrolling or sticks out of the viewport at 200 % and 400 %.
+
+    Browser zoom makes a CSS pixel bigger, so the layout viewport shrinks: Chrome's device
+    metrics override with `width = 1280 / zoom` and `deviceScaleFactor = zoom` is exactly
+    what a 1280 px wide window shows when zoomed (text and images drawn `zoom` times as large,
+    media queries seeing the narrower width). `document.body.style.zoom` would not trigger
+    media queries and so test a layout no reader ever sees.
+    """
+    problems = []
+    try:
+        for zoom in ZOOMS:
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": WINDOW[0] // zoom,
+                    "height": WINDOW[1] // zoom,
+                    "deviceScaleFactor": zoom,
+                    "mobile": False,
+                },
+            )
+            layout = driver.execute_script(_LAYOUT)
+            _screenshot(driver, what, zoom)
+            if layout["scrollWidth"] > layout["width"] + 1:
+                problems.append(
+                    f"at {zoom * 100} % the page is {layout['scrollWidth']} px wide for a "
+                    f"{layout['width']} px viewport (horizontal scrolling)"
+                )
+            cut = layout["cut"]
+            problems += [f"at {zoom * 100} %, cut off: {c}" for c in cut[:8]]
+            if len(cut) > 8:
+                problems.append(f"at {zoom * 100} %: … and {len(cut) - 8} more elements cut off")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return problems
+
+
+def focus_problems(driver: Any, limit: int = 40) -> list[str]:
+    """Tab through the page as a keyboard user: every stop must show a focus indicator."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.execute_script("document.activeElement && document.activeElement.blur()")
+    problems = []
+    for _ in range(limit):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        focused = driver.execute_script(_FOCUS)
+        if focused is None:
+            break  # left the document or came round again
+        if not focused["visible"]:
+            problems.append(f"no visible focus on <{focused['tag']}> {focused['text']!r}")
+    return problems
+
+
+def check_accessibility(driver: Any, what: str) -> None:
+    """Every check on the page the browser shows now; one failure lists everything found."""
+    lang = driver.execute_script("return document.documentElement.getAttribute('lang')")
+    headings = driver.execute_script("return document.querySelectorAll('h1').length")
+    violations = run_axe(driver)
+    blocking = [v for v in violations if v["impact"] in BLOCKING]
+    minor = [v for v in violations if v["impact"] not in BLOCKING]
+    if minor:  # shown with -rA or on failure; not a failure by themselves
+        print(f"{what}: minor/moderate axe findings:\n{describe_violations(minor)}")
+    problems = []
+    if lang != "de":
+        problems.append(f'<html lang="{lang}">, expected lang="de"')
+    if headings < 1:
+        problems.append("no <h1>: the page has no top-level heading")
+    if blocking:
+        problems.append("axe-core, serious or critical:\n" + describe_violations(blocking))
+    problems += focus_problems(driver)
+    _screenshot(driver, what, 1)
+    problems += zoom_problems(driver, what)
+    assert not problems, f"{what} ({driver.current_url}):\n" + "\n".join(problems)
+
+
+def test_archive_is_accessible(site: Site, driver: Any) -> None:
+    driver.get(site.url + "/archive")
+    sent = site.campaign.items[0].title
+    assert sent in _body_text(driver)  # the day that went out is listed
+    check_accessibility(driver, "GET /archive")
+
+
+def test_unsubscribe_page_and_its_answer_are_accessible(site: Site, driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(site.url + site.unsubscribe_path())
+    check_accessibility(driver, "GET /u/{token}")
+    driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]").click()
+    _wait_for(driver, lambda d: site.state_of(READER) == "unsubscribed", "unsubscribe")
+    check_accessibility(driver, "POST /u/{token} (the answer page)")
+    driver.get(site.url + site.unsubscribe_path()[:-3] + "xyz")  # a tampered token
+    assert "ungültig" in driver.find_element(By.TAG_NAME, "h1").text
+    check_accessibility(driver, "GET /u/{tampered} (the 404 page)")
+
+
+def _confirmation_email(site: Site, address: str) -> EmailMessage:
+    """The double opt-in email sent to `address` (the outbox holds exactly one)."""
+    messages = []
+    for path in sorted(site.confirmations.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        if address in str(message["To"]):
+            messages.append(message)
+    assert len(messages) == 1, f"expected one confirmation email to {address}: {messages}"
+    return messages[0]
+
+
+def _part(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body((subtype,))
+    assert part is not None, f"no text/{subtype} part"
+    content: str = part.get_content()
+    return content
+
+
+def test_subscribe_and_confirm_pages_are_accessible(
+    site: Site, driver: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(site.url + "/subscribe")
+    check_accessibility(driver, "GET /subscribe")
+
+    # A form the server rejects (the browser's own checks switched off, as in old browsers).
+    driver.execute_script("document.querySelector('form').noValidate = true")
+    driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]").click()
+    _wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]"), "errors")
+    check_accessibility(driver, "POST /subscribe (the form with errors)")
+
+    # Sign up as a person would: type, tick the consent box, submit.
+    form = driver.find_element(By.CSS_SELECTOR, "form")
+    form.find_element(By.CSS_SELECTOR, "input[type=email]").send_keys(NEW_READER)
+    form.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
+    form.find_element(By.CSS_SELECTOR, "button, input[type=submit]").click()
+    _wait_for(driver, lambda d: site.state_of(NEW_READER) == "pending", "a pending subscriber")
+    _wait_for(driver, lambda d: "/subscribe" in d.current_url, "the answer page")
+    check_accessibility(driver, "POST /subscribe (the answer page)")
+
+    # The confirmation email is part of what a subscriber sees, so it is checked too.
+    message = _confirmation_email(site, NEW_READER)
+    page = tmp_path / "confirm.html"
+    page.write_text(_part(message, "html"), encoding="utf-8")
+    driver.get(page.as_uri())
+    check_accessibility(driver, "the confirmation email")
+
+    links = re.findall(r"https?://\S+/confirm/\S+", _part(message, "plain"))
+    assert links, f"no /confirm/ link in: {_part(message, 'plain')!r}"
+    driver.get(site.url + urlsplit(links[0]).path)
+    assert site.state_of(NEW_READER) == "active"
+    check_accessibility(driver, "GET /confirm/{token}")
+
+
+def test_daily_email_is_accessible(site: Site, driver: Any, tmp_path: Path) -> None:
+    """The second day's email: an image, a Markdown body, the "already published" list."""
+    env = rendering.create_environment(site.settings.templates_dir)
+    first, second = site.campaign.items[:2]
+    shared = rendering.render_email(
+        env,
+        site.campaign,
+        first if first.image else second,
+        day=SECOND_DAY,
+        published=[(FIRST_DAY, second if first.image else first)],
+        imprint=site.settings.imprint,
+        public_url=site.url,
+    )
+    html, _ = shared.personalise(
+        name="Erika Mustermann", unsubscribe_url=site.url + site.unsubscribe_path()
+    )
+    page = tmp_path / "newsletter.html"
+    page.write_text(html, encoding="utf-8")
+    driver.get(page.as_uri())
+    images = driver.execute_script(
+        "return Array.from(document.images, i => i.complete && i.naturalWidth > 0)"
+    )
+    assert images == [True]  # the image loaded: contrast and layout are checked as seen
+    check_accessibility(driver, "the daily email")
