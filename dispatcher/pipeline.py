@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher import channels, emails, metrics, planning, rendering, retrying
+from dispatcher import channels, emails, metrics, planning, rendering, retrying, wire
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
 from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
 from dispatcher.ledger import engine as ledger_engine
@@ -77,6 +77,7 @@ class Context:
     email_channel: EmailChannel
     clock: Clock
     social_targets: Callable[[str], list[channels.SocialTarget]] = lambda _channel: []
+    signer: Callable[[bytes], bytes] | None = None  #: DKIM: signs the exact bytes sent
     config: PipelineConfig = field(default_factory=PipelineConfig)
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
@@ -283,27 +284,54 @@ def send_post(
     return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
 
 
+def message_bytes(
+    ctx: Context,
+    shared: rendering.RenderedEmail,
+    template: wire.WireTemplate,
+    delivery: store.ClaimedDelivery,
+) -> bytes:
+    """The exact bytes for one subscriber: the fast template, or the email package for the
+    rare address it cannot put in a 7-bit header (a non-ASCII local part)."""
+    assert delivery.subscriber_id is not None and delivery.email is not None
+    unsubscribe = emails.unsubscribe_url(
+        ctx.sender, subscriber_id=delivery.subscriber_id, campaign_id=ctx.campaign.id
+    )
+    date = ctx.clock().astimezone(ctx.campaign.zone)
+    try:
+        data = template.render(
+            to_address=delivery.email,
+            to_name=delivery.name,
+            unsubscribe=unsubscribe,
+            message_id=delivery.key,
+            date=date,
+        )
+    except UnicodeEncodeError:
+        message = emails.compose(
+            shared,
+            ctx.campaign,
+            ctx.sender,
+            to_address=delivery.email,
+            to_name=delivery.name,
+            unsubscribe=unsubscribe,
+            message_id=delivery.key,
+            date=date,
+        )
+        data = message.as_bytes()
+    return data if ctx.signer is None else ctx.signer(data)
+
+
 def send_one(
-    ctx: Context, shared: rendering.RenderedEmail, delivery: store.ClaimedDelivery
+    ctx: Context,
+    shared: rendering.RenderedEmail,
+    template: wire.WireTemplate,
+    delivery: store.ClaimedDelivery,
 ) -> store.Outcome | ChannelDown:
     if delivery.subscriber_state != SubscriberState.ACTIVE or delivery.email is None:
         return store.Outcome(
             delivery.id, DeliveryState.SKIPPED, error="not subscribed at send time"
         )
-    assert delivery.subscriber_id is not None
-    message = emails.compose(
-        shared,
-        ctx.campaign,
-        ctx.sender,
-        to_address=delivery.email,
-        to_name=delivery.name,
-        unsubscribe=emails.unsubscribe_url(
-            ctx.sender, subscriber_id=delivery.subscriber_id, campaign_id=ctx.campaign.id
-        ),
-        message_id=delivery.key,
-        date=ctx.clock().astimezone(ctx.campaign.zone),
-    )
-    envelope = Envelope(ctx.sender.address, delivery.email, message.as_bytes())
+    data = message_bytes(ctx, shared, template, delivery)
+    envelope = Envelope(ctx.sender.address, delivery.email, data)
     started = time.monotonic()
     try:
         receipt = ctx.email_channel.send(envelope, key=delivery.key)
@@ -426,7 +454,9 @@ def run_dispatch(
     send: Callable[[store.ClaimedDelivery], store.Outcome | ChannelDown]
     if dispatch.channel == Channel.EMAIL:
         shared = render_shared(ctx, dispatch)
-        send, workers = functools.partial(send_one, ctx, shared), ctx.config.connections
+        template = wire.WireTemplate(shared, ctx.campaign, ctx.sender, send_at=dispatch.send_at)
+        send = functools.partial(send_one, ctx, shared, template)
+        workers = ctx.config.connections
     else:
         targets = ctx.social_targets(dispatch.channel)
         opened = {target.recipient: target.open(ctx.clock) for target in targets}

@@ -9,7 +9,7 @@ same delivery. A claim carries a lease: a worker that dies leaves rows in
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from dispatcher.ledger.tables import (
     DeliveryState,
     DispatchState,
     SubscriberState,
+    UTCDateTime,
     deliveries,
     dispatches,
     subscribers,
@@ -265,41 +266,63 @@ def claim_batch(
     return [ClaimedDelivery(**row._mapping) for row in connection.execute(query)]
 
 
+_RECORD = (
+    deliveries.update()
+    .where(
+        deliveries.c.id == sa.bindparam("o_id"),
+        deliveries.c.state == DeliveryState.SENDING,
+        deliveries.c.claimed_by == sa.bindparam("o_worker"),
+    )
+    .values(
+        state=sa.bindparam("o_state"),
+        updated_at=sa.bindparam("o_now"),
+        lease_until=None,
+        next_attempt_at=sa.bindparam("o_next", type_=UTCDateTime),
+        provider_id=sa.func.coalesce(sa.bindparam("o_provider"), deliveries.c.provider_id),
+        last_error=sa.func.coalesce(sa.bindparam("o_error"), deliveries.c.last_error),
+        sent_at=sa.func.coalesce(sa.bindparam("o_sent", type_=UTCDateTime), deliveries.c.sent_at),
+    )
+)
+
+
 def record_outcomes(
-    connection: sa.Connection, outcomes: Iterable[Outcome], *, worker: str, now: dt.datetime
+    connection: sa.Connection, outcomes: Sequence[Outcome], *, worker: str, now: dt.datetime
 ) -> int:
-    """Write each outcome — only onto rows this worker still holds (a lost lease loses the write)."""
-    written = 0
-    for outcome in outcomes:
-        values: dict[str, Any] = dict(
-            state=outcome.state,
-            updated_at=now,
-            lease_until=None,
-            next_attempt_at=outcome.next_attempt_at,
+    """Write a batch of outcomes in one executemany — only onto rows this worker still
+    holds (a worker whose lease was taken over loses its write, not the other's)."""
+    rows = [
+        {
+            "o_id": o.delivery_id,
+            "o_worker": worker,
+            "o_state": str(o.state),
+            "o_now": now,
+            "o_next": o.next_attempt_at,
+            "o_provider": None if o.provider_id is None else o.provider_id[:400],
+            "o_error": o.error,
+            "o_sent": now if o.state is DeliveryState.SENT else None,
+        }
+        for o in outcomes
+    ]
+    if not rows:
+        return 0
+    connection.execute(_RECORD, rows)
+    bounced = [
+        {"b_id": o.bounced_subscriber_id, "b_error": o.error, "b_now": now}
+        for o in outcomes
+        if o.bounced_subscriber_id is not None
+    ]
+    if bounced:
+        connection.execute(
+            subscribers.update()
+            .where(subscribers.c.id == sa.bindparam("b_id"))
+            .values(
+                state=SubscriberState.BOUNCED,
+                last_error=sa.bindparam("b_error"),
+                updated_at=sa.bindparam("b_now", type_=UTCDateTime),
+            ),
+            bounced,
         )
-        if outcome.provider_id is not None:
-            values["provider_id"] = outcome.provider_id[:400]
-        if outcome.error is not None:
-            values["last_error"] = outcome.error
-        if outcome.state is DeliveryState.SENT:
-            values["sent_at"] = now
-        result = connection.execute(
-            deliveries.update()
-            .where(
-                deliveries.c.id == outcome.delivery_id,
-                deliveries.c.state == DeliveryState.SENDING,
-                deliveries.c.claimed_by == worker,
-            )
-            .values(values)
-        )
-        written += result.rowcount
-        if outcome.bounced_subscriber_id is not None:
-            connection.execute(
-                subscribers.update()
-                .where(subscribers.c.id == outcome.bounced_subscriber_id)
-                .values(state=SubscriberState.BOUNCED, last_error=outcome.error, updated_at=now)
-            )
-    return written
+    return len(rows)
 
 
 def release_claims(connection: sa.Connection, *, worker: str, ids: Sequence[int]) -> int:
