@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dispatcher import cli_ops, cli_subscribers, planning, rendering
+from dispatcher import cli_dkim, cli_ops, cli_subscribers, dkim, planning, rendering
 from dispatcher.campaign import Campaign, Channel
 from dispatcher.cli_common import (
     EXIT_OK,
@@ -42,6 +42,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         env = rendering.create_environment(settings.templates_dir)
         problems.extend(str(p) for p in rendering.check_templates(env, campaign.channels))
         problems.extend(f"settings: {p}" for p in settings.production_problems(campaign.channels))
+        try:
+            dkim.load_signer(settings)
+        except dkim.DkimError as error:
+            problems.append(f"settings: {error}")
+    warning = dkim.alignment_warning(settings.mail_from, settings.dkim_domain)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     for line in problems:
         print(line)
     if problems:
@@ -102,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.set_defaults(handler=cmd_preview)
     cli_ops.register(commands)
     cli_subscribers.register(commands)
+    cli_dkim.register(commands)
     return parser
 
 

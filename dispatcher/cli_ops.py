@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,29 @@ def cmd_tick(args: argparse.Namespace) -> int:
     context = build_context(
         settings, campaign, engine=engine, clock=pipeline.clock_from(instant(args.at))
     )
+    helpers: list[subprocess.Popen[bytes]] = []
     try:
-        report = pipeline.tick(context)
+        report = pipeline.TickReport()
+        if not args.worker:
+            pipeline.make_due_dispatches(context, report)
+            # One process is bound to one core (the GIL); helpers claim their own batches
+            # of the dispatches just created (SKIP LOCKED / BEGIN IMMEDIATE keep them apart).
+            at = context.clock().isoformat()
+            helpers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "dispatcher", "tick", "--at", at, "--worker"]
+                )
+                for _ in range(settings.workers - 1)
+            ]
+        report = pipeline.tick(context, schedule=False, report=report)
     finally:
+        for helper in helpers:
+            helper.wait()
         context.email_channel.close()
         engine.dispose()
+    if any(helper.returncode not in (EXIT_OK, EXIT_DELIVERY_FAILED) for helper in helpers):
+        print("error: a helper worker process failed (see its log)", file=sys.stderr)
+        return EXIT_DELIVERY_FAILED
     for line in _report_lines(report):
         print(line)
     for error in report.channel_errors:
@@ -273,6 +292,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tick = commands.add_parser("tick", help="do everything due at that instant, then return")
     tick.add_argument("--at", help="ISO-8601 instant (default now)")
+    tick.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     tick.set_defaults(handler=cmd_tick)
     run = commands.add_parser("run", help="the long-running service")
     run.add_argument("--at", help="rehearsal: start the service clock at this ISO-8601 instant")

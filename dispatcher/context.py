@@ -7,7 +7,7 @@ import functools
 
 import sqlalchemy as sa
 
-from dispatcher import channels, emails, pipeline, rendering
+from dispatcher import channels, dkim, emails, pipeline, rendering
 from dispatcher.campaign import Campaign
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.settings import Settings
@@ -16,6 +16,11 @@ from dispatcher.settings import Settings
 def open_ledger(settings: Settings) -> sa.Engine:
     """The ledger's engine, migrated to the current schema (applied on every start)."""
     return ledger_engine.open_ledger(settings.database_url)
+
+
+def _signer(settings: Settings) -> pipeline.Signer | None:
+    signer = dkim.load_signer(settings)
+    return None if signer is None else signer.sign
 
 
 def build_context(
@@ -36,6 +41,8 @@ def build_context(
         email_channel=channels.email_channel(settings),
         clock=clock,
         social_targets=functools.partial(channels.social_targets, settings),
+        signer=_signer(settings),
+        return_path=settings.return_path,
         config=pipeline.PipelineConfig(
             connections=settings.smtp_connections,
             claim_batch=settings.claim_batch,

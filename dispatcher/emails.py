@@ -9,6 +9,8 @@ both call it, so a preview is exactly what a subscriber gets.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
@@ -37,7 +39,31 @@ class Sender:
 
 def list_id(campaign: Campaign, sender: Sender) -> str:
     """RFC 2919: `Name <campaign-id.domain>`, stable for the whole campaign."""
-    return f"{campaign.name} <{campaign.id}.{sender.domain}>"
+    return f"{mime.one_line(campaign.name)} <{campaign.id}.{sender.domain}>"
+
+
+FEEDBACK_TYPE = "newsletter"  #: the Feedback-ID's third field: the kind of mail stream
+_FIELD_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sender_id(sender: Sender) -> str:
+    """Feedback-ID's SenderId: 12 characters, the same for every message of this sender.
+
+    Derived from the sender address, so it is stable across runs and processes and
+    differs between senders (Gmail wants 5–15 characters and no per-message values).
+    """
+    return "cw" + hashlib.sha256(sender.address.lower().encode()).hexdigest()[:10]
+
+
+def feedback_id(campaign: Campaign, sender: Sender, day: dt.date) -> str:
+    """`Feedback-ID: <YYYYMMDD>:<campaign id>:newsletter:<sender id>` (Gmail FBL, reference §A3).
+
+    One value per day and campaign: spam reports in Postmaster Tools are then
+    counted per issue. The campaign id is a slug; anything else is replaced,
+    because ":" separates the fields and a header must stay one line.
+    """
+    campaign_field = _FIELD_UNSAFE.sub("-", campaign.id)
+    return f"{day:%Y%m%d}:{campaign_field}:{FEEDBACK_TYPE}:{sender_id(sender)}"
 
 
 def message_id_parts(campaign_id: str, day: dt.date, channel: str, domain: str) -> tuple[str, str]:
@@ -64,11 +90,15 @@ def compose(
     unsubscribe: str,
     message_id: str,
     date: dt.datetime,
+    day: dt.date | None = None,
 ) -> EmailMessage:
-    """The complete message for one recipient."""
+    """The complete message for one recipient.
+
+    `day` is the dispatch's day for the Feedback-ID; default: the local date of `date`.
+    """
     html, text = shared.personalise(name=to_name, unsubscribe_url=unsubscribe)
     token = unsubscribe.rstrip("/").rpartition("/")[2]
-    to = formataddr((to_name or "", to_address))
+    to = formataddr((mime.one_line(to_name or ""), to_address))
     return mime.build_email(
         subject=shared.subject,
         text=text,
@@ -83,5 +113,6 @@ def compose(
             # Ops route unsubscribe@ to an inbox or script; the token in the subject
             # identifies subscriber and campaign like the HTTPS link does.
             unsubscribe_mailto=f"mailto:unsubscribe@{sender.domain}?subject=unsubscribe%20{token}",
+            feedback_id=feedback_id(campaign, sender, day or date.date()),
         ),
     )

@@ -271,7 +271,9 @@ def _check_raw_items(collect: _Collector, raw_items: list[Any]) -> None:
             continue
         path: Path = ("items", index)
         item_id = raw.get("id")
-        if isinstance(item_id, str) and item_id in seen:
+        if not isinstance(item_id, str):
+            item_id = None  # a list or mapping is not hashable; the model reports it
+        elif item_id in seen:
             collect.add(
                 (*path, "id"), f'duplicate item id "{item_id}" (also items[{seen[item_id]}])'
             )

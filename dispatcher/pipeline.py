@@ -35,13 +35,14 @@ from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
 
-FANOUT_BATCH = 1000  #: subscribers turned into delivery rows per statement
+FANOUT_BATCH = 5000  #: subscribers turned into delivery rows per statement
 CLAIM_BATCH = 100  #: deliveries claimed (and at most repeated after a crash) per batch
 LEASE = dt.timedelta(minutes=5)  #: a claim older than this is taken over by another worker
 IMPLEMENTED_CHANNELS = tuple(Channel)
 
 log = logging.getLogger("dispatcher")
 Clock = Callable[[], dt.datetime]
+Signer = Callable[[bytes], bytes]
 Progress = Callable[[int, int], None]  #: (done, total) of the dispatch being sent
 
 
@@ -77,7 +78,8 @@ class Context:
     email_channel: EmailChannel
     clock: Clock
     social_targets: Callable[[str], list[channels.SocialTarget]] = lambda _channel: []
-    signer: Callable[[bytes], bytes] | None = None  #: DKIM: signs the exact bytes sent
+    signer: Signer | None = None  #: DKIM: signs the exact bytes that are sent
+    return_path: str | None = None  #: envelope sender (MAIL FROM) where bounces go
     config: PipelineConfig = field(default_factory=PipelineConfig)
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
@@ -157,26 +159,32 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
 
 
 def fan_out(ctx: Context, dispatch: store.DispatchRow) -> None:
+    """All of it at once (the send loop interleaves `fan_out_step` instead)."""
+    while fan_out_step(ctx, dispatch) and not ctx.stop.is_set():
+        pass
+
+
+def fan_out_step(ctx: Context, dispatch: store.DispatchRow) -> bool:
+    """One batch of delivery rows; whether more may follow. Interleaved with sending, so
+    the first message leaves after the first batch, not after the whole list."""
     if dispatch.channel != Channel.EMAIL:
         fan_out_targets(ctx, dispatch)
-        return
+        return False
+    if dispatch.fanout_done:
+        return False
     prefix, suffix = emails.message_id_parts(
         dispatch.campaign_id, dispatch.day, dispatch.channel, ctx.sender.domain
     )
-    more = not dispatch.fanout_done
-    while more and not ctx.stop.is_set():
-        with ctx.engine.begin() as connection:
-            more = (
-                store.fan_out_subscribers(
-                    connection,
-                    dispatch,
-                    limit=ctx.config.fanout_batch,
-                    key_prefix=prefix,
-                    key_suffix=suffix,
-                    now=ctx.clock(),
-                )
-                > 0
-            )
+    with ctx.engine.begin() as connection:
+        covered = store.fan_out_subscribers(
+            connection,
+            dispatch,
+            limit=ctx.config.fanout_batch,
+            key_prefix=prefix,
+            key_suffix=suffix,
+            now=ctx.clock(),
+        )
+    return covered > 0
 
 
 def fan_out_targets(ctx: Context, dispatch: store.DispatchRow) -> None:
@@ -331,7 +339,7 @@ def send_one(
             delivery.id, DeliveryState.SKIPPED, error="not subscribed at send time"
         )
     data = message_bytes(ctx, shared, template, delivery)
-    envelope = Envelope(ctx.sender.address, delivery.email, data)
+    envelope = Envelope(ctx.return_path or ctx.sender.address, delivery.email, data)
     started = time.monotonic()
     try:
         receipt = ctx.email_channel.send(envelope, key=delivery.key)
@@ -449,7 +457,7 @@ def run_dispatch(
                 "item": dispatch.item_id,
             },
         )
-    fan_out(ctx, dispatch)
+    fanning = fan_out_step(ctx, dispatch)
     opened: dict[str, SocialChannel] = {}
     send: Callable[[store.ClaimedDelivery], store.Outcome | ChannelDown]
     if dispatch.channel == Channel.EMAIL:
@@ -466,7 +474,11 @@ def run_dispatch(
     with ThreadPoolExecutor(workers, thread_name_prefix="send") as pool:
         while True:
             more, down = send_batch(ctx, dispatch, send, pool)
-            if not more:
+            if down is not None or ctx.stop.is_set():
+                break
+            if fanning:
+                fanning = fan_out_step(ctx, dispatch)
+            elif not more:
                 break
             if ctx.progress is not None:
                 with ledger_engine.reader(ctx.engine).connect() as connection:
@@ -505,13 +517,13 @@ def run_dispatch(
 # The unit `tick` and `run` share -----------------------------------------------------------
 
 
-def tick(ctx: Context, *, schedule: bool = True) -> TickReport:
+def tick(ctx: Context, *, schedule: bool = True, report: TickReport | None = None) -> TickReport:
     """Everything due at the context's clock: create, fan out, send, record, then return.
 
     `schedule=False` only helps send what is open: a process that is not the
     scheduler (see `leader`) still claims and sends its share.
     """
-    report = TickReport()
+    report = TickReport() if report is None else report
     if schedule:
         make_due_dispatches(ctx, report)
     with ledger_engine.reader(ctx.engine).connect() as connection:

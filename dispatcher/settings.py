@@ -71,10 +71,14 @@ class Settings(BaseSettings):
         "Ja, ich möchte den Newsletter der Clusterwoche per E-Mail erhalten. Die Einwilligung "
         "kann ich jederzeit widerrufen, z. B. über den Abmeldelink in jeder E-Mail."
     )
+    workers: int = Field(1, ge=1, le=32)  #: sender processes per `tick` (one core each)
     claim_batch: int = Field(100, ge=1, le=10_000)  #: deliveries per claim: the crash-repeat bound
     lease_seconds: float = Field(300, gt=0)  #: a claim not finished by then is taken over
     poll_seconds: float = Field(30, gt=0)  #: how often `run` looks for retries and catch-up
     shutdown_seconds: float = Field(30, gt=0)  #: the longest a graceful stop may take
+    bounce_webhook_token: SecretStr | None = None  #: unset: POST /webhooks/bounce answers 404
+    soft_bounce_limit: int = Field(3, ge=1)  #: consecutive soft bounces that suppress an address
+    return_path: str | None = None  #: envelope sender (MAIL FROM) for bounces; default: MAIL_FROM
 
     def has_credentials(self, channel: Channel) -> bool:
         """Whether `channel` has an endpoint; without one it writes to the outbox."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import datetime as dt
+import functools
 import re
 from email.utils import format_datetime, formataddr
 
 from dispatcher import emails, mime
 from dispatcher.campaign import Campaign
-from dispatcher.rendering import RenderedEmail
+from dispatcher.rendering import GREETING_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
 
 # Non-ASCII on purpose: it makes the email package pick quoted-printable for both parts.
 _TEXT = "ä__DISPATCHER_WIRE_TEXT__"
@@ -42,6 +43,13 @@ def _header_lines(block: bytes) -> list[bytes]:
     return lines
 
 
+@functools.lru_cache(maxsize=64)
+def _date_header(epoch: int, offset: dt.timedelta | None) -> str:
+    """Thousands of messages a second share a Date: format each second once."""
+    zone = dt.timezone(offset) if offset is not None else dt.UTC
+    return format_datetime(dt.datetime.fromtimestamp(epoch, zone))
+
+
 def _to_header(name: str, address: str) -> str:
     """`To:` line; a non-ASCII or long name goes through the email package's encoder/folder."""
     plain = formataddr((name, address))
@@ -50,10 +58,36 @@ def _to_header(name: str, address: str) -> str:
     return str(mime.POLICY.header_factory("To", plain).fold(policy=mime.POLICY))
 
 
+class _EncodedBody:
+    """A body whose lines are quoted-printable-encoded once; only the lines that carry a
+    per-recipient placeholder are encoded again per message (QP works line by line, so
+    the pieces join to exactly the whole body's encoding)."""
+
+    def __init__(self, text: str) -> None:
+        lines = text.replace("\r\n", "\n").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the final line break, not an empty last line
+        self.parts: list[bytes | str] = []
+        for line in lines:
+            if GREETING_PLACEHOLDER in line or UNSUBSCRIBE_PLACEHOLDER in line:
+                self.parts.append(line)
+            else:
+                self.parts.append(_qp(line))
+        self.dynamic = "\n".join(p for p in self.parts if isinstance(p, str))
+
+    def encode(self, personalised_dynamic: str) -> bytes:
+        filled = iter(personalised_dynamic.split("\n"))
+        return b"".join(p if isinstance(p, bytes) else _qp(next(filled)) for p in self.parts)
+
+
 def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF everywhere: b2a_qp uses the line end it sees first for
+    its soft line breaks too, so the text must end in CRLF before it is encoded."""
     crlf = text.replace("\r\n", "\n").replace("\n", "\r\n")
+    if not crlf.endswith("\r\n"):
+        crlf += "\r\n"
     encoded: bytes = binascii.b2a_qp(crlf.encode("utf-8"), istext=True)
-    return encoded if encoded.endswith(b"\r\n") else encoded + b"\r\n"
+    return encoded
 
 
 class WireTemplate:
@@ -69,6 +103,11 @@ class WireTemplate:
     ) -> None:
         self._shared = shared
         self._domain = sender.domain
+        self._text, self._html = _EncodedBody(shared.text), _EncodedBody(shared.html)
+        # Only the placeholder lines are personalised per message (see `_EncodedBody`).
+        self._dynamic = dataclasses.replace(
+            shared, html=self._html.dynamic, text=self._text.dynamic
+        )
         skeleton = emails.compose(
             dataclasses.replace(shared, html=_HTML, text=_TEXT),
             campaign,
@@ -104,21 +143,29 @@ class WireTemplate:
         date: dt.datetime,
     ) -> bytes:
         """The complete message for one recipient, CRLF line ends, 7-bit clean."""
-        html, text = self._shared.personalise(name=to_name, unsubscribe_url=unsubscribe)
+        html, text = self._dynamic.personalise(name=to_name, unsubscribe_url=unsubscribe)
         # A name can never break out of its header: no CR, LF or other control characters.
-        name = _CONTROL.sub(" ", to_name).strip() if to_name else ""
+        name = mime.one_line(_CONTROL.sub(" ", to_name)).strip() if to_name else ""
         token = unsubscribe.rstrip("/").rpartition("/")[2]
         mailto = f"mailto:unsubscribe@{self._domain}?subject=unsubscribe%20{token}"
         targets = f"<{unsubscribe}>, <{mailto}>"
         if len("List-Unsubscribe: ") + len(targets) > _FOLD_AT:
             targets = f"<{unsubscribe}>,\r\n <{mailto}>"
         headers = (
-            _to_header(name, to_address)
-            + f"Date: {format_datetime(date)}\r\n"
+            _to_header(name, to_address) + f"Date: {format_datetime(date)}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-Unsubscribe: {targets}\r\n"
         ).encode("ascii")
         before, between, after = self._body
         return b"".join(
-            (headers, self._head, b"\r\n", before, _qp(text), between, _qp(html), after)
+            (
+                headers,
+                self._head,
+                b"\r\n",
+                before,
+                self._text.encode(text),
+                between,
+                self._html.encode(html),
+                after,
+            )
         )

@@ -73,19 +73,47 @@ class _Builder:
         self.document = Document(value=None)
         # A SafeLoader only for its scalar constructors (dates, ints, bools, nulls).
         self._constructor = yaml.SafeLoader("")
+        self._open: set[int] = set()  #: ids of the collections being built (alias loops)
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.document.values[path] = _position(node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
-        return self._constructor.construct_object(node, deep=True)
+        if id(node) in self._open:
+            # `&a [*a]`: an alias to a collection that contains it would never end.
+            self._problem(path, node, "an alias refers to the collection it is in; remove it")
+            return None
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            self._open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path)
+                return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+            finally:
+                self._open.discard(id(node))
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: Path) -> Any:
+        """The scalar's value; a tag it cannot have (`!!int x`, `!!timestamp 2019-99-99`,
+        `!!python/…`) is a problem at its position, and the text is kept as a string."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as error:
+            message = error.problem or "cannot read this value"
+        except (ValueError, TypeError, AttributeError, IndexError, OverflowError):
+            message = f"the value cannot be read as {node.tag.rpartition(':')[2]!s}"
+        self._problem(path, node, f"{message}; remove the tag or quote the value")
+        return node.value if isinstance(node.value, str) else None
+
+    def _problem(self, path: Path, node: yaml.Node, message: str) -> None:
+        self.document.problems.append((path, _position(node.start_mark), message))
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = self._constructor.construct_object(key_node, deep=True)
+            key = (
+                self._scalar(key_node, (*path, "<key>"))
+                if isinstance(key_node, yaml.ScalarNode)
+                else f"<{key_node.tag.rpartition(':')[2]}>"
+            )
             if not isinstance(key, str | int):
                 key = str(key)
             key_path = (*path, key)
@@ -122,6 +150,21 @@ def parse(text: str) -> Document:
         position = _position(mark) if mark else Position(1, 1)
         message = " ".join(part for part in (error.context, error.problem) if part)
         raise YamlSyntaxError(position, f"YAML syntax error: {message}") from None
+    except yaml.reader.ReaderError as error:
+        # A control character: the reader gives a character offset, not a line.
+        before = text[: error.position]
+        position = Position(before.count("\n") + 1, len(before.rpartition("\n")[2]) + 1)
+        raise YamlSyntaxError(
+            position,
+            f"YAML syntax error: the character U+{error.character:04X} is not allowed; remove it",
+        ) from None
+    except yaml.YAMLError as error:
+        raise YamlSyntaxError(Position(1, 1), f"YAML syntax error: {error}") from None
+    except RecursionError:
+        raise YamlSyntaxError(Position(1, 1), "YAML nested too deeply") from None
     builder = _Builder()
-    builder.document.value = None if node is None else builder.build(node, ())
+    try:
+        builder.document.value = None if node is None else builder.build(node, ())
+    except RecursionError:
+        raise YamlSyntaxError(Position(1, 1), "YAML nested too deeply") from None
     return builder.document

@@ -326,7 +326,9 @@ def _reply_text(reply: bytes | str) -> str:
 
 def _dot_stuff(data: bytes) -> bytes:
     """RFC 5321 §4.5.2 transparency, with the CRLF the end marker needs."""
-    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    # The regex only where a line starts with a dot: most messages have none.
+    needed = b"\n." in data or data.startswith(b".")
+    stuffed = re.sub(rb"(?m)^\.", b"..", data) if needed else data
     return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 

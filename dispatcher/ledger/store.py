@@ -177,38 +177,48 @@ def fan_out_subscribers(
     cursor = connection.execute(
         sa.select(dispatches.c.fanout_cursor).where(dispatches.c.id == dispatch.id)
     ).scalar_one()
-    batch = (
+    window = (
         sa.select(subscribers.c.id)
         .where(subscribers.c.state == SubscriberState.ACTIVE, subscribers.c.id > cursor)
         .order_by(subscribers.c.id)
         .limit(limit)
         .subquery()
     )
-    ids = [row[0] for row in connection.execute(sa.select(batch.c.id))]
-    if not ids:
+    last, covered = connection.execute(
+        sa.select(sa.func.max(window.c.id), sa.func.count(window.c.id))
+    ).one()
+    if not covered:
         connection.execute(
             dispatches.update().where(dispatches.c.id == dispatch.id).values(fanout_done=True)
         )
         return 0
-    rows = [
-        dict(
-            dispatch_id=dispatch.id,
-            recipient=f"subscriber:{sid}",
-            subscriber_id=sid,
-            key=f"{key_prefix}{sid}{key_suffix}",
-            state=DeliveryState.PENDING,
-            created_at=now,
-            updated_at=now,
-        )
-        for sid in ids
-    ]
-    connection.execute(_insert(connection, deliveries).on_conflict_do_nothing(), rows)
+    # INSERT … SELECT: the rows never pass through Python, whatever the list's size.
+    source = sa.select(
+        sa.literal(dispatch.id),
+        sa.literal("subscriber:") + sa.cast(subscribers.c.id, sa.String),
+        subscribers.c.id,
+        sa.literal(key_prefix) + sa.cast(subscribers.c.id, sa.String) + sa.literal(key_suffix),
+        sa.literal(str(DeliveryState.PENDING)),
+        sa.literal(now, UTCDateTime),
+        sa.literal(now, UTCDateTime),
+    ).where(
+        subscribers.c.state == SubscriberState.ACTIVE,
+        subscribers.c.id > cursor,
+        subscribers.c.id <= last,
+    )
+    columns = ["dispatch_id", "recipient", "subscriber_id", "key", "state", "created_at"]
+    statement = (
+        _insert(connection, deliveries)
+        .from_select([*columns, "updated_at"], source)
+        .on_conflict_do_nothing()
+    )
+    connection.execute(statement)
     connection.execute(
         dispatches.update()
-        .where(dispatches.c.id == dispatch.id, dispatches.c.fanout_cursor < ids[-1])
-        .values(fanout_cursor=ids[-1])
+        .where(dispatches.c.id == dispatch.id, dispatches.c.fanout_cursor < last)
+        .values(fanout_cursor=last)
     )
-    return len(ids)
+    return int(covered)
 
 
 def claim_batch(

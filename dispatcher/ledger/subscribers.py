@@ -22,7 +22,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,6 +34,12 @@ BATCH = 500  #: rows per statement: below SQLite's and PostgreSQL's parameter li
 INACTIVE = frozenset({SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED})
 CONFIRMATION_INTERVAL = dt.timedelta(hours=1)  #: at most one confirmation mail per address
 ERASED_DOMAIN = "invalid"  #: RFC 2606: can never be a real mailbox
+BounceKind = Literal["hard", "soft", "complaint"]
+#: What `record_bounce` did: the address is unknown; it was suppressed at once (hard
+#: bounce, complaint); a soft bounce was counted; the count reached the limit and it
+#: was suppressed; the subscriber had already left or bounced, nothing changed.
+BounceOutcome = Literal["unknown", "bounced", "complained", "soft", "suppressed", "unchanged"]
+MAX_REASON = 500  #: characters of a provider's bounce reason kept in `last_error`
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class SubscriberRow:
     confirmed_at: dt.datetime | None = None
     unsubscribed_at: dt.datetime | None = None
     erased_at: dt.datetime | None = None
+    soft_bounces: int = 0  #: consecutive soft bounces reported by the bounce webhook
 
     @property
     def erased(self) -> bool:
@@ -80,6 +87,7 @@ class SubscriberRow:
             confirmed_at=m["confirmed_at"],
             unsubscribed_at=m["unsubscribed_at"],
             erased_at=m["erased_at"],
+            soft_bounces=m["soft_bounces"],
         )
 
 
@@ -475,6 +483,89 @@ def set_state(
     )
     if result.rowcount == 0:
         raise LookupError(f"no subscriber with id {subscriber_id}")
+
+
+def record_bounce(
+    conn: sa.Connection,
+    email: str,
+    kind: BounceKind,
+    reason: str,
+    *,
+    limit: int,
+    now: dt.datetime,
+) -> BounceOutcome:
+    """A bounce or complaint a provider reported (the bounce webhook); returns what it did.
+
+    - `hard` (the mailbox does not exist) and `complaint` (the reader pressed "spam")
+      suppress the address at once: state `bounced`, the reason in `last_error`
+      (`hard bounce: …` / `complaint: …`).
+    - `soft` (mailbox full, greylisting that gave up, …) counts; the `limit`-th
+      consecutive one suppresses the address (`reset_soft_bounces` starts the
+      count again after a delivery that went through).
+
+    Only active and pending subscribers change: someone who unsubscribed keeps
+    that record of their choice, and an erased row is "unknown". The count is
+    one conditional UPDATE, so two reports at once both count.
+    Raises InvalidAddress.
+    """
+    existing = _select(conn, normalise(email))
+    if existing is None or existing.erased:
+        return "unknown"
+    reason = " ".join(reason.split())[:MAX_REASON]
+    live = subscribers.c.state.in_([SubscriberState.ACTIVE.value, SubscriberState.PENDING.value])
+    where = sa.and_(subscribers.c.id == existing.id, live)
+    if kind in ("hard", "complaint"):
+        label = "hard bounce" if kind == "hard" else "complaint"
+        result = conn.execute(
+            subscribers.update()
+            .where(where)
+            .values(
+                state=SubscriberState.BOUNCED.value,
+                last_error=f"{label}: {reason}" if reason else label,
+                updated_at=now,
+            )
+        )
+        if result.rowcount == 0:
+            return "unchanged"
+        return "bounced" if kind == "hard" else "complained"
+    count = conn.execute(
+        subscribers.update()
+        .where(where)
+        .values(soft_bounces=subscribers.c.soft_bounces + 1, updated_at=now)
+        .returning(subscribers.c.soft_bounces)
+    ).scalar_one_or_none()
+    if count is None:
+        return "unchanged"
+    text = f"soft bounce {count}/{limit}" + (f": {reason}" if reason else "")
+    suppress = count >= limit
+    conn.execute(
+        subscribers.update()
+        .where(where)
+        .values(
+            last_error=text,
+            **({"state": SubscriberState.BOUNCED.value} if suppress else {}),
+        )
+    )
+    return "suppressed" if suppress else "soft"
+
+
+def reset_soft_bounces(conn: sa.Connection, subscriber_ids: Iterable[int]) -> int:
+    """A delivery to these subscribers went through: their soft-bounce counts start again.
+
+    For the pipeline, once per recorded batch; touches only rows with a count. Returns
+    how many rows changed.
+    """
+    ids = list(subscriber_ids)
+    changed = 0
+    for start in range(0, len(ids), BATCH):
+        result = conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id.in_(ids[start : start + BATCH]))
+            .where(subscribers.c.soft_bounces > 0)
+            .values(soft_bounces=0)
+        )
+        changed += result.rowcount
+    return changed
 
 
 def list_(conn: sa.Connection, *, state: SubscriberState | None = None) -> Iterator[SubscriberRow]:

@@ -98,6 +98,8 @@ subscribers = sa.Table(
     sa.Column("confirmed_at", UTCDateTime),
     sa.Column("unsubscribed_at", UTCDateTime),
     sa.Column("erased_at", UTCDateTime),  # personal data deleted; the row keeps delivery counts
+    # Consecutive soft bounces reported by the bounce webhook; suppressed at the limit.
+    sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"),
 )
 
 dispatches = sa.Table(

@@ -45,7 +45,12 @@ class WebState:
 
 
 def create_app(state: WebState) -> Starlette:
-    from dispatcher.web import archive, ops, subscription
+    from dispatcher.web import archive, bounce, ops, subscription
 
-    routes = [*ops.routes(state), *subscription.routes(state), *archive.routes(state)]
+    routes = [
+        *ops.routes(state),
+        *subscription.routes(state),
+        *archive.routes(state),
+        *bounce.routes(state),
+    ]
     return Starlette(routes=routes)

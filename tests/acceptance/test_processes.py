@@ -167,3 +167,18 @@ def test_sigterm_mid_send_exits_0_and_releases_what_was_not_sent(
     assert finish.returncode == 0, finish.stderr
     received = Counter(r.rcpt_tos[0] for r in smtp_server.received)
     assert set(received) == addresses and set(received.values()) == {1}
+
+
+def test_tick_with_helper_workers_sends_each_email_once(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    addresses = set(add_subscribers(database, 900))
+    env = environment(database, smtp_server, DISPATCHER_WORKERS="3", DISPATCHER_CLAIM_BATCH="50")
+    result = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "tick", "--at", T0],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    received = Counter(r.rcpt_tos[0] for r in smtp_server.received)
+    assert set(received) == addresses and set(received.values()) == {1}
+    assert states(database) == {"sent": 900}

@@ -1,0 +1,313 @@
+"""DKIM signing (RFC 6376, RFC 8463) of the exact bytes that are sent — dkimpy does the work.
+
+`load_signer` reads the key named by `DKIM_PRIVATE_KEY_FILE` once; `DkimSigner.sign` puts the
+`DKIM-Signature` header in front of a serialised message. The header list is explicit because
+dkimpy's default list leaves out `List-Unsubscribe-Post` and `Feedback-ID`, and RFC 8058 asks
+receivers to offer one-click unsubscribe only when the signature covers both list headers.
+
+Keys: RSA as PEM (PKCS#1 or PKCS#8), Ed25519 as dkimpy stores it (base64 of the 32-byte seed)
+or as PKCS#8 PEM (`openssl genpkey -algorithm ed25519`). No error message ever shows key bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
+from dkim import crypto as dkim_crypto
+
+if TYPE_CHECKING:
+    from dispatcher.settings import Settings
+
+Algorithm = Literal["rsa-sha256", "ed25519-sha256"]
+KeyKind = Literal["rsa", "ed25519"]
+
+#: Signed when present, in this order; `from` twice so that no second From can be added.
+SIGNED_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"mime-version",
+    b"content-type",
+    b"feedback-id",
+    b"from",
+)
+#: relaxed/relaxed: survives relays that refold headers or touch trailing whitespace.
+CANONICALIZE = (b"relaxed", b"relaxed")
+RSA_BITS = 2048
+MIN_RSA_BITS = 1024  #: below this Gmail and dkimpy's verify refuse the key
+#: DER prefix of a PKCS#8 Ed25519 private key (RFC 8410); the 32-byte seed follows.
+_ED25519_PKCS8_PREFIX = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+_SELECTOR = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}))*"
+)
+_DOMAIN = re.compile(
+    r"(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]"
+    r"(?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+
+
+class DkimError(Exception):
+    """DKIM is configured but cannot be used; the message says what to fix (never the key)."""
+
+
+@dataclass(frozen=True)
+class DkimSigner:
+    """Signs messages for `domain` with the key published at `selector._domainkey.domain`."""
+
+    domain: str
+    selector: str
+    private_key: bytes = field(repr=False)  #: as dkimpy takes it: PEM, or base64 Ed25519 seed
+    algorithm: Algorithm = "rsa-sha256"
+
+    def sign(self, data: bytes) -> bytes:
+        """`DKIM-Signature: …` + `data`: the exact bytes to hand to the SMTP server.
+
+        `data` is the serialised message (CRLF line ends, as `message.as_bytes()` gives with
+        the SMTP policy). Headers of `SIGNED_HEADERS` that the message lacks are left out of
+        `h=`; From is signed twice, so a From added later breaks the signature.
+        """
+        present = {name.lower() for name, _ in dkim.rfc822_parse(data)[0]}
+        if b"from" not in present:
+            raise DkimError("cannot DKIM-sign a message without a From header")
+        include = [name for name in SIGNED_HEADERS if name in present]
+        try:
+            header: bytes = dkim.sign(
+                data,
+                self.selector.encode("ascii"),
+                self.domain.encode("ascii"),
+                self.private_key,
+                canonicalize=CANONICALIZE,
+                signature_algorithm=self.algorithm.encode("ascii"),
+                include_headers=include,
+            )
+        except dkim.DKIMException as error:
+            # dkimpy's messages name headers or parameters, never the key.
+            raise DkimError(f"DKIM signing failed: {error}") from None
+        return header + data
+
+
+def load_signer(settings: Settings) -> DkimSigner | None:
+    """The signer of `DKIM_DOMAIN`/`DKIM_SELECTOR`/`DKIM_PRIVATE_KEY_FILE`; None when none is set.
+
+    Setting only some of the three is an error rather than silently unsigned mail.
+    """
+    values = {
+        "DISPATCHER_DKIM_DOMAIN": settings.dkim_domain,
+        "DISPATCHER_DKIM_SELECTOR": settings.dkim_selector,
+        "DISPATCHER_DKIM_PRIVATE_KEY_FILE": settings.dkim_private_key_file,
+    }
+    missing = [name for name, value in values.items() if not value]
+    if len(missing) == len(values):
+        return None
+    if missing:
+        raise DkimError(
+            f"DKIM is half configured: set {' and '.join(missing)} too "
+            "(or unset all three DISPATCHER_DKIM_* variables to send unsigned)"
+        )
+    assert settings.dkim_domain and settings.dkim_selector and settings.dkim_private_key_file
+    domain = _checked_domain(settings.dkim_domain, "DISPATCHER_DKIM_DOMAIN")
+    selector = _checked_selector(settings.dkim_selector, "DISPATCHER_DKIM_SELECTOR")
+    path = settings.dkim_private_key_file
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DkimError(
+            f"DISPATCHER_DKIM_PRIVATE_KEY_FILE: cannot read {path} ({error.strerror}); "
+            "check the path and that the dispatcher's user may read it"
+        ) from None
+    key, algorithm = parse_private_key(raw, source=str(path))
+    return DkimSigner(domain=domain, selector=selector, private_key=key, algorithm=algorithm)
+
+
+def parse_private_key(raw: bytes, *, source: str = "the key") -> tuple[bytes, Algorithm]:
+    """The key as dkimpy takes it and its algorithm, detected from the format."""
+    text = raw.replace(b"\r\n", b"\n").strip()
+    where = f"DISPATCHER_DKIM_PRIVATE_KEY_FILE: {source}"
+    block = _PEM_BLOCK.search(text)
+    if block is None:
+        seed = _b64(text)
+        if seed is not None and len(seed) == 32:
+            return _checked_ed25519(base64.b64encode(seed), where), "ed25519-sha256"
+        raise DkimError(
+            f"{where} is neither a PEM private key (RSA) nor a base64 Ed25519 key; "
+            "create one with `dispatcher dkim keygen`"
+        )
+    kind = block[1].decode("ascii")
+    if "ENCRYPTED" in kind:
+        raise DkimError(
+            f"{where} is encrypted; the dispatcher needs it unencrypted "
+            "(protect it with file permissions 0600 instead)"
+        )
+    der = _b64(block[2])
+    if der is None:
+        raise DkimError(f"{where}: the PEM block is not valid base64")
+    if kind == "PRIVATE KEY" and der.startswith(_ED25519_PKCS8_PREFIX) and len(der) == 48:
+        seed = der[len(_ED25519_PKCS8_PREFIX) :]
+        return _checked_ed25519(base64.b64encode(seed), where), "ed25519-sha256"
+    if kind not in ("RSA PRIVATE KEY", "PRIVATE KEY"):
+        raise DkimError(f"{where} holds a {kind.lower()}, not an RSA or Ed25519 private key")
+    pem = b"-----BEGIN %s-----\n%s\n-----END %s-----\n" % (block[1], block[2], block[1])
+    try:
+        parsed = dkim_crypto.parse_pem_private_key(pem)
+    except Exception:
+        # The parser's message may quote key bytes: give our own.
+        raise DkimError(f"{where} is not a readable RSA private key (PKCS#1 or PKCS#8)") from None
+    bits = int(parsed["modulus"]).bit_length()
+    if bits < MIN_RSA_BITS:
+        raise DkimError(
+            f"{where} is an RSA key of {bits} bits; receivers need at least {MIN_RSA_BITS}, "
+            f"create a {RSA_BITS}-bit key with `dispatcher dkim keygen`"
+        )
+    return pem, "rsa-sha256"
+
+
+def keygen(
+    directory: Path, selector: str, domain: str, *, kind: KeyKind = "rsa"
+) -> tuple[Path, str]:
+    """Write a new private key (mode 0600) into `directory`; return its path and the DNS record.
+
+    The record is a zone-file line; its value is split into strings of at most 255 characters,
+    as DNS requires (`txt_value` joins them again). An existing key file is never overwritten.
+    """
+    selector = _checked_selector(selector, "selector")
+    domain = _checked_domain(domain, "domain")
+    if kind == "rsa":
+        private, public = _rsa_keypair()
+    elif kind == "ed25519":
+        private, public = _ed25519_keypair()
+    else:
+        raise ValueError(f"unknown key type {kind!r}")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{selector}.{domain}.key"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(private)
+    value = f"v=DKIM1; k={kind}; p={public}"
+    chunks = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
+    return path, f"{selector}._domainkey.{domain}. IN TXT {chunks}"
+
+
+def txt_value(record: str) -> str:
+    """The TXT value of a zone-file line from `keygen` (its quoted strings joined)."""
+    return "".join(re.findall(r'"([^"]*)"', record))
+
+
+def alignment_warning(mail_from: str, dkim_domain: str | None) -> str | None:
+    """A warning when the From domain does not align (DMARC relaxed) with `DKIM_DOMAIN`.
+
+    Aligned: equal, or one a subdomain of the other (`news.example.org` and `example.org`).
+    Two sibling subdomains of one registered domain also align under DMARC, but telling them
+    apart from public suffixes (`co.uk`) needs the Public Suffix List, so they get a warning
+    that says so.
+    """
+    if not dkim_domain:
+        return None
+    from_domain = address_domain(mail_from)
+    signing = dkim_domain.strip().rstrip(".").lower()
+    if from_domain is None:
+        return (
+            f"DISPATCHER_MAIL_FROM {mail_from!r} has no domain, so DKIM for {signing} cannot "
+            "align with it; set DISPATCHER_MAIL_FROM to an address on " + signing
+        )
+    if (
+        from_domain == signing
+        or from_domain.endswith("." + signing)
+        or signing.endswith("." + from_domain)
+    ):
+        return None
+    return (
+        f"the From domain {from_domain} does not align with DISPATCHER_DKIM_DOMAIN {signing}: "
+        "DMARC checks (Gmail, Yahoo, Outlook) fail unless both share one registered domain; "
+        f"set DISPATCHER_MAIL_FROM to an address on {signing} or set DISPATCHER_DKIM_DOMAIN "
+        f"to {from_domain} (with a key published under it)"
+    )
+
+
+def address_domain(mail_from: str) -> str | None:
+    """The lower-case domain of an address like `Name <local@domain>`; None without one."""
+    from email.utils import parseaddr
+
+    address = parseaddr(mail_from)[1]
+    local, at, domain = address.rpartition("@")
+    domain = domain.strip().rstrip(".").lower()
+    return domain if at and local and domain else None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _b64(text: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(b"".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _checked_ed25519(seed_b64: bytes, where: str) -> bytes:
+    try:
+        import nacl.exceptions
+        import nacl.signing
+    except ImportError:
+        raise DkimError(f"{where} is an Ed25519 key, which needs the pynacl package") from None
+    try:
+        nacl.signing.SigningKey(base64.b64decode(seed_b64))
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        raise DkimError(f"{where} is not a usable Ed25519 private key") from None
+    return seed_b64
+
+
+def _checked_selector(selector: str, name: str) -> str:
+    if not _SELECTOR.fullmatch(selector):
+        raise DkimError(
+            f"{name} {selector!r} is not a DKIM selector: letters, digits, '-' and '_' "
+            "in dot-separated labels, e.g. cw2025"
+        )
+    return selector
+
+
+def _checked_domain(domain: str, name: str) -> str:
+    domain = domain.strip().rstrip(".")
+    if not _DOMAIN.fullmatch(domain):
+        raise DkimError(
+            f"{name} {domain!r} is not a domain name like news.example.org "
+            "(internationalised names in their xn-- form)"
+        )
+    return domain.lower()
+
+
+def _rsa_keypair() -> tuple[bytes, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, base64.b64encode(public).decode("ascii")
+
+
+def _ed25519_keypair() -> tuple[bytes, str]:
+    import nacl.signing
+
+    key = nacl.signing.SigningKey.generate()
+    private = base64.b64encode(bytes(key)) + b"\n"  # dkimpy's format: base64 of the seed
+    public = base64.b64encode(bytes(key.verify_key)).decode("ascii")
+    return private, public

@@ -1,0 +1,48 @@
+"""`bench/run` stays runnable: a tiny run (N=200, SQLite) must finish with a passing ledger check.
+
+A smoke test, not a benchmark: nothing here asserts a speed. It needs Postfix's
+smtp-sink/smtp-source (bench/run installs Debian's postfix when run as root with
+apt-get); without them, and no way to install them, the test is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+NO_TOOLS = 4  #: bench/run's exit code when smtp-sink/smtp-source cannot be had
+
+
+def _tools_available() -> bool:
+    return all(
+        shutil.which(t) or Path(f"/usr/sbin/{t}").exists() for t in ("smtp-sink", "smtp-source")
+    )
+
+
+def test_bench_smoke_run_prints_the_table_with_a_passing_ledger_check() -> None:
+    if not _tools_available() and (os.geteuid() != 0 or not shutil.which("apt-get")):
+        pytest.skip("smtp-sink/smtp-source missing, and installing postfix needs root and apt-get")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    result = subprocess.run(
+        [str(ROOT / "bench" / "run"), "--sizes", "200", "--databases", "sqlite", "--no-fanout",
+         "--reference-count", "500", "--reference-reps", "1", "--case-timeout", "300"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    if result.returncode == NO_TOOLS:
+        pytest.skip(f"bench/run could not install its tools: {result.stderr.strip()[-300:]}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "| case | database | N |" in out
+    assert re.search(r"^- 1 session: \*\*[\d,]+ msgs/s\*\*", out, re.MULTILINE), out
+    assert re.search(r"^- 16 sessions: \*\*[\d,]+ msgs/s\*\*", out, re.MULTILINE), out
+    row = next(
+        (line for line in out.splitlines() if line.startswith("| tick | sqlite | 200 |")), ""
+    )
+    assert "| ok: 200 sent / 200 subscribers, 200 rows, 0 not exactly once, sink 200 |" in row, out
+    assert "- machine: " in out
