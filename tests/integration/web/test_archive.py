@@ -7,8 +7,6 @@ against an aiosmtpd server, so the archive reads exactly what the pipeline recor
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import feedparser  # type: ignore[import-untyped]
@@ -22,13 +20,13 @@ from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
-from dispatcher.web.server import BackgroundServer
+from dispatcher.web import WebState
 from tests.conftest import Database
 from tests.integration.test_delivery import email_time, settings_for, tick_at
 from tests.support.campaigns import campaign_copy
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
+from tests.support.webapp import running_app
 
 UTC = dt.UTC
 FIRST_TITLE = "Vorhang auf: Nordwind Maritim e. V."
@@ -50,16 +48,6 @@ def web_state(settings: Settings, database: Database) -> WebState:
     )
 
 
-@contextmanager
-def served(state: WebState) -> Iterator[str]:
-    server = BackgroundServer(create_app(state), "127.0.0.1", 0)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
-
-
 def test_archive_and_feed_show_what_went_out_newest_first(
     database: Database, smtp_server: SmtpServer
 ) -> None:
@@ -76,7 +64,7 @@ def test_archive_and_feed_show_what_went_out_newest_first(
     items = [campaign.item(schedule.item_for(day) or "") for day in days]
     assert items[0].title == TRICKY_TITLE
 
-    with served(web_state(settings, database)) as base:
+    with running_app(web_state(settings, database)) as base:
         empty = requests.get(f"{base}/archive", timeout=10)
         assert empty.status_code == 200
         assert "Noch ist keine Reportage erschienen" in empty.text
@@ -166,7 +154,7 @@ def test_only_sent_days_count_and_each_day_once(database: Database, tmp_path: Pa
         templates_dir=Path(__file__).parents[3] / "templates",
         public_url="https://news.example.org/",
     )
-    with served(web_state(settings, database)) as base:
+    with running_app(web_state(settings, database)) as base:
         page = requests.get(f"{base}/archive", timeout=10).text
         feed = feedparser.parse(requests.get(f"{base}/feed.atom", timeout=10).content)
     assert page.count("Zur Reportage") == 2

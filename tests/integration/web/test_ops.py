@@ -11,8 +11,7 @@ import datetime as dt
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import requests
@@ -26,12 +25,12 @@ from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
-from dispatcher.web.server import BackgroundServer
+from dispatcher.web import WebState
 from tests.conftest import Database
 from tests.integration.test_delivery import email_time, settings_for, tick_at
 from tests.support.ledger import add_subscribers, delivery_states
 from tests.support.smtpd import SmtpServer
+from tests.support.webapp import running_app
 
 UTC = dt.UTC
 BEFORE_THE_WEEK = dt.datetime(2019, 4, 1, 12, 0, tzinfo=UTC)
@@ -50,16 +49,6 @@ def web_state(settings: Settings, engine: sa.Engine, at: dt.datetime) -> WebStat
         email_channel=_no_email,
         clock=lambda: at,
     )
-
-
-@contextmanager
-def served(state: WebState) -> Iterator[str]:
-    server = BackgroundServer(create_app(state), "127.0.0.1", 0)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.stop()
 
 
 class TcpProxy:
@@ -106,7 +95,7 @@ class TcpProxy:
 
 def test_healthz_and_readyz_with_the_next_send(database: Database, smtp_server: SmtpServer) -> None:
     settings = settings_for(database, smtp_server)
-    with served(web_state(settings, database.engine, BEFORE_THE_WEEK)) as base:
+    with running_app(web_state(settings, database.engine, BEFORE_THE_WEEK)) as base:
         health = requests.get(f"{base}/healthz", timeout=10)
         ready = requests.get(f"{base}/readyz", timeout=10)
     assert (health.status_code, health.text) == (200, "ok")
@@ -123,7 +112,7 @@ def test_healthz_and_readyz_with_the_next_send(database: Database, smtp_server: 
 def test_readyz_503_when_the_scheduler_stopped(database: Database, smtp_server: SmtpServer) -> None:
     state = web_state(settings_for(database, smtp_server), database.engine, BEFORE_THE_WEEK)
     state.scheduler_alive = lambda: False
-    with served(state) as base:
+    with running_app(state) as base:
         ready = requests.get(f"{base}/readyz", timeout=10)
         health = requests.get(f"{base}/healthz", timeout=10)
     assert ready.status_code == 503
@@ -152,7 +141,7 @@ def test_readyz_503_when_the_database_goes_away(
         )
         go_away = proxy.close
     try:
-        with served(web_state(settings, engine, BEFORE_THE_WEEK)) as base:
+        with running_app(web_state(settings, engine, BEFORE_THE_WEEK)) as base:
             before = requests.get(f"{base}/readyz", timeout=10)
             go_away()
             after = requests.get(f"{base}/readyz", timeout=10)
@@ -178,7 +167,7 @@ def test_readyz_never_shows_the_database_password(
     engine = ledger_engine.create_engine(dead)
     settings = settings_for(sqlite_database, smtp_server, database_url=dead)
     try:
-        with served(web_state(settings, engine, BEFORE_THE_WEEK)) as base:
+        with running_app(web_state(settings, engine, BEFORE_THE_WEEK)) as base:
             ready = requests.get(f"{base}/readyz", timeout=10)
             scraped = requests.get(f"{base}/metrics", timeout=10)
     finally:
@@ -208,7 +197,7 @@ def test_metrics_match_the_ledger_after_a_send(database: Database, smtp_server: 
     settings = settings_for(database, smtp_server)
     tick_at(settings, database, email_time(dt.date(2019, 4, 2)))
     after_send = dt.datetime(2019, 4, 2, 9, 0, tzinfo=UTC)
-    with served(web_state(settings, database.engine, after_send)) as base:
+    with running_app(web_state(settings, database.engine, after_send)) as base:
         first = requests.get(f"{base}/metrics", timeout=10)
         metrics.observe_send("email", 0.042)
         metrics.count_reload_error()
