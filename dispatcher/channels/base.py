@@ -9,6 +9,8 @@ what is permanent for it; it knows nothing of the ledger. The pipeline maps a
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -106,3 +108,21 @@ class SocialChannel(Protocol):
     def send(self, post: Post, *, key: str) -> Receipt: ...
 
     def close(self) -> None: ...
+
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._~-]+")
+
+
+def readable_key(campaign_id: str, day: dt.date, recipient: str, *, max_length: int = 120) -> str:
+    """A delivery's key, the same for every retry: `campaign-YYYYMMDD-recipient`.
+
+    ASCII `[A-Za-z0-9._~-]` only (safe in a header and a URL path); when characters had to
+    be replaced or the key was cut, a hash of the original keeps it unique. The send time
+    is left out on purpose: a rescheduled delivery is still the same post.
+    """
+    raw = f"{campaign_id}-{day:%Y%m%d}-{recipient}"
+    key = _KEY_UNSAFE.sub("_", raw)
+    if key != raw or len(key) > max_length:
+        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:12]
+        key = f"{key[: max_length - 13]}-{digest}"
+    return key

@@ -18,14 +18,13 @@ reset at midnight UTC and a 429 names no wait, so `retry_after` stays None.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from typing import Any
 
 import requests
 
 from dispatcher.channels import http
-from dispatcher.channels.base import ChannelError, Post, Receipt
+from dispatcher.channels.base import ChannelError, Post, Receipt, readable_key
 from dispatcher.post_length import LINKEDIN_LIMIT
 
 KIND = "linkedin"
@@ -40,8 +39,6 @@ VERSION_SETTING = "DISPATCHER_LINKEDIN_VERSION"
 _VERSION = re.compile(r"\d{6}(?:\.\d{2})?")  # YYYYMM, or YYYYMM.RR for a revision
 _AUTHOR = re.compile(r"urn:li:(?:person|organization):[A-Za-z0-9_-]+")
 _DUPLICATE_URN = re.compile(r"duplicate of (urn:li:(?:share|ugcPost|activity):\d+)")
-_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._~-]")
-_MAX_KEY = 120
 
 
 def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipient: str) -> str:
@@ -51,12 +48,7 @@ def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipi
     `send_at` is left out so a rescheduled delivery keeps its name.
     """
     del send_at
-    raw = f"{campaign_id}-{day:%Y%m%d}-{recipient}"
-    key = _KEY_UNSAFE.sub("_", raw)
-    if key != raw or len(key) > _MAX_KEY:
-        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:12]
-        key = f"{key[: _MAX_KEY - 13]}-{digest}"
-    return key
+    return readable_key(campaign_id, day, recipient, max_length=120)
 
 
 def describe_request(

@@ -21,8 +21,6 @@ retry uploads the image again and the unattached copy is garbage-collected by Ma
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,13 +31,11 @@ import requests
 
 from dispatcher import post_length
 from dispatcher.channels import http
-from dispatcher.channels.base import ChannelError, Post, Receipt
+from dispatcher.channels.base import ChannelError, Post, Receipt, readable_key
 
 KIND = "mastodon"
 CREDENTIAL = "DISPATCHER_MASTODON_ACCESS_TOKEN"
 MAX_IMAGE_BYTES = 16 * 1024 * 1024  #: Mastodon's default image limit is 16 MB (was 10 MB)
-_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_KEY = 64
 
 
 def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipient: str) -> str:
@@ -49,12 +45,7 @@ def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipi
     rescheduled delivery is still the same post and must not get a second chance to appear.
     Header values must be ASCII, so other characters are replaced and a hash keeps it unique.
     """
-    raw = f"{campaign_id}-{day:%Y%m%d}-{recipient}"
-    key = _KEY_UNSAFE.sub("_", raw)
-    if key != raw or len(key) > _MAX_KEY:
-        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:12]
-        key = f"{key[: _MAX_KEY - 13]}-{digest}"
-    return key
+    return readable_key(campaign_id, day, recipient, max_length=64)
 
 
 def describe_request(

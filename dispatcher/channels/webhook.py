@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import requests
 
 from dispatcher.channels import http
-from dispatcher.channels.base import ChannelError, Post, Receipt
+from dispatcher.channels.base import ChannelError, Post, Receipt, readable_key
 
 KIND = "webhook"
 CREDENTIAL = "DISPATCHER_WEBHOOK_URLS"
@@ -45,8 +45,6 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 _EXPLICIT = re.compile(r"(?P<kind>[A-Za-z]+)\+(?P<url>.+)", re.DOTALL)
 _DISCORD_PATH = re.compile(r"(?P<base>/api(?:/v\d+)?/webhooks/\d+)/(?P<token>[^/?#]+)/?")
 _MATRIX_PATH = re.compile(r"(?P<base>.*/_matrix/client/(?:v3|r0))/rooms/(?P<room>[^/]+)/?")
-_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._~-]")
-_MAX_KEY = 120
 
 
 @dataclass(frozen=True)
@@ -157,12 +155,7 @@ def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipi
     Matrix homeserver must recognise its retry. ASCII `[A-Za-z0-9._~-]`, safe in a URL path.
     """
     del send_at
-    raw = f"{campaign_id}-{day:%Y%m%d}-{recipient}"
-    key = _KEY_UNSAFE.sub("_", raw)
-    if key != raw or len(key) > _MAX_KEY:
-        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:12]
-        key = f"{key[: _MAX_KEY - 13]}-{digest}"
-    return key
+    return readable_key(campaign_id, day, recipient, max_length=120)
 
 
 def describe_request(post: Post, *, key: str, target: WebhookTarget) -> dict[str, Any]:
