@@ -90,13 +90,19 @@ def cmd_tick(args: argparse.Namespace) -> int:
     return EXIT_DELIVERY_FAILED if failed else EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _service_start(args: argparse.Namespace) -> tuple[Settings, Campaign]:
+    """What `run` and `web` check before serving: production refuses dev defaults."""
     settings = settings_of(args)
     campaign = campaign_of(settings)
     problems = settings.production_problems(campaign.channels)
     if problems:
         raise UserError("\n".join(problems))
     logs.configure(settings.log_format)
+    return settings, campaign
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings, campaign = _service_start(args)
     clock = SimulatedClock(instant(args.at)) if args.at else real_clock
     service = Service(settings, campaign, clock=clock)
     try:
@@ -109,12 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     """The HTTP endpoints alone, for a separate web tier on the same database."""
-    settings = settings_of(args)
-    campaign = campaign_of(settings)
-    problems = settings.production_problems(campaign.channels)
-    if problems:
-        raise UserError("\n".join(problems))
-    logs.configure(settings.log_format)
+    settings, campaign = _service_start(args)
     state = WebState(
         settings=settings,
         engine=open_ledger(settings),

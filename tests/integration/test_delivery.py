@@ -23,7 +23,7 @@ from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
-from tests.support.ledger import add_subscribers, delivery_states
+from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]
@@ -48,17 +48,6 @@ def settings_for(database: Database, smtp: SmtpServer, **extra: object) -> Setti
     )
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline.TickReport:
-    campaign = load_campaign(settings.campaign_file)
-    context = build_context(
-        settings, campaign, engine=database.engine, clock=pipeline.clock_from(at)
-    )
-    try:
-        return pipeline.tick(context)
-    finally:
-        context.email_channel.close()
 
 
 def email_time(day: dt.date) -> dt.datetime:

@@ -18,10 +18,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from dispatcher import pipeline
-from dispatcher.context import build_context
 from dispatcher.ledger.tables import deliveries, dispatches
-from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from tests.conftest import Database
 from tests.support import fake_bluesky
@@ -31,7 +28,7 @@ from tests.support.fake_linkedin import FakeLinkedIn
 from tests.support.fake_mastodon import PNG, FakeMastodon
 from tests.support.fake_webhooks import FakeWebhooks
 from tests.support.httpserver import Response
-from tests.support.ledger import add_subscribers, delivery_states
+from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
 
 BERLIN = dt.timezone(dt.timedelta(hours=2))
@@ -89,17 +86,6 @@ def settings_for(
         linkedin_api_url=providers.linkedin.url,
         webhook_urls=",".join(webhook_urls),
     )
-
-
-def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline.TickReport:
-    campaign = load_campaign(settings.campaign_file)
-    context = build_context(
-        settings, campaign, engine=database.engine, clock=pipeline.clock_from(at)
-    )
-    try:
-        return pipeline.tick(context)
-    finally:
-        context.email_channel.close()
 
 
 def local(day: dt.date, hour: int, minute: int, second: int = 5) -> dt.datetime:

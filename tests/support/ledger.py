@@ -7,9 +7,13 @@ from collections import Counter
 
 import sqlalchemy as sa
 
+from dispatcher import pipeline
 from dispatcher.addresses import Row
+from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import deliveries, dispatches
+from dispatcher.loading import load_campaign
+from dispatcher.settings import Settings
 from tests.conftest import Database
 
 
@@ -33,3 +37,15 @@ def delivery_states(database: Database, channel: str | None = "email") -> Counte
         query = query.where(dispatches.c.channel == channel)
     with database.engine.connect() as connection:
         return Counter(s for (s,) in connection.execute(query))
+
+
+def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline.TickReport:
+    """One `tick` in-process at the instant `at`, as `dispatcher tick --at` runs it."""
+    campaign = load_campaign(settings.campaign_file)
+    context = build_context(
+        settings, campaign, engine=database.engine, clock=pipeline.clock_from(at)
+    )
+    try:
+        return pipeline.tick(context)
+    finally:
+        context.email_channel.close()
