@@ -148,6 +148,9 @@ deliveries = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),
+    # An earlier attempt got no verdict after the whole message went out: it may have arrived.
+    # Such a delivery is resent at most once and never called `failed` (see docs/architecture.md).
+    sa.Column("doubtful", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("dispatch_id", "recipient", name="uq_deliveries_dispatch_recipient"),
 )
 
