@@ -25,7 +25,7 @@ from dispatcher.context import build_context, open_ledger
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
-from dispatcher.web.server import BackgroundServer
+from dispatcher.web.server import BackgroundServer, raise_nofile_limit
 
 log = logging.getLogger("dispatcher")
 RELOAD_CHECK_SECONDS = 2.0
@@ -201,7 +201,11 @@ class Service:
         )
 
     def serve_http(self) -> None:
-        """The endpoints of DESIGN §5 in this process, beside the scheduler."""
+        """The endpoints of DESIGN §5 in this process, beside the scheduler.
+
+        The HTTP server caps its own connections (see `dispatcher.web.server`); the raised
+        descriptor limit leaves the sender's sockets room beside them."""
+        raise_nofile_limit()
         self.http = BackgroundServer(
             create_app(self.web_state()), self.settings.http_host, self.settings.http_port
         )

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     bounce_webhook_token: SecretStr | None = None  #: unset: POST /webhooks/bounce answers 404
     soft_bounce_limit: int = Field(3, ge=1)  #: consecutive soft bounces that suppress an address
     return_path: str | None = None  #: envelope sender (MAIL FROM) for bounces; default: MAIL_FROM
+    http_max_connections: int = Field(0, ge=0)  #: open HTTP connections; 0: fd limit / 4
+    http_header_timeout: float = Field(10, gt=0)  #: seconds a client has to send request headers
+    metrics_cache_seconds: float = Field(5, ge=0)  #: /metrics reads the ledger at most this often
+    metrics_token: SecretStr | None = None  #: set: /metrics needs `Authorization: Bearer <it>`
 
     def has_credentials(self, channel: Channel) -> bool:
         """Whether `channel` has an endpoint; without one it writes to the outbox."""

@@ -53,4 +53,6 @@ def create_app(state: WebState) -> Starlette:
         *archive.routes(state),
         *bounce.routes(state),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.settings = state.settings  # the server reads its connection limits from here
+    return app
