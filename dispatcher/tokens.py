@@ -43,12 +43,21 @@ def sign(subject: TokenSubject, *, key: str) -> str:
 
 
 def verify(token: str, *, purpose: str, key: str) -> TokenSubject | None:
-    """The subject of a valid token, or None for anything tampered, truncated or foreign."""
+    """The subject of a valid token, or None for anything tampered, truncated or foreign.
+
+    A token has exactly one spelling: the one `sign` writes. `int()` and the base64
+    decoder forgive a lot (`+1`, `0001`, `١`, `１`, spaces, `=` padding, characters
+    outside the alphabet, unused low bits of the last base64 character), so the parsed
+    parts are encoded again and must give back the token byte for byte."""
     try:
         subscriber, campaign_b64, signature_b64 = token.split(".")
         subject = TokenSubject(purpose, int(subscriber), _unb64(campaign_b64).decode())
         given = _unb64(signature_b64)
     except (ValueError, UnicodeDecodeError):
+        return None
+    # A plain comparison: the canonical spelling comes from the caller's own input, so
+    # how long it takes tells nothing about the key.
+    if token != f"{subject.subscriber_id}.{_b64(subject.campaign_id.encode())}.{_b64(given)}":
         return None
     payload = f"{purpose}:{subject.subscriber_id}:{subject.campaign_id}"
     return subject if hmac.compare_digest(given, _signature(key, payload)) else None
