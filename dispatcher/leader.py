@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from dispatcher.ledger import engine as ledger_engine
+
 log = logging.getLogger("dispatcher")
 
 
@@ -48,8 +50,11 @@ def lock_key(name: str) -> int:
 class PostgresLeader:
     """Holds `pg_try_advisory_lock(key)` on its own connection, outside the pool."""
 
-    def __init__(self, url: sa.URL | str, name: str) -> None:
-        self._engine = sa.create_engine(url, poolclass=NullPool)
+    def __init__(
+        self, url: sa.URL | str, name: str, *, timeout: float = ledger_engine.DB_TIMEOUT_SECONDS
+    ) -> None:
+        # Bounded like the ledger's engine: a dead database must not hang the leader check.
+        self._engine = ledger_engine.create_engine(url, timeout=timeout, poolclass=NullPool)
         self._key = lock_key(name)
         self._connection: sa.Connection | None = None
         self._held = False
@@ -125,10 +130,12 @@ class SqliteLeader:
             self._file = None
 
 
-def leadership_for(engine: sa.Engine, name: str) -> Leadership:
+def leadership_for(
+    engine: sa.Engine, name: str, *, timeout: float = ledger_engine.DB_TIMEOUT_SECONDS
+) -> Leadership:
     url = make_url(engine.url)
     if url.get_backend_name() == "postgresql":
-        return PostgresLeader(url, name)
+        return PostgresLeader(url, name, timeout=timeout)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return SqliteLeader(str(url.database))
 

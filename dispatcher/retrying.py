@@ -36,15 +36,20 @@ def decide(
     idempotent: bool,
     now: dt.datetime,
     max_attempts: int = MAX_ATTEMPTS,
+    doubtful: bool = False,
 ) -> RetryDecision:
-    """failed when permanent; unknown when the provider may have acted and cannot
-    tell a repeat; deferred (with when) while attempts remain; failed after that."""
-    if error.permanent:
-        return RetryDecision(DeliveryState.FAILED)
-    if error.ambiguous and not idempotent:
+    """The state after a failed attempt.
+
+    An ambiguous error (the provider may have acted) is retried once where a repeat is
+    recognisable as the same message (idempotent), and is `unknown` otherwise or the second
+    time. Once an attempt may have delivered (`doubtful`), the delivery is never called
+    `failed`: whatever the later attempts say, it ends `unknown` (see docs/architecture.md).
+    Otherwise: `failed` when permanent or out of attempts, else `deferred` with a backoff.
+    """
+    if error.ambiguous and (doubtful or not idempotent):
         return RetryDecision(DeliveryState.UNKNOWN)
-    if attempts >= max_attempts:
-        return RetryDecision(DeliveryState.FAILED)
+    if error.permanent or attempts >= max_attempts:
+        return RetryDecision(DeliveryState.UNKNOWN if doubtful else DeliveryState.FAILED)
     wait = backoff(attempts)
     if error.retry_after is not None:
         wait = max(wait, dt.timedelta(seconds=error.retry_after))

@@ -8,11 +8,17 @@ reply ("250 2.0.0 Ok: queued as ABC") is the only handle for tracing a message
 through the relay's logs, and because we must know *where* a failure happened:
 a connection lost after the message body went out may still have delivered it.
 
-A lost connection (relay restart, idle timeout, NAT) is retried once on a fresh
-connection, since most are stale pooled connections. After a loss *past* the
-body that retry risks a duplicate, which for a newsletter beats a gap; if the
-retry fails too, the error is marked `ambiguous` so the pipeline records
-"unknown" instead of retrying again.
+Timeouts follow RFC 5321 §4.5.3.2: a relay may take five minutes to answer a command
+and ten minutes to answer the final "." (it may be scanning the message). Cutting that
+short turns a slow relay into duplicates, so the defaults are the RFC's, and
+`?timeout=`/`?data_timeout=` in the URL change them.
+
+A connection lost *before* the final "." went out (relay restart, idle timeout, NAT:
+mostly stale pooled connections) is retried once on a fresh connection: the server
+cannot have accepted a message it never saw end. A loss or timeout *after* it leaves the
+outcome open: the relay may have queued the message and lost only its reply. That is
+never retried here; the error is marked `ambiguous`, and the pipeline resends it at most
+once more before recording `unknown` (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from dispatcher.addresses import wire_form
 from dispatcher.channels.base import ChannelError, Envelope, Receipt
 from dispatcher.ratelimit import RateLimiter
 
@@ -50,8 +57,9 @@ class SmtpTarget:
     security: Security
     username: str | None = None
     password: str | None = field(default=None, repr=False)
-    timeout: float = 30.0
+    timeout: float = 300.0  #: connect, greeting and each command (RFC 5321: 5 minutes)
     verify: bool = True  #: check the server certificate (off only for staging/test certs)
+    data_timeout: float = 600.0  #: the reply to the final "." (RFC 5321: 10 minutes)
 
     def __str__(self) -> str:
         scheme = "smtps" if self.security == "tls" else "smtp"
@@ -93,7 +101,8 @@ def parse_smtp_url(url: str) -> SmtpTarget:
     if port == 0:
         raise _invalid("port 0 is not valid")
     security: Security = "tls" if parts.scheme == "smtps" else "plain"
-    timeout, verify = 30.0, True
+    timeouts = {"timeout": 300.0, "data_timeout": 600.0}
+    verify = True
     for name, value in query:
         if name == "starttls":
             if _flag(value, name):
@@ -102,15 +111,17 @@ def parse_smtp_url(url: str) -> SmtpTarget:
                 security = "starttls"
         elif name == "verify":
             verify = _flag(value, name)
-        elif name == "timeout":
+        elif name in timeouts:
             try:
-                timeout = float(value)
+                timeouts[name] = float(value)
             except ValueError:
-                timeout = -1.0
-            if not 0 < timeout < 3600:
-                raise _invalid("?timeout= must be a number of seconds between 0 and 3600")
+                timeouts[name] = -1.0
+            if not 0 < timeouts[name] <= 3600:
+                raise _invalid(f"?{name}= must be a number of seconds between 0 and 3600")
         else:
-            raise _invalid("unknown query parameter (known: starttls, verify, timeout)")
+            raise _invalid(
+                "unknown query parameter (known: starttls, verify, timeout, data_timeout)"
+            )
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     if password is not None and not username:
@@ -119,7 +130,16 @@ def parse_smtp_url(url: str) -> SmtpTarget:
         # smtplib encodes AUTH as ASCII and would fail only at the first send.
         raise _invalid("user name and password must be ASCII")
     default_port = 465 if security == "tls" else 25
-    return SmtpTarget(host, port or default_port, security, username, password, timeout, verify)
+    return SmtpTarget(
+        host,
+        port or default_port,
+        security,
+        username,
+        password,
+        timeouts["timeout"],
+        verify,
+        timeouts["data_timeout"],
+    )
 
 
 @dataclass
@@ -160,25 +180,22 @@ class SmtpChannel:
     def send(self, envelope: Envelope, *, key: str) -> Receipt:
         if self._rate_limiter is not None:
             self._rate_limiter.acquire()
-        ambiguous, last = False, ""
+        last = ""
         for _attempt in range(2):
-            try:
-                connection = self._connection()
-            except ChannelError as error:
-                error.ambiguous = error.ambiguous or ambiguous
-                raise
+            connection = self._connection()
             progress = _Progress()
             try:
                 return self._transact(connection, envelope, progress)
             except OSError as error:  # incl. SMTPServerDisconnected, timeouts, _ConnectionLostError
                 self._discard(connection)
-                ambiguous = ambiguous or progress.in_doubt
                 last = f"{type(error).__name__}: {error}"
-        raise ChannelError(
-            f"SMTP connection to {self.target} lost twice while sending ({last})"
-            + ("; the server may have accepted the message" if ambiguous else ""),
-            ambiguous=ambiguous,
-        )
+                if progress.in_doubt:
+                    raise ChannelError(
+                        f"no reply from SMTP server {self.target} to the end of the message "
+                        f"({last}); the server may have accepted it",
+                        ambiguous=True,
+                    ) from None
+        raise ChannelError(f"SMTP connection to {self.target} lost twice while sending ({last})")
 
     def close(self) -> None:
         """QUIT all connections; call once the workers are done (it is not per thread)."""
@@ -257,11 +274,13 @@ class SmtpChannel:
     def _transact(
         self, connection: smtplib.SMTP, envelope: Envelope, progress: _Progress
     ) -> Receipt:
-        options = _mail_options(connection, envelope)
-        code, reply = connection.mail(envelope.mail_from, options)
+        # IDN domains as A-labels, which every relay takes; see `addresses.wire_form`.
+        mail_from, rcpt_to = wire_form(envelope.mail_from), wire_form(envelope.rcpt_to)
+        options = _mail_options(connection, mail_from, rcpt_to, envelope.data)
+        code, reply = connection.mail(mail_from, options)
         if code != 250:
             raise self._refused(connection, "MAIL FROM", code, reply)
-        code, reply = connection.rcpt(envelope.rcpt_to)
+        code, reply = connection.rcpt(rcpt_to)
         if code not in (250, 251):
             raise self._refused(connection, "RCPT TO", code, reply)
         code, reply = connection.docmd("DATA")
@@ -270,7 +289,11 @@ class SmtpChannel:
         # If sending fails part-way, the end marker did not go out: the server cannot accept.
         connection.send(_dot_stuff(envelope.data) + b".\r\n")
         progress.in_doubt = True
-        code, reply = connection.getreply()
+        _set_timeout(connection, self.target.data_timeout)
+        try:
+            code, reply = connection.getreply()
+        finally:
+            _set_timeout(connection, self.target.timeout)
         progress.in_doubt = code == -1  # any real reply settles the outcome
         if code != 250:
             # A final reply ends the transaction on the server: no RSET needed.
@@ -332,17 +355,29 @@ def _dot_stuff(data: bytes) -> bytes:
     return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 
-def _mail_options(connection: smtplib.SMTP, envelope: Envelope) -> list[str]:
+def _mail_options(
+    connection: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes
+) -> list[str]:
     options = []
-    if not (envelope.mail_from + envelope.rcpt_to).isascii():
+    if not (mail_from + rcpt_to).isascii():
         if not connection.has_extn("smtputf8"):
+            # Nothing went out yet: the connection stays usable for the next message.
+            which = "recipient" if mail_from.isascii() else "sender (return path)"
             raise ChannelError(
-                "the address needs SMTPUTF8, which the SMTP server does not offer", permanent=True
+                f"the {which} address has a non-ASCII local part, which needs SMTPUTF8 "
+                "(RFC 6531), and the SMTP server does not offer it; use a relay with "
+                "SMTPUTF8 or an ASCII address",
+                permanent=True,
             )
         options.append("SMTPUTF8")
-    if not envelope.data.isascii() and connection.has_extn("8bitmime"):
+    if not data.isascii() and connection.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
     return options
+
+
+def _set_timeout(connection: smtplib.SMTP, seconds: float) -> None:
+    if connection.sock is not None:
+        connection.sock.settimeout(seconds)
 
 
 def _default_context(verify: bool) -> ssl.SSLContext:

@@ -64,6 +64,7 @@ class ClaimedDelivery:
     email: str | None
     name: str | None
     subscriber_state: str | None
+    doubtful: bool = False  #: an earlier attempt may have delivered it
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Outcome:
     error: str | None = None
     next_attempt_at: dt.datetime | None = None
     bounced_subscriber_id: int | None = None
+    doubtful: bool = False  #: this attempt may have delivered it (no verdict after the data)
 
 
 def _insert(connection: sa.Connection, table: sa.Table) -> Any:
@@ -229,8 +231,32 @@ def claim_batch(
     now: dt.datetime,
     lease: dt.timedelta,
     worker: str,
+    max_attempts: int | None = None,
 ) -> list[ClaimedDelivery]:
-    """Take up to `limit` deliveries that are pending, due for retry, or whose lease expired."""
+    """Take up to `limit` deliveries that are pending, due for retry, or whose lease expired.
+
+    A takeover of an expired lease is an attempt like any other: the worker that held it
+    may have sent some of its messages. A delivery whose attempts are used up is not taken
+    over again but settled as `unknown` (it may have arrived; `retry --force` resends it).
+    """
+    if max_attempts is not None:
+        connection.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.dispatch_id == dispatch_id,
+                deliveries.c.state == DeliveryState.SENDING,
+                deliveries.c.lease_until < now,
+                deliveries.c.attempts >= max_attempts,
+            )
+            .values(
+                state=DeliveryState.UNKNOWN,
+                lease_until=None,
+                updated_at=now,
+                last_error=f"{max_attempts} attempts ended without an outcome (the sending "
+                "process stopped or lost its claim each time); it may have been delivered: "
+                "`dispatcher retry --force` sends it again",
+            )
+        )
     due = sa.or_(
         deliveries.c.state == DeliveryState.PENDING,
         sa.and_(deliveries.c.state == DeliveryState.DEFERRED, deliveries.c.next_attempt_at <= now),
@@ -268,6 +294,7 @@ def claim_batch(
             subscribers.c.email,
             subscribers.c.name,
             subscribers.c.state.label("subscriber_state"),
+            deliveries.c.doubtful,
         )
         .select_from(joined)
         .where(deliveries.c.id.in_(ids))
@@ -276,30 +303,45 @@ def claim_batch(
     return [ClaimedDelivery(**row._mapping) for row in connection.execute(query)]
 
 
-_RECORD = (
-    deliveries.update()
-    .where(
-        deliveries.c.id == sa.bindparam("o_id"),
-        deliveries.c.state == DeliveryState.SENDING,
-        deliveries.c.claimed_by == sa.bindparam("o_worker"),
+def _record_statement(*, held_only: bool) -> sa.Update:
+    """One outcome onto one row. A non-final verdict lands only on a row this worker still
+    holds; `sent` lands on any unfinished row, even one another worker took over after this
+    worker's lease ran out: a message that left is sent, and the new holder, seeing the row
+    finished at its next lease renewal, does not send it again."""
+    if held_only:
+        where = sa.and_(
+            deliveries.c.state == DeliveryState.SENDING,
+            deliveries.c.claimed_by == sa.bindparam("o_worker"),
+        )
+    else:
+        # Not IN (…): an expanding parameter cannot be used with executemany.
+        where = sa.or_(*(deliveries.c.state == state for state in UNFINISHED_DELIVERY_STATES))
+    return (
+        deliveries.update()
+        .where(deliveries.c.id == sa.bindparam("o_id"), where)
+        .values(
+            state=sa.bindparam("o_state"),
+            updated_at=sa.bindparam("o_now"),
+            lease_until=None,
+            next_attempt_at=sa.bindparam("o_next", type_=UTCDateTime),
+            provider_id=sa.func.coalesce(sa.bindparam("o_provider"), deliveries.c.provider_id),
+            last_error=sa.func.coalesce(sa.bindparam("o_error"), deliveries.c.last_error),
+            sent_at=sa.func.coalesce(
+                sa.bindparam("o_sent", type_=UTCDateTime), deliveries.c.sent_at
+            ),
+            doubtful=sa.or_(deliveries.c.doubtful, sa.bindparam("o_doubtful", type_=sa.Boolean)),
+        )
     )
-    .values(
-        state=sa.bindparam("o_state"),
-        updated_at=sa.bindparam("o_now"),
-        lease_until=None,
-        next_attempt_at=sa.bindparam("o_next", type_=UTCDateTime),
-        provider_id=sa.func.coalesce(sa.bindparam("o_provider"), deliveries.c.provider_id),
-        last_error=sa.func.coalesce(sa.bindparam("o_error"), deliveries.c.last_error),
-        sent_at=sa.func.coalesce(sa.bindparam("o_sent", type_=UTCDateTime), deliveries.c.sent_at),
-    )
-)
+
+
+_RECORD_HELD = _record_statement(held_only=True)
+_RECORD_SENT = _record_statement(held_only=False)
 
 
 def record_outcomes(
     connection: sa.Connection, outcomes: Sequence[Outcome], *, worker: str, now: dt.datetime
 ) -> int:
-    """Write a batch of outcomes in one executemany — only onto rows this worker still
-    holds (a worker whose lease was taken over loses its write, not the other's)."""
+    """Write a batch of outcomes in one executemany per kind (see `_record_statement`)."""
     rows = [
         {
             "o_id": o.delivery_id,
@@ -310,12 +352,18 @@ def record_outcomes(
             "o_provider": None if o.provider_id is None else o.provider_id[:400],
             "o_error": o.error,
             "o_sent": now if o.state is DeliveryState.SENT else None,
+            "o_doubtful": o.doubtful,
         }
         for o in outcomes
     ]
     if not rows:
         return 0
-    connection.execute(_RECORD, rows)
+    sent = [row for row in rows if row["o_state"] == DeliveryState.SENT]
+    other = [row for row in rows if row["o_state"] != DeliveryState.SENT]
+    if sent:
+        connection.execute(_RECORD_SENT, sent)
+    if other:
+        connection.execute(_RECORD_HELD, other)
     bounced = [
         {"b_id": o.bounced_subscriber_id, "b_error": o.error, "b_now": now}
         for o in outcomes
@@ -356,6 +404,32 @@ def release_claims(connection: sa.Connection, *, worker: str, ids: Sequence[int]
     return result.rowcount
 
 
+def renew_leases(
+    connection: sa.Connection,
+    ids: Sequence[int],
+    *,
+    worker: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+) -> set[int]:
+    """Extend this worker's claims on `ids`; the ids it still holds (the heartbeat).
+
+    A row missing from the answer was taken over, finished by another worker's `sent`, or
+    released: its message must not be sent by this worker any more.
+    """
+    if not ids:
+        return set()
+    held = sa.and_(
+        deliveries.c.id.in_(ids),
+        deliveries.c.state == DeliveryState.SENDING,
+        deliveries.c.claimed_by == worker,
+    )
+    connection.execute(
+        deliveries.update().where(held).values(lease_until=now + lease, updated_at=now)
+    )
+    return {row[0] for row in connection.execute(sa.select(deliveries.c.id).where(held))}
+
+
 def delivery_counts(connection: sa.Connection, dispatch_id: int) -> dict[str, int]:
     query = (
         sa.select(deliveries.c.state, sa.func.count())
@@ -391,11 +465,13 @@ def finish_if_complete(
     counts = delivery_counts(connection, dispatch.id)
     if any(counts.get(state, 0) for state in UNFINISHED_DELIVERY_STATES):
         return None
-    bad = counts.get(DeliveryState.FAILED, 0) + counts.get(DeliveryState.UNKNOWN, 0)
+    failed = counts.get(DeliveryState.FAILED, 0)
+    unknown = counts.get(DeliveryState.UNKNOWN, 0)
     sent = counts.get(DeliveryState.SENT, 0)
-    if not bad:
+    if not failed and not unknown:
         state = DispatchState.DONE
-    elif sent == 0:
+    elif sent == 0 and unknown == 0:
+        # `failed` only when nothing can have arrived: an unknown delivery may have.
         state = DispatchState.FAILED
     else:
         state = DispatchState.PARTIAL

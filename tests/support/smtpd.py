@@ -15,6 +15,10 @@ makes the next RCPT for that address answer 451; after the queue is used up the
 server accepts normally. `at="data"` scripts the reply to the end of DATA
 (any recipient of the message matches), `at="mail"` the reply to MAIL FROM
 (keyed by the sender). The reply `"DROP"` closes the connection without a reply.
+
+Slow relays: `data_delay` seconds pass at the end of DATA before the message is stored
+(a tarpitting or hanging relay), `reply_delay` seconds after it was stored before the
+reply goes out (a relay whose answer to the final "." comes late).
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ class SmtpServer:
         self._data_count = 0
         self._connections: list[SMTP] = []
         self._started = False
+        self.data_delay = 0.0
+        self.reply_delay = 0.0
         context = None
         if tls_cert is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -247,7 +253,12 @@ class _Handler:
         return reply or "250 2.1.5 Ok"
 
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        return _answer(smtp, self.server._data_arrived(smtp, session, envelope))
+        if self.server.data_delay:
+            await asyncio.sleep(self.server.data_delay)
+        reply = self.server._data_arrived(smtp, session, envelope)
+        if self.server.reply_delay:
+            await asyncio.sleep(self.server.reply_delay)
+        return _answer(smtp, reply)
 
 
 def _answer(smtp: SMTP, reply: str) -> str:
