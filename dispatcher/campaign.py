@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -35,6 +37,21 @@ class ItemStatus(StrEnum):
 
 WEEKDAY_KEYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 """Weekday names as written in the campaign file; the index is `date.weekday()`."""
+
+MULTILINE_FIELDS = frozenset({"body", "teaser"})
+"""Item fields whose text may hold tabs and line breaks (Markdown, folded teasers)."""
+
+#: Control characters (C0, DEL, C1) and lone surrogates: they break XML (the Atom feed),
+#: terminals and UTF-8 encoding. Tab and line feed are text in a multi-line field only.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROL_CHARACTERS_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def control_characters(field_name: str) -> re.Pattern[str]:
+    """The characters `field_name` must not contain."""
+    if field_name in MULTILINE_FIELDS:
+        return CONTROL_CHARACTERS_MULTILINE
+    return CONTROL_CHARACTERS
 
 
 @dataclass(frozen=True)
@@ -116,7 +133,13 @@ def item_to_json(item: Item) -> str:
 
 
 def item_from_json(text: str) -> Item:
-    data = json.loads(text)
+    """The stored snapshot as an `Item`, with control characters removed.
+
+    Snapshots written before `validate` refused control characters may hold them;
+    they would make every consumer (the Atom feed's XML, terminals) fail, and the
+    ledger must not be rewritten, so they are dropped here, where every reader passes.
+    """
+    data = _without_control_characters(json.loads(text))
     return Item(
         **{k: v for k, v in data.items() if k not in ("tags", "date", "channels", "status")},
         tags=tuple(data["tags"]),
@@ -124,3 +147,14 @@ def item_from_json(text: str) -> Item:
         channels=None if data["channels"] is None else tuple(Channel(c) for c in data["channels"]),
         status=ItemStatus(data["status"]),
     )
+
+
+def _without_control_characters(data: dict[str, Any]) -> dict[str, Any]:
+    def clean(name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return control_characters(name).sub("", value)
+        if isinstance(value, list):
+            return [clean(name, v) for v in value]
+        return value
+
+    return {name: clean(name, value) for name, value in data.items()}

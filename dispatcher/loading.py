@@ -20,8 +20,18 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from dispatcher import calendar
-from dispatcher.campaign import WEEKDAY_KEYS, Campaign, Channel, Item, ItemStatus
+from dispatcher.campaign import (
+    CONTROL_CHARACTERS,
+    MULTILINE_FIELDS,
+    WEEKDAY_KEYS,
+    Campaign,
+    Channel,
+    Item,
+    ItemStatus,
+    control_characters,
+)
 from dispatcher.yamlsource import (
+    MAX_CHARACTERS,
     Document,
     Path,
     Position,
@@ -306,6 +316,49 @@ def _check_items(collect: _Collector, campaign: Campaign, items: list[Item | Non
         pinned.setdefault(item.date, index)
 
 
+def _describe(character: str) -> str:
+    names = {
+        "\x00": "NUL",
+        "\x1b": "ESC (a terminal escape)",
+        "\t": "a tab",
+        "\n": "a line break",
+        "\r": "a carriage return",
+    }
+    return f"U+{ord(character):04X}" + (f" {names[character]}" if character in names else "")
+
+
+def _control_character_problems(value: Any, path: Path) -> Iterator[tuple[Path, str, bool]]:
+    """(path, message, is a key) for every string, keys included, holding a control character.
+
+    YAML's reader refuses them written raw, but double-quoted escapes (`"\\e[31m"`,
+    `"\\0"`) let them through; sent, they break the Atom feed and terminals.
+    """
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if isinstance(key, str) and (found := CONTROL_CHARACTERS.search(key)):
+                yield (*path, key), f"the key contains {_describe(found[0])}; remove it", True
+            yield from _control_character_problems(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _control_character_problems(child, (*path, index))
+    elif isinstance(value, str):
+        # Only an item's body and teaser are multi-line text; a tag inherits its list's rule.
+        field = str(path[2]) if len(path) > 2 and path[0] == "items" else ""
+        # A block scalar (`name: >`) ends in a line break: that one is YAML, not the text.
+        text = value if field in MULTILINE_FIELDS else value.rstrip("\n")
+        if found := control_characters(field).search(text):
+            hint = (
+                " (tabs and line breaks are allowed only in body and teaser)"
+                if found[0] in "\t\n"
+                else ""
+            )
+            message = (
+                f"control character {_describe(found[0])} at character {found.start() + 1} "
+                f"of the value; remove it{hint}"
+            )
+            yield path, message, False
+
+
 def load_campaign_text(text: str, file: str) -> Campaign:
     """Validate the campaign file's text; `file` is only used in messages."""
     try:
@@ -340,6 +393,12 @@ def load_campaign_text(text: str, file: str) -> Campaign:
     if campaign is not None:
         _check_items(collect, campaign, items)
 
+    # One problem per value: a URL with a line break is already "not a valid URL".
+    reported = {problem.path for problem in collect.problems}
+    for path, message, key in _control_character_problems(raw, ()):
+        if format_path(path) not in reported:
+            collect.add(path, message, key=key)
+
     if collect.problems or campaign is None:
         raise CampaignError(collect.problems)
     return Campaign(**{**campaign.__dict__, "items": tuple(i for i in items if i is not None)})
@@ -348,7 +407,13 @@ def load_campaign_text(text: str, file: str) -> Campaign:
 def load_campaign(path: FilePath) -> Campaign:
     """Read and validate the campaign file at `path`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # Read at most what `parse` accepts (UTF-8 takes up to 4 bytes a character), so a
+        # huge file is refused without being held in memory.
+        with path.open("rb") as file:
+            data = file.read(4 * MAX_CHARACTERS + 1)
+        text = data.decode(
+            "utf-8", errors="strict" if len(data) <= 4 * MAX_CHARACTERS else "ignore"
+        )
     except OSError as error:
         problem = Problem(
             str(path), _ORIGIN, "", f"cannot read the campaign file: {error.strerror}"

@@ -109,11 +109,14 @@ def test_header_like_text_loaded_from_the_campaign_file_stays_text() -> None:
         'title: "Vorhang auf: Nordwind Maritim e. V."',
         'title: "Titel\\r\\nBcc: y@evil.example"',
     )
-    campaign = load_campaign_text(text, "campaign.yaml")
+    with pytest.raises(CampaignError, match=r"items\[0\]\.title: control character U\+000D"):
+        load_campaign_text(text, "campaign.yaml")
+    # validate refuses the CRLF title; an item that skipped it must still not add headers.
+    title = "Titel\r\nBcc: y@evil.example"
+    campaign = load_campaign_text(text.replace('"Titel\\r\\nBcc: y@evil.example"', "T"), "c.yaml")
     assert "\n" in campaign.name
-    message = assert_one_clean_header_set(
-        _message(campaign, campaign.items[0], "Erika\r\nBcc: z@evil.example")
-    )
+    item = dataclasses.replace(campaign.items[0], title=title)
+    message = assert_one_clean_header_set(_message(campaign, item, "Erika\r\nBcc: z@evil.example"))
     assert message["List-Id"].startswith("Clusterwoche Bcc: x@evil.example <")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,87 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(CampaignError) as caught:
         load_campaign(tmp_path / "missing.yaml")
     assert "cannot read the campaign file" in str(caught.value)
+
+
+def alias_bomb(width: int = 142, depth: int = 10) -> str:
+    """A "billion laughs" campaign: `width**depth` values from 5.8 KB of text."""
+    lines = [f"a0: &a0 [{','.join(['lol'] * width)}]"]
+    for level in range(1, depth):
+        lines.append(f"a{level}: &a{level} [{','.join([f'*a{level - 1}'] * width)}]")
+    return "\n".join(lines) + f"\ncampaign: *a{depth - 1}\n"
+
+
+def test_alias_bomb_is_refused_at_its_line_within_a_second_and_a_few_mb(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.yaml"
+    path.write_text(alias_bomb(), encoding="utf-8")
+    assert path.stat().st_size == 5_794
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(CampaignError) as caught:
+            load_campaign(path)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    [problem] = caught.value.problems
+    # The third line is the first whose aliases cross the limit (142**3 values).
+    assert str(problem).startswith(f"{path}:3:")
+    assert "the alias *a1 makes the file expand to more than 100,000 values" in str(problem)
+    assert elapsed < 1.0
+    assert peak < 20_000_000
+
+
+def test_a_huge_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.yaml"
+    path.write_text(VALID + "# " + "x" * 3_000_000 + "\n", encoding="utf-8")
+    tracemalloc.start()
+    try:
+        with pytest.raises(CampaignError) as caught:
+            load_campaign(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    [problem] = caught.value.problems
+    assert str(problem).startswith(f"{path}:29:")
+    assert "the file is longer than 512,000 characters" in str(problem)
+    assert peak < 10_000_000
+
+
+def test_many_plain_values_are_bounded_too() -> None:
+    text = VALID + "extra: [" + ",".join(["1"] * 100_001) + "]\n"
+    [error] = errors_of(text)
+    assert error.startswith("campaign.yaml:29:")
+    assert "more than 100,000 values" in error
+
+
+def test_control_characters_are_refused_at_their_value() -> None:
+    text = (
+        VALID.replace('name: "Testwoche"', 'name: "Test\\twoche"')
+        .replace('title: "Erstes"', 'title: "Erstes \\e[2J"')
+        .replace('initiative: "Cluster A"', 'initiative: "Cluster\\0A"')
+        .replace("    region: Bayern\n", '    region: Bayern\n    tags: [ok, "x\\ty"]\n', 1)
+    )
+    assert errors_of(text) == [
+        "campaign.yaml:3:9: campaign.name: control character U+0009 a tab at character 5 of "
+        "the value; remove it (tabs and line breaks are allowed only in body and teaser)",
+        "campaign.yaml:15:12: items[0].title: control character U+001B ESC (a terminal "
+        "escape) at character 8 of the value; remove it",
+        "campaign.yaml:18:17: items[0].initiative: control character U+0000 NUL at character "
+        "8 of the value; remove it",
+        "campaign.yaml:20:16: items[0].tags[1]: control character U+0009 a tab at character 2 "
+        "of the value; remove it (tabs and line breaks are allowed only in body and teaser)",
+    ]
+
+
+def test_tabs_and_line_breaks_are_text_in_body_and_teaser_only() -> None:
+    text = VALID.replace(
+        '    teaser: "Kurz."\n    url: https://example.org/erstes\n',
+        '    teaser: "Kurz.\\nZweite Zeile."\n    url: https://example.org/erstes\n'
+        '    body: "Absatz\\n\\n\\tEingerückt"\n',
+    )
+    item = load_campaign_text(text, "campaign.yaml").item("erstes")
+    assert item.teaser == "Kurz.\nZweite Zeile."
+    assert item.body == "Absatz\n\n\tEingerückt"
+    [error] = errors_of(text.replace("Eingerückt", "Eingerückt\\a"))
+    assert error.startswith("campaign.yaml:18:11: items[0].body: control character U+0007")
