@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
 
 from dispatcher import mime, tokens
 from dispatcher.campaign import Campaign
@@ -98,13 +98,12 @@ def compose(
     """
     html, text = shared.personalise(name=to_name, unsubscribe_url=unsubscribe)
     token = unsubscribe.rstrip("/").rpartition("/")[2]
-    to = formataddr((mime.one_line(to_name or ""), to_address))
     return mime.build_email(
         subject=shared.subject,
         text=text,
         html=html,
         mail_from=sender.mail_from,
-        to=to,
+        to=mime.recipient(to_name, to_address),
         message_id=message_id,
         date=date,
         list_headers=mime.ListHeaders(

@@ -7,16 +7,20 @@ subject and display names become RFC 2047 encoded words.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, HeaderRegistry, UniqueAddressHeader, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
+
+from dispatcher.addresses import wire_form
 
 
 class _UrlListHeader(UnstructuredHeader):
@@ -32,9 +36,33 @@ class _UrlListHeader(UnstructuredHeader):
         return f"{name}: " + f",{policy.linesep} ".join(urls) + policy.linesep
 
 
+class _SafeAddressHeader(UniqueAddressHeader):
+    """`From:`/`To:` written by `fold_addresses` instead of the stdlib's folder.
+
+    The stdlib (3.11/3.12) encodes only the non-ASCII words of a display name and
+    drops the quotes around the rest: "Jürgen Müller, attacker@evil.example" went
+    out as `=?utf-8?q?J=C3=BCrgen_M=C3=BCller=2C?= attacker@evil.example <x@…>`,
+    which parsers read as two recipients. It also cannot write an IDN domain.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        if any(group.display_name is not None for group in self.groups):  # RFC 5322 groups
+            return str(super().fold(policy=policy))  # type: ignore[misc]
+        pairs: list[tuple[str | None, str]] = [
+            (a.display_name, a.addr_spec) for a in self.addresses
+        ]
+        name = self.name  # type: ignore[attr-defined]  # from the registry's BaseHeader mixin
+        return fold_addresses(name, pairs, linesep=policy.linesep)
+
+
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)  # type: ignore[arg-type]
+_HEADERS.map_to_type("from", _SafeAddressHeader)  # type: ignore[arg-type]
+_HEADERS.map_to_type("to", _SafeAddressHeader)  # type: ignore[arg-type]
 POLICY = SMTP.clone(cte_type="7bit", header_factory=_HEADERS)
+#: For a recipient whose address has a non-ASCII local part (RFC 6532: UTF-8 headers); such a
+#: message can only go through a relay that offers SMTPUTF8.
+UTF8_POLICY = POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -69,14 +97,116 @@ def one_line(value: str) -> str:
     return " ".join(value.split()).replace(_ENCODED_WORD_START, _WORD_BREAK)
 
 
-def one_address(value: str) -> Address | str:
-    """`Name <addr>` (as `formataddr` writes it) as a header value that stays one header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: RFC 5322 atext: a name made only of such words needs neither quotes nor encoding.
+ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
+#: RFC 2047 §5(3): what a Q-encoded word may carry unencoded inside a phrase.
+_Q_LITERAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+_WORD_PAYLOAD = 75 - len("=?utf-8?q??=")  #: an encoded word is at most 75 characters
+_LINE = 78
+
+
+def safe_name(name: str | None) -> str:
+    """A display name as it may appear in a header: one line, no control characters."""
+    if not name:
+        return ""
+    if not name.isascii():  # a lone surrogate (from a broken decoder) cannot be encoded
+        name = name.encode("utf-8", "replace").decode()
+    return one_line(_CONTROL.sub(" ", name)).strip()
+
+
+def recipient(name: str | None, address: str) -> Address:
+    """The `To:` of one subscriber for `build_email`; the address as the ledger stores it."""
+    return Address(display_name=safe_name(name), addr_spec=address)
+
+
+def _q_piece(char: str) -> str:
+    if char == " ":
+        return "_"
+    return "".join(chr(b) if b in _Q_LITERAL else f"={b:02X}" for b in char.encode())
+
+
+def _encoded_words(name: str) -> list[str]:
+    """`name` as RFC 2047 encoded words, each whole characters and at most 75 long.
+
+    The whole name is encoded, not only its non-ASCII words, so that no `,` `@`
+    `<` or `"` is left outside a word for a parser to split the address at.
+    Q when that is shorter (mostly Latin names stay readable), else B.
+    """
+    q_pieces = [_q_piece(char) for char in name]
+    if sum(map(len, q_pieces)) <= 4 * len(name.encode()) // 3 + 4:
+        words, current = [], ""
+        for piece in q_pieces:
+            if len(current) + len(piece) > _WORD_PAYLOAD:
+                words.append(current)
+                current = ""
+            current += piece
+        return [f"=?utf-8?q?{word}?=" for word in [*words, current]]
+    chunks, current_bytes = [], b""
+    for char in name:
+        encoded = char.encode()
+        if len(current_bytes) + len(encoded) > _WORD_PAYLOAD // 4 * 3:
+            chunks.append(current_bytes)
+            current_bytes = b""
+        current_bytes += encoded
+    chunks.append(current_bytes)
+    return [f"=?utf-8?b?{base64.b64encode(chunk).decode()}?=" for chunk in chunks]
+
+
+def _phrase(name: str, room: int) -> list[str]:
+    """The words of a display name: atoms, one quoted string, or encoded words."""
+    words = name.split(" ")
+    if name.isascii():
+        if all(ATOM.fullmatch(word) for word in words):
+            return words  # folds at the spaces between them
+        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if len(quoted) <= room:
+            return [quoted]
+    return _encoded_words(name)
+
+
+def address_words(name: str | None, address: str, *, room: int = _LINE) -> list[str]:
+    """`Name <address>` as foldable words; the domain in A-label form (see `wire_form`)."""
+    address = wire_form(address)
+    name = safe_name(name)
+    if not name:
+        return [address]
+    return [*_phrase(name, room - len(address) - 3), f"<{address}>"]
+
+
+def fold_addresses(
+    field: str, pairs: Sequence[tuple[str | None, str]], *, linesep: str = "\r\n"
+) -> str:
+    """A complete address header (`To: …` and its line end) that parses to exactly `pairs`.
+
+    Folded only between words, at 78 characters where the words allow it.
+    """
+    words: list[str] = []
+    for index, (name, address) in enumerate(pairs):
+        words += address_words(name, address, room=_LINE - len(field) - 2)
+        if index < len(pairs) - 1:
+            words[-1] += ","
+    line, lines = f"{field}:", []
+    for word in words:
+        if len(line) + 1 + len(word) > _LINE and line != f"{field}:":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return linesep.join(lines) + linesep
+
+
+def one_address(value: str | Address) -> Address | str:
+    """`Name <addr>` (as `formataddr` writes it, or an `Address`) as a header value that
+    stays one header.
 
     The display name is decoded (formataddr encodes non-ASCII names as RFC 2047
-    words), made `one_line`, and handed back as an `Address` for the policy to
-    encode again: so "Jürgen" stays Jürgen and a name that *is* an encoded word
-    stays text.
+    words), made `one_line`, and handed back as an `Address` for the header to
+    encode again (`fold_addresses`): so "Jürgen" stays Jürgen and a name that *is*
+    an encoded word stays text.
     """
+    if isinstance(value, Address):
+        return Address(display_name=safe_name(value.display_name), addr_spec=value.addr_spec)
     name, addr = parseaddr(value)
     if not addr:
         return one_line(value)
@@ -95,19 +225,27 @@ def build_email(
     text: str,
     html: str,
     mail_from: str,
-    to: str,
+    to: str | Address,
     message_id: str,
     date: dt.datetime,
     list_headers: ListHeaders | None = None,
 ) -> EmailMessage:
-    """A `multipart/alternative` message (plain text first, then HTML)."""
+    """A `multipart/alternative` message (plain text first, then HTML).
+
+    `to` is best a `recipient(name, address)`: a string must be what `formataddr`
+    writes, which has no room for a non-ASCII address.
+    """
     if date.tzinfo is None:
         raise ValueError("date must be timezone-aware")
-    message = EmailMessage(policy=POLICY)
+    recipient_value = one_address(to)
+    international = isinstance(recipient_value, Address) and not (
+        wire_form(recipient_value.addr_spec).isascii()
+    )
+    message = EmailMessage(policy=UTF8_POLICY if international else POLICY)
     # Every value goes through `one_line`: text from editors and subscribers can never
     # start a header of its own ("Erika\r\nBcc: …" stays inside the display name).
     message["From"] = one_address(mail_from)
-    message["To"] = one_address(to)
+    message["To"] = recipient_value
     message["Subject"] = one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = one_line(message_id)

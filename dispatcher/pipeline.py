@@ -293,38 +293,20 @@ def send_post(
 
 
 def message_bytes(
-    ctx: Context,
-    shared: rendering.RenderedEmail,
-    template: wire.WireTemplate,
-    delivery: store.ClaimedDelivery,
+    ctx: Context, template: wire.WireTemplate, delivery: store.ClaimedDelivery
 ) -> bytes:
-    """The exact bytes for one subscriber: the fast template, or the email package for the
-    rare address it cannot put in a 7-bit header (a non-ASCII local part)."""
+    """The exact bytes for one subscriber (the same as `emails.compose` builds, see `wire`)."""
     assert delivery.subscriber_id is not None and delivery.email is not None
     unsubscribe = emails.unsubscribe_url(
         ctx.sender, subscriber_id=delivery.subscriber_id, campaign_id=ctx.campaign.id
     )
-    date = ctx.clock().astimezone(ctx.campaign.zone)
-    try:
-        data = template.render(
-            to_address=delivery.email,
-            to_name=delivery.name,
-            unsubscribe=unsubscribe,
-            message_id=delivery.key,
-            date=date,
-        )
-    except UnicodeEncodeError:
-        message = emails.compose(
-            shared,
-            ctx.campaign,
-            ctx.sender,
-            to_address=delivery.email,
-            to_name=delivery.name,
-            unsubscribe=unsubscribe,
-            message_id=delivery.key,
-            date=date,
-        )
-        data = message.as_bytes()
+    data = template.render(
+        to_address=delivery.email,
+        to_name=delivery.name,
+        unsubscribe=unsubscribe,
+        message_id=delivery.key,
+        date=ctx.clock().astimezone(ctx.campaign.zone),
+    )
     return data if ctx.signer is None else ctx.signer(data)
 
 
@@ -338,7 +320,7 @@ def send_one(
         return store.Outcome(
             delivery.id, DeliveryState.SKIPPED, error="not subscribed at send time"
         )
-    data = message_bytes(ctx, shared, template, delivery)
+    data = message_bytes(ctx, template, delivery)
     envelope = Envelope(ctx.return_path or ctx.sender.address, delivery.email, data)
     started = time.monotonic()
     try:

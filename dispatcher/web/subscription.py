@@ -41,7 +41,6 @@ import datetime as dt
 import ipaddress
 import logging
 from dataclasses import dataclass
-from email.utils import formataddr
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -384,7 +383,7 @@ def _send_confirmation(state: WebState, row: ledger.SubscriberRow, now: dt.datet
         text=text,
         html=html,
         mail_from=settings.mail_from,
-        to=formataddr((row.name or "", row.email)),
+        to=mime.recipient(row.name, row.email),  # formataddr refuses IDN addresses
         message_id=f"<{key}@{sender.domain}>",
         date=now.astimezone(campaign.zone),
     )
