@@ -2,6 +2,10 @@
 
 Every record may carry `extra={"event": ..., "dispatch": ..., "channel": ...}`;
 those fields become JSON keys, so log pipelines can filter on them.
+
+The handler sits on the root logger, so the libraries' own loggers (APScheduler,
+asyncio, uvicorn, alembic, and `warnings` through `py.warnings`) come out in the
+same format: one JSON object per line, never a plain-text line in between.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class JsonFormatter(logging.Formatter):
                 timespec="milliseconds"
             ),
             "level": record.levelname.lower(),
+            "logger": record.name,
             "message": record.getMessage(),
         }
         for name in FIELDS:
@@ -34,13 +39,27 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(log_format: Literal["text", "json"] | None, level: int = logging.INFO) -> None:
-    """Send the dispatcher's logs to stdout in the chosen (or detected) format."""
+    """Send every log record to stdout in the chosen (or detected) format.
+
+    The dispatcher logs at `level`; libraries only from WARNING on (APScheduler would
+    otherwise log every job run).
+    """
     fmt = log_format or ("text" if sys.stdout.isatty() else "json")
     handler = logging.StreamHandler(sys.stdout)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
-    logger.handlers[:] = [handler]
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logger.handlers.clear()
     logger.setLevel(level)
-    logger.propagate = False
+    logger.propagate = True
+    # Loggers that libraries configured for themselves (uvicorn's default config gives its
+    # loggers plain-text handlers) would bypass the root handler.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "alembic"):
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+    logging.captureWarnings(True)

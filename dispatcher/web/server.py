@@ -219,6 +219,7 @@ def _server(
         port=port,
         log_level=log_level,
         access_log=False,
+        log_config=None,  # uvicorn's default config adds plain-text handlers; `logs` has JSON
         http=guarded_protocol(guard),
         backlog=min(BACKLOG, max_connections),
         timeout_keep_alive=5,
