@@ -11,7 +11,7 @@ import base64
 import contextlib
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -117,7 +117,9 @@ def safe_name(name: str | None) -> str:
 
 def recipient(name: str | None, address: str) -> Address:
     """The `To:` of one subscriber for `build_email`; the address as the ledger stores it."""
-    return Address(display_name=safe_name(name), addr_spec=address)
+    local, _, domain = address.rpartition("@")
+    # Not `addr_spec=`: the stdlib's parser refuses a non-ASCII local part (RFC 6532 allows it).
+    return Address(display_name=safe_name(name), username=local, domain=domain)
 
 
 def _q_piece(char: str) -> str:
@@ -126,35 +128,53 @@ def _q_piece(char: str) -> str:
     return "".join(chr(b) if b in _Q_LITERAL else f"={b:02X}" for b in char.encode())
 
 
-def _encoded_words(name: str) -> list[str]:
-    """`name` as RFC 2047 encoded words, each whole characters and at most 75 long.
+def _chunks(text: str, size: Callable[[str], int], limit: int) -> list[str]:
+    """`text` cut into pieces of at most `limit` (by `size` per character), after a space
+    where one is near: see `_phrase` for why the cuts should fall there."""
+    chunks: list[str] = []
+    start = used = 0
+    space: int | None = None  #: index of the last space in the current piece
+    index = 0
+    while index < len(text):
+        if used + size(text[index]) > limit and index > start:
+            cut = space + 1 if space is not None else index
+            chunks.append(text[start:cut])
+            start, space = cut, None
+            used = sum(size(char) for char in text[start:index])
+            continue
+        if text[index] == " " and index > start:
+            space = index
+        used += size(text[index])
+        index += 1
+    chunks.append(text[start:])
+    return chunks
 
-    The whole name is encoded, not only its non-ASCII words, so that no `,` `@`
-    `<` or `"` is left outside a word for a parser to split the address at.
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as RFC 2047 encoded words, each whole characters and at most 75 long.
+
     Q when that is shorter (mostly Latin names stay readable), else B.
     """
-    q_pieces = [_q_piece(char) for char in name]
-    if sum(map(len, q_pieces)) <= 4 * len(name.encode()) // 3 + 4:
-        words, current = [], ""
-        for piece in q_pieces:
-            if len(current) + len(piece) > _WORD_PAYLOAD:
-                words.append(current)
-                current = ""
-            current += piece
-        return [f"=?utf-8?q?{word}?=" for word in [*words, current]]
-    chunks, current_bytes = [], b""
-    for char in name:
-        encoded = char.encode()
-        if len(current_bytes) + len(encoded) > _WORD_PAYLOAD // 4 * 3:
-            chunks.append(current_bytes)
-            current_bytes = b""
-        current_bytes += encoded
-    chunks.append(current_bytes)
-    return [f"=?utf-8?b?{base64.b64encode(chunk).decode()}?=" for chunk in chunks]
+    q_size = sum(len(_q_piece(char)) for char in text)
+    if q_size <= 4 * len(text.encode()) // 3 + 4:
+        chunks = _chunks(text, lambda char: len(_q_piece(char)), _WORD_PAYLOAD)
+        return [f"=?utf-8?q?{''.join(map(_q_piece, chunk))}?=" for chunk in chunks]
+    chunks = _chunks(text, lambda char: len(char.encode()), _WORD_PAYLOAD // 4 * 3)
+    return [f"=?utf-8?b?{base64.b64encode(chunk.encode()).decode()}?=" for chunk in chunks]
 
 
 def _phrase(name: str, room: int) -> list[str]:
-    """The words of a display name: atoms, one quoted string, or encoded words."""
+    """The words of a display name: atoms, one quoted string, or atoms and encoded words.
+
+    A word that is not a plain atom is never left outside quotes or an encoded word:
+    the stdlib leaves the ASCII part of a partly encoded name bare, so a `,` or `@`
+    in it started a second address. Runs of such words become one encoded word
+    where it fits, spaces included. Whitespace *between* two encoded words means
+    nothing in RFC 2047 but a space to Python's `email.policy.default`, so runs are
+    cut only when longer than one word can be (after a space if there is one), and
+    plain atoms stay outside: between an atom and an encoded word a space is a space
+    for every parser.
+    """
     words = name.split(" ")
     if name.isascii():
         if all(ATOM.fullmatch(word) for word in words):
@@ -162,7 +182,19 @@ def _phrase(name: str, room: int) -> list[str]:
         quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if len(quoted) <= room:
             return [quoted]
-    return _encoded_words(name)
+    phrase: list[str] = []
+    run: list[str] = []
+    for word in words:
+        if ATOM.fullmatch(word):
+            if run:
+                phrase += _encoded_words(" ".join(run))
+                run = []
+            phrase.append(word)
+        else:
+            run.append(word)
+    if run:
+        phrase += _encoded_words(" ".join(run))
+    return phrase
 
 
 def address_words(name: str | None, address: str, *, room: int = _LINE) -> list[str]:
@@ -206,7 +238,7 @@ def one_address(value: str | Address) -> Address | str:
     an encoded word stays text.
     """
     if isinstance(value, Address):
-        return Address(display_name=safe_name(value.display_name), addr_spec=value.addr_spec)
+        return recipient(value.display_name, f"{value.username}@{value.domain}")
     name, addr = parseaddr(value)
     if not addr:
         return one_line(value)

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     http_header_timeout: float = Field(10, gt=0)  #: seconds a client has to send request headers
     metrics_cache_seconds: float = Field(5, ge=0)  #: /metrics reads the ledger at most this often
     metrics_token: SecretStr | None = None  #: set: /metrics needs `Authorization: Bearer <it>`
+    form_origins: str = ""  #: other sites whose pages may POST /subscribe, comma-separated
 
     def has_credentials(self, channel: Channel) -> bool:
         """Whether `channel` has an endpoint; without one it writes to the outbox."""

@@ -45,7 +45,10 @@ class WebState:
 
 
 def create_app(state: WebState) -> Starlette:
+    from starlette.middleware import Middleware
+
     from dispatcher.web import archive, bounce, ops, subscription
+    from dispatcher.web.hardening import Hardening
 
     routes = [
         *ops.routes(state),
@@ -53,6 +56,15 @@ def create_app(state: WebState) -> Starlette:
         *archive.routes(state),
         *bounce.routes(state),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                Hardening,
+                public_url=state.settings.public_url,
+                form_origins=state.settings.form_origins,
+            )
+        ],
+    )
     app.state.settings = state.settings  # the server reads its connection limits from here
     return app

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from dispatcher.addresses import InvalidAddress, normalise
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.web import WebState
+from dispatcher.web.hardening import has_control_characters
 
 logger = logging.getLogger("dispatcher.web")
 
@@ -115,6 +116,8 @@ def _event(entry: Any, index: int | None) -> BounceEvent:
     email, kind, reason = entry.get("email"), entry.get("kind"), entry.get("reason", "")
     if not isinstance(email, str) or not email.strip():
         raise BadRequestError(f"{where}email: required, a string with the address")
+    if has_control_characters(email):
+        raise BadRequestError(f"{where}email: contains control characters (e.g. NUL)")
     try:
         address = normalise(email.strip())
     except InvalidAddress:
@@ -125,6 +128,13 @@ def _event(entry: Any, index: int | None) -> BounceEvent:
         reason = ""
     if not isinstance(reason, str):
         raise BadRequestError(f"{where}reason: must be a string")
+    # A NUL would only fail in the ledger (PostgreSQL refuses it); answered 503 there, the
+    # relay would resend the same event forever. Line breaks of a multi-line DSN are fine.
+    if has_control_characters(reason, allow="\t\n\r"):
+        raise BadRequestError(
+            f"{where}reason: contains control characters (e.g. NUL); only tab and line breaks "
+            "are allowed"
+        )
     if len(reason) > MAX_REASON:
         raise BadRequestError(f"{where}reason: longer than {MAX_REASON} characters")
     return BounceEvent(address, kind, reason)
@@ -183,6 +193,13 @@ def routes(state: WebState) -> list[Route]:
             outcomes = await run_in_threadpool(
                 record, state, events, limit=settings.soft_bounce_limit
             )
+        except sa.exc.DataError as failure:
+            # The values, not the ledger, are at fault: a retry would fail the same way.
+            logger.warning(
+                f"bounce webhook: the ledger refused a value ({type(failure.orig).__name__})",
+                extra={"event": "bounce_webhook_refused"},
+            )
+            return error("a value of this request cannot be stored; fix it, do not retry", 400)
         except sa.exc.SQLAlchemyError as failure:
             logger.error(
                 f"bounce webhook: ledger unavailable ({type(failure).__name__})",

@@ -14,11 +14,30 @@ back, and all of them every `sweep_every` calls.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+
+def client_key(host: str | None) -> str:
+    """Whom a request counts against: the IPv4 address, or the IPv6 /64.
+
+    One IPv6 customer or server gets a whole /64 (at least), so counting each of its
+    2^64 addresses separately would be no limit at all."""
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 class SlidingWindowLimiter:

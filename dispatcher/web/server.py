@@ -41,6 +41,7 @@ log = logging.getLogger("dispatcher.web")
 HEADER_TIMEOUT = 10.0  #: seconds a client has to send its request headers
 BACKLOG = 64  #: sockets asyncio accepts per loop pass (and the kernel queues) before eviction
 _FD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_PEEK_BYTES = 8192  #: as far as request headers are looked for on a new connection
 _REPORT_EVERY = 60.0  #: seconds between two "dropped slow clients" log lines
 
 
@@ -82,8 +83,12 @@ class ConnectionGuard:
         self.refused = 0  #: closed at once: the cap was reached by requests in progress
         self._reported = time.monotonic()
 
-    def admit(self, connection: GuardedH11Protocol) -> bool:
-        """A new connection: True if it may stay (an older one may have been evicted for it)."""
+    def admit(self, connection: GuardedH11Protocol, *, headers_complete: bool) -> bool:
+        """A new connection: True if it may stay (an older one may have been evicted for it).
+
+        A connection whose request headers arrived with it is never the one evicted: under
+        attack, slow clients reconnect so fast that "oldest" is only a few loop passes old,
+        and an honest request must not lose that race before its bytes are even read."""
         if len(self.open) >= self.max_connections:
             if not self.waiting:
                 self.refused += 1
@@ -93,7 +98,8 @@ class ConnectionGuard:
             self.evicted += 1
             self.drop(oldest)
         self.open.add(connection)
-        self.wait_for_headers(connection)
+        if not headers_complete:
+            self.wait_for_headers(connection)
         self._report()
         return True
 
@@ -151,7 +157,7 @@ class GuardedH11Protocol(H11Protocol):
     guard: ConnectionGuard  #: set on the per-server subclass made by `guarded_protocol`
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if not self.guard.admit(self):
+        if not self.guard.admit(self, headers_complete=_headers_waiting(transport)):
             transport.abort()
             return
         super().connection_made(transport)
@@ -173,6 +179,23 @@ class GuardedH11Protocol(H11Protocol):
         self.guard.forget(self)
         if self.transport is not None:  # None: refused in connection_made
             super().connection_lost(exc)
+
+
+def _headers_waiting(transport: asyncio.Transport) -> bool:
+    """Whether complete request headers already wait in the socket (peeked, not consumed)."""
+    wrapped = transport.get_extra_info("socket")
+    if wrapped is None:
+        return False
+    # asyncio's socket wrapper offers no recv(); a second socket object on the same
+    # descriptor does, and `detach()` keeps it from closing the descriptor.
+    peek = socket.socket(wrapped.family, wrapped.type, wrapped.proto, fileno=wrapped.fileno())
+    try:
+        head = peek.recv(_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:  # nothing there yet (EAGAIN) or already reset
+        return False
+    finally:
+        peek.detach()
+    return b"\r\n\r\n" in head
 
 
 def guarded_protocol(guard: ConnectionGuard) -> type[GuardedH11Protocol]:

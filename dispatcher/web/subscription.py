@@ -41,6 +41,7 @@ import datetime as dt
 import ipaddress
 import logging
 from dataclasses import dataclass
+from email.utils import formataddr
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -63,7 +64,8 @@ from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
 from dispatcher.web import WebState
-from dispatcher.web.ratelimit import SlidingWindowLimiter
+from dispatcher.web.hardening import has_control_characters
+from dispatcher.web.ratelimit import SlidingWindowLimiter, client_key
 
 logger = logging.getLogger("dispatcher.web")
 
@@ -166,7 +168,7 @@ def routes(state: WebState) -> list[Route]:
         if request.method == "GET":
             return pages.form()
         host = request.client.host if request.client else None
-        wait = limiter.hit(host or "unknown")
+        wait = limiter.hit(client_key(host))
         if wait is not None:
             return pages.render(
                 "rate_limited.html.j2",
@@ -266,10 +268,24 @@ def _form_values(form: FormData) -> dict[str, str]:
     return {"email": text("email"), "name": text("name"), "consent": text("consent")}
 
 
+CONTROL_CHARACTERS = (
+    "Die Eingabe enthält unzulässige Steuerzeichen (z. B. ein Nullbyte); "
+    "bitte tippen Sie sie neu ein."
+)
+
+
 def _check(values: dict[str, str]) -> dict[str, str]:
     """Field errors in German, keyed by field name; empty when the form is fine."""
-    errors = {}
-    if not values["email"]:
+    # Control characters first: a NUL would otherwise reach the ledger (PostgreSQL refuses
+    # it with an error, i.e. a 500) or the validators, whose messages would not fit.
+    errors = {
+        field: CONTROL_CHARACTERS
+        for field in ("email", "name")
+        if has_control_characters(values[field])
+    }
+    if "email" in errors:
+        pass
+    elif not values["email"]:
         errors["email"] = "Bitte geben Sie Ihre E-Mail-Adresse ein."
     else:
         try:
@@ -278,10 +294,11 @@ def _check(values: dict[str, str]) -> dict[str, str]:
             errors["email"] = (
                 "Bitte geben Sie eine gültige E-Mail-Adresse ein, zum Beispiel name@example.org."
             )
-    try:
-        clean_name(values["name"])
-    except InvalidName:
-        errors["name"] = f"Der Name darf höchstens {MAX_NAME_LENGTH} Zeichen lang sein."
+    if "name" not in errors:
+        try:
+            clean_name(values["name"])
+        except InvalidName:
+            errors["name"] = f"Der Name darf höchstens {MAX_NAME_LENGTH} Zeichen lang sein."
     if not values["consent"]:
         errors["consent"] = (
             "Bitte bestätigen Sie Ihre Einwilligung; ohne sie dürfen wir Ihnen keinen "
@@ -383,7 +400,7 @@ def _send_confirmation(state: WebState, row: ledger.SubscriberRow, now: dt.datet
         text=text,
         html=html,
         mail_from=settings.mail_from,
-        to=mime.recipient(row.name, row.email),  # formataddr refuses IDN addresses
+        to=formataddr((row.name or "", row.email)),
         message_id=f"<{key}@{sender.domain}>",
         date=now.astimezone(campaign.zone),
     )

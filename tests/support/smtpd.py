@@ -58,6 +58,7 @@ class Received:
     message: EmailMessage  #: `data` parsed with `email.policy.default`
     connection: int  #: 1-based number of the connection it came in on
     tls: bool  #: whether the connection was encrypted (STARTTLS or implicit TLS)
+    smtputf8: bool = False  #: MAIL FROM asked for SMTPUTF8 (UTF-8 addresses and headers)
 
 
 class SmtpServer:
@@ -72,8 +73,11 @@ class SmtpServer:
         require_starttls: bool = False,
         implicit_tls: bool = False,
         auth: tuple[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
-        """`tls_cert` is (certificate, key); it enables STARTTLS, or implicit TLS when asked."""
+        """`tls_cert` is (certificate, key); it enables STARTTLS, or implicit TLS when asked.
+        `smtputf8` offers SMTPUTF8 (RFC 6531: UTF-8 addresses), as some relays do and others not.
+        """
         if (require_starttls or implicit_tls) and tls_cert is None:
             raise ValueError("require_starttls and implicit_tls need tls_cert")
         self.port = _free_port(self.host)
@@ -104,6 +108,7 @@ class SmtpServer:
             tls_context=None if implicit_tls else context,
             require_starttls=require_starttls,
             server_hostname="smtp.test",
+            enable_SMTPUTF8=smtputf8,
             **kwargs,
         )
 
@@ -206,6 +211,7 @@ class SmtpServer:
                     message=_parse(data),
                     connection=number,
                     tls=session.ssl is not None or self.implicit_tls,
+                    smtputf8=bool(envelope.smtp_utf8),
                 )
             )
             queued = len(self._received)

@@ -13,6 +13,7 @@ from dispatcher.addresses import (
     clean_name,
     normalise,
     parse_csv,
+    wire_form,
 )
 from dispatcher.ledger.tables import SubscriberState
 
@@ -58,6 +59,25 @@ def test_invalid_addresses_say_why(address: str, reason: str) -> None:
 def test_ascii_form_for_servers_without_smtputf8() -> None:
     assert ascii_form("info@bücher.de") == "info@xn--bcher-kva.de"
     assert ascii_form("jörg@example.org") is None
+
+
+@pytest.mark.parametrize(
+    ("stored", "on_the_wire"),
+    [
+        ("erika@example.org", "erika@example.org"),
+        ("info@bücher.de", "info@xn--bcher-kva.de"),  # A-label: any relay takes it
+        ("jürgen@example.de", "jürgen@example.de"),  # no ASCII form: SMTPUTF8 only
+        ("jürgen@bücher.de", "jürgen@bücher.de"),
+    ],
+)
+def test_wire_form(stored: str, on_the_wire: str) -> None:
+    assert wire_form(stored) == on_the_wire
+    assert normalise(on_the_wire) == stored  # a bounce for the wire form finds the subscriber
+
+
+def test_wire_form_of_a_broken_address_says_why() -> None:
+    with pytest.raises(InvalidAddress, match="invalid address"):
+        wire_form("jürgen@@example.de")
 
 
 def test_clean_name() -> None:

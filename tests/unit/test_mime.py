@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+from email.headerregistry import Address
+from email.utils import getaddresses
 
 from dispatcher import mime
 
@@ -23,3 +26,25 @@ def test_long_list_unsubscribe_is_folded_never_encoded() -> None:
     assert header == f"List-Unsubscribe: <{https}>,\r\n <{mailto}>".encode()
     assert b"=?utf-8?" not in header
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in data
+
+
+def _build(mail_from: str, to: str | Address) -> bytes:
+    return mime.build_email(
+        subject="Grüße", text="Hallo", html="<p>Hallo</p>", mail_from=mail_from, to=to,
+        message_id="<m@news.example.org>", date=dt.datetime(2019, 4, 2, 6, tzinfo=dt.UTC),
+    ).as_bytes()  # fmt: skip
+
+
+def test_a_sender_name_with_specials_stays_one_address() -> None:
+    data = _build('"Cluster, Woche: Team" <newsletter@news.example.org>', "erika@example.org")
+    assert b'From: "Cluster, Woche: Team" <newsletter@news.example.org>\r\n' in data
+    assert getaddresses(email.message_from_bytes(data).get_all("From") or []) == [
+        ("Cluster, Woche: Team", "newsletter@news.example.org")
+    ]
+
+
+def test_a_utf8_recipient_gets_a_utf8_header_and_an_idn_one_an_a_label() -> None:
+    utf8 = _build("newsletter@news.example.org", mime.recipient("Jürgen", "jürgen@bücher.de"))
+    assert "To: =?utf-8?q?J=C3=BCrgen?= <jürgen@bücher.de>\r\n".encode() in utf8
+    idn = _build("newsletter@news.example.org", mime.recipient(None, "info@bücher.de"))
+    assert b"To: info@xn--bcher-kva.de\r\n" in idn and idn.isascii()

@@ -30,7 +30,7 @@ from tests.conftest import Database
 from tests.integration.test_delivery import email_time, settings_for, tick_at
 from tests.support.ledger import add_subscribers, delivery_states
 from tests.support.smtpd import SmtpServer
-from tests.support.webapp import SECRET, START, WebApp, serve_webapp
+from tests.support.webapp import PUBLIC_URL, SECRET, START, WebApp, serve_webapp
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 FORM = "application/x-www-form-urlencoded"
@@ -193,7 +193,7 @@ def _subscribe(app: WebApp, **form: str) -> requests.Response:
     return requests.post(
         f"{app.url}/subscribe",
         data=form,
-        headers={"Referer": "https://www.clusterplattform.de/newsletter?x=1"},
+        headers={"Referer": f"{PUBLIC_URL}/newsletter?x=1"},
         allow_redirects=False,
         timeout=10,
     )
@@ -221,7 +221,7 @@ def test_double_opt_in_round_trip(app: WebApp, smtp_server: SmtpServer) -> None:
     assert (pending.state, pending.name, pending.source) == ("pending", "Erika Neu", "web")
     assert pending.consent_at == START and pending.confirmation_sent_at == START
     assert pending.consent_ip == "127.0.0.0"  # truncated to /24 by default
-    assert pending.consent_source == "web:/subscribe; referer=www.clusterplattform.de"
+    assert pending.consent_source == "web:/subscribe; referer=news.example.org"
     assert pending.consent_text == app.settings.consent_text
     assert app.settings.consent_text in requests.get(f"{app.url}/subscribe", timeout=10).text
 
@@ -391,7 +391,7 @@ def test_export_has_the_consent_record_and_erase_keeps_the_counts(
     assert record["consent_at"] == "2019-04-01T10:00:00Z"
     assert record["confirmed_at"] == "2019-04-01T10:00:00Z"
     assert record["consent_ip"] == "127.0.0.0"
-    assert record["consent_source"] == "web:/subscribe; referer=www.clusterplattform.de"
+    assert record["consent_source"] == "web:/subscribe; referer=news.example.org"
     assert record["consent_text"] == app.settings.consent_text
     assert record["unsubscribed_at"] == ""
     assert rows[READER]["consent_at"] == ""  # imported rows have no web consent record
