@@ -76,42 +76,55 @@ class ConnectionGuard:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.open: set[GuardedH11Protocol] = set()
-        #: connections waiting for request headers, oldest first, with their timeout handle
-        self.waiting: OrderedDict[GuardedH11Protocol, asyncio.TimerHandle] = OrderedDict()
+        #: connections waiting for request headers, oldest first, with their timeout handle:
+        #: `partial` sent some bytes of them (a slow client shows itself there), `silent` none
+        self.partial: OrderedDict[GuardedH11Protocol, asyncio.TimerHandle] = OrderedDict()
+        self.silent: OrderedDict[GuardedH11Protocol, asyncio.TimerHandle] = OrderedDict()
         self.evicted = 0  #: dropped to make room (since the last report)
         self.timed_out = 0  #: closed for slow headers (since the last report)
         self.refused = 0  #: closed at once: the cap was reached by requests in progress
         self._reported = time.monotonic()
 
-    def admit(self, connection: GuardedH11Protocol, *, headers_complete: bool) -> bool:
+    def admit(self, connection: GuardedH11Protocol, *, received: bytes) -> bool:
         """A new connection: True if it may stay (an older one may have been evicted for it).
 
-        A connection whose request headers arrived with it is never the one evicted: under
-        attack, slow clients reconnect so fast that "oldest" is only a few loop passes old,
-        and an honest request must not lose that race before its bytes are even read."""
+        `received` is what already waits in its socket. Under attack, slow clients reconnect
+        so fast that the oldest waiting connection is only a few loop passes old, so the
+        victim is chosen among those that have shown themselves slow — sent part of their
+        headers — before those that sent nothing yet; one whose complete headers came with
+        it is never chosen: an honest request must not lose that race."""
         if len(self.open) >= self.max_connections:
-            if not self.waiting:
+            victims = self.partial or self.silent
+            if not victims:
                 self.refused += 1
                 self._report()
                 return False
-            oldest = next(iter(self.waiting))
             self.evicted += 1
-            self.drop(oldest)
+            self.drop(next(iter(victims)))
         self.open.add(connection)
-        if not headers_complete:
-            self.wait_for_headers(connection)
+        if not _complete(received):
+            self.wait_for_headers(connection, partial=bool(received))
         self._report()
         return True
 
-    def wait_for_headers(self, connection: GuardedH11Protocol) -> None:
+    def wait_for_headers(self, connection: GuardedH11Protocol, *, partial: bool = False) -> None:
         self.headers_received(connection)
         handle = connection.loop.call_later(self.header_timeout, self._too_slow, connection)
-        self.waiting[connection] = handle
+        (self.partial if partial else self.silent)[connection] = handle
+
+    def some_received(self, connection: GuardedH11Protocol) -> None:
+        """Bytes came, but not all the headers: the connection moves to the slow ones."""
+        handle = self.silent.pop(connection, None)
+        if handle is not None:
+            self.partial[connection] = handle
 
     def headers_received(self, connection: GuardedH11Protocol) -> None:
-        handle = self.waiting.pop(connection, None)
+        handle = self.partial.pop(connection, None) or self.silent.pop(connection, None)
         if handle is not None:
             handle.cancel()
+
+    def waiting(self, connection: GuardedH11Protocol) -> bool:
+        return connection in self.partial or connection in self.silent
 
     def forget(self, connection: GuardedH11Protocol) -> None:
         self.headers_received(connection)
@@ -123,7 +136,7 @@ class ConnectionGuard:
         connection.transport.abort()
 
     def _too_slow(self, connection: GuardedH11Protocol) -> None:
-        if connection in self.waiting:
+        if self.waiting(connection):
             self.timed_out += 1
             self.drop(connection)
 
@@ -157,7 +170,7 @@ class GuardedH11Protocol(H11Protocol):
     guard: ConnectionGuard  #: set on the per-server subclass made by `guarded_protocol`
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if not self.guard.admit(self, headers_complete=_headers_waiting(transport)):
+        if not self.guard.admit(self, received=_peek(transport)):
             transport.abort()
             return
         super().connection_made(transport)
@@ -166,6 +179,8 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if self.cycle is not None and not self.cycle.response_complete:
             self.guard.headers_received(self)
+        else:
+            self.guard.some_received(self)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -181,21 +196,24 @@ class GuardedH11Protocol(H11Protocol):
             super().connection_lost(exc)
 
 
-def _headers_waiting(transport: asyncio.Transport) -> bool:
-    """Whether complete request headers already wait in the socket (peeked, not consumed)."""
+def _complete(head: bytes) -> bool:
+    return b"\r\n\r\n" in head
+
+
+def _peek(transport: asyncio.Transport) -> bytes:
+    """What already waits in the socket of a new connection (peeked: left for uvicorn)."""
     wrapped = transport.get_extra_info("socket")
     if wrapped is None:
-        return False
+        return b""
     # asyncio's socket wrapper offers no recv(); a second socket object on the same
     # descriptor does, and `detach()` keeps it from closing the descriptor.
     peek = socket.socket(wrapped.family, wrapped.type, wrapped.proto, fileno=wrapped.fileno())
     try:
-        head = peek.recv(_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        return peek.recv(_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:  # nothing there yet (EAGAIN) or already reset
-        return False
+        return b""
     finally:
         peek.detach()
-    return b"\r\n\r\n" in head
 
 
 def guarded_protocol(guard: ConnectionGuard) -> type[GuardedH11Protocol]:
