@@ -3,7 +3,9 @@
 * `GET /healthz` — liveness: the process answers; touches nothing else.
 * `GET /readyz` — readiness: the ledger answers `SELECT 1` within `READY_TIMEOUT`
   seconds and the scheduler runs; JSON with the next send per channel. 503 otherwise.
-* `GET /metrics` — Prometheus text format (see `dispatcher.metrics`).
+* `GET /metrics` — Prometheus text format (see `dispatcher.metrics`), the ledger part
+  cached for `DISPATCHER_METRICS_CACHE_SECONDS`; with `DISPATCHER_METRICS_TOKEN` set it
+  needs `Authorization: Bearer <token>` (401 otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dispatcher.campaign import Channel
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.web import WebState
+from dispatcher.web.bounce import bearer_token, token_matches
 
 READY_TIMEOUT = 3.0  #: seconds /readyz waits for the database before answering 503
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -63,8 +66,12 @@ def describe_error(error: BaseException, url: sa.URL) -> str:
 
 
 def routes(state: WebState) -> list[Route]:
-    registry = metrics.build_registry(state)
+    ledger = metrics.LedgerCollector(state)
+    registry = metrics.build_registry(state, ledger)
     probe = _Probe(state)
+    # Concurrent scrapes queue here rather than each holding a worker thread while the
+    # first one reads the ledger; all but the first then find the reading cached.
+    scraping = anyio.Lock()
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok", headers=_NO_STORE)
@@ -97,11 +104,20 @@ def routes(state: WebState) -> list[Route]:
         }
         return JSONResponse(body, status_code=200 if ready else 503, headers=_NO_STORE)
 
-    def metrics_page(request: Request) -> Response:
-        # A sync endpoint: Starlette runs it in a worker thread, the ledger reads block there.
-        return Response(
-            generate_latest(registry), media_type=CONTENT_TYPE_LATEST, headers=_NO_STORE
-        )
+    async def metrics_page(request: Request) -> Response:
+        token = state.settings.metrics_token
+        expected = token.get_secret_value() if token is not None else ""
+        if expected and not token_matches(
+            bearer_token(request.headers.get("authorization")), expected
+        ):
+            return PlainTextResponse(
+                "missing or wrong bearer token (DISPATCHER_METRICS_TOKEN)",
+                401,
+                headers={**_NO_STORE, "WWW-Authenticate": 'Bearer realm="dispatcher-metrics"'},
+            )
+        async with scraping:
+            body = await anyio.to_thread.run_sync(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers=_NO_STORE)
 
     return [
         Route("/healthz", healthz, methods=["GET"]),
