@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import re
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -21,6 +22,22 @@ EMAIL_HEADERS = frozenset({"email", "e-mail", "mail", "e_mail", "email-adresse",
 NAME_HEADERS = frozenset({"name"})
 STATE_HEADERS = frozenset({"state"})  #: written by `subscribers export`
 DELIMITERS = (",", ";")
+#: What `str.split` leaves of the control characters (it already splits on tab, CR, LF, …).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: str) -> str:
+    """`value` as a spreadsheet shows it as text: a leading `'` before a formula start.
+
+    `parse_csv` removes exactly that quote again, so an export imports as it was.
+    """
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def _restore_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
 
 
 class InvalidAddress(ValueError):  # noqa: N818 -- reads as a verdict: "raise InvalidAddress"
@@ -94,6 +111,8 @@ def clean_name(name: str | None) -> str | None:
     if name is None or not name.strip():
         return None
     name = " ".join(name.split())  # multi-line CSV cells and stray tabs become one line
+    if found := _CONTROL.search(name):
+        raise InvalidName(f"name contains the control character U+{ord(found[0]):04X}; remove it")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"name longer than {MAX_NAME_LENGTH} characters")
     return name
@@ -128,12 +147,24 @@ def parse_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
     Duplicates are kept here; `ledger.subscribers.import_rows` merges and counts them.
     """
     text = text.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
+    # strict: a stray or unclosed quote is an error with its line, not a name that
+    # silently swallows the following rows.
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=True
+    )
     rows: list[Row] = []
     problems: list[RowProblem] = []
     columns: _Columns | None = None
     end = 0  # physical line on which the previous record ended
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            line, end = end + 1, reader.line_num
+            problems.append(RowProblem(line, _csv_error(error, line, end)))
+            continue
         line, end = end + 1, reader.line_num
         if not any(cell.strip() for cell in record):
             continue
@@ -148,6 +179,15 @@ def parse_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
     if columns is None:
         problems.append(RowProblem(1, "empty file: expected a header row with an email column"))
     return rows, problems
+
+
+def _csv_error(error: csv.Error, line: int, end: int) -> str:
+    if "end of data" in str(error):
+        return (
+            f"a quote opened in this row is never closed, so lines {line}-{end} were read "
+            'as one field and not imported; close the quote (or double a quote inside a name: "")'
+        )
+    return f'malformed CSV ({error}); write a quote inside a quoted field twice: ""'
 
 
 @dataclass(frozen=True)
@@ -215,7 +255,7 @@ def _row(record: list[str], line: int, columns: _Columns, problems: list[RowProb
         return None
 
     def cell(index: int | None) -> str:
-        return record[index] if index is not None and index < len(record) else ""
+        return _restore_cell(record[index]) if index is not None and index < len(record) else ""
 
     address = cell(columns.email)
     if not address.strip():

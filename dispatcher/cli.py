@@ -22,6 +22,7 @@ from dispatcher.cli_common import (
     campaign_of,
     format_plan,
     instant,
+    printable,
     settings_of,
 )
 from dispatcher.ledger.engine import LedgerUnavailableError
@@ -119,5 +120,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except (UserError, LedgerUnavailableError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)
         return EXIT_USER_ERROR

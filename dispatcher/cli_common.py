@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 from pathlib import Path
 
 from dispatcher import planning
@@ -13,6 +14,18 @@ from dispatcher.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_DELIVERY_FAILED = 0, 1, 2, 3
 GERMAN_WEEKDAYS = ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So")
+#: Control characters but line feed and tab, and the bidi overrides that reorder a line.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: an escape sequence shows as `\\x1b[2J`.
+
+    Names, addresses and errors come from web forms, CSV files and remote servers;
+    printed raw, an escape sequence could clear the screen or retitle the terminal.
+    Every command that prints stored or received text passes it through here.
+    """
+    return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 class UserError(Exception):

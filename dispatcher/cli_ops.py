@@ -24,6 +24,7 @@ from dispatcher.cli_common import (
     campaign_of,
     format_plan,
     instant,
+    printable,
     settings_of,
 )
 from dispatcher.context import build_context, open_ledger
@@ -184,7 +185,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     campaign = campaign_of(settings)
     status = status_rows(settings, campaign, instant(args.at))
-    print(json.dumps(status, indent=2, ensure_ascii=False) if args.json else format_status(status))
+    # Item ids are slugs, but error texts come from remote servers: no terminal escapes.
+    print(
+        json.dumps(status, indent=2, ensure_ascii=False)
+        if args.json
+        else printable(format_status(status))
+    )
     return EXIT_OK
 
 

@@ -4,6 +4,10 @@ Same conventions as the other commands (`cli_common`): each action sets
 `handler(args) -> int`, a problem the operator can fix is a UserError (exit 1),
 and the ledger is migrated on open. An import with rejected rows still imports
 the good ones: re-running it after fixing the file is idempotent.
+
+Stored names come from an anonymous web form: `list` and every message print them
+through `printable` (no terminal escapes), and `export` writes formula-like cells
+with a leading `'` (spreadsheets), which `import` removes again.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dispatcher.addresses import InvalidAddress, InvalidName, parse_csv
-from dispatcher.cli_common import EXIT_OK, EXIT_USER_ERROR, UserError, settings_of
+from dispatcher.addresses import InvalidAddress, InvalidName, neutralise_cell, parse_csv
+from dispatcher.cli_common import EXIT_OK, EXIT_USER_ERROR, UserError, printable, settings_of
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
@@ -209,7 +213,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         ) from None
     rows, problems = parse_csv(text)
     for problem in problems:
-        print(f"{args.file}:{problem.line}: {problem.message}")
+        print(printable(f"{args.file}:{problem.line}: {problem.message}"))
     with _ledger(settings_of(args)) as engine, engine.begin() as conn:
         report = ledger.import_rows(conn, rows, source="import", now=dt.datetime.now(dt.UTC))
     print(format_import_summary(report, rejected=len(problems)))
@@ -245,22 +249,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _ledger(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
         writer.writerow(EXPORT_HEADER)
         for row in ledger.list_(conn, state=_state(args)):
-            writer.writerow(
-                [
-                    row.email,
-                    row.name or "",
-                    row.state.value,
-                    _timestamp(row.created_at),
-                    _timestamp(row.updated_at),
-                    row.source or "",
-                    _timestamp(row.consent_at),
-                    row.consent_source or "",
-                    row.consent_ip or "",
-                    row.consent_text or "",
-                    _timestamp(row.confirmed_at),
-                    _timestamp(row.unsubscribed_at),
-                ]
-            )
+            cells = [
+                row.email,
+                row.name or "",
+                row.state.value,
+                _timestamp(row.created_at),
+                _timestamp(row.updated_at),
+                row.source or "",
+                _timestamp(row.consent_at),
+                row.consent_source or "",
+                row.consent_ip or "",
+                row.consent_text or "",
+                _timestamp(row.confirmed_at),
+                _timestamp(row.unsubscribed_at),
+            ]
+            writer.writerow([neutralise_cell(cell) for cell in cells])
     return EXIT_OK
 
 
@@ -272,8 +275,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         for row in ledger.list_(conn, state=_state(args)):
             shown += 1
             print(
-                f"{row.id:>6}  {_fit(row.email, 40):<40} {_fit(row.name or '', 28):<28} "
-                f"{row.state.value:<12} {row.created_at:%Y-%m-%d %H:%M}  {row.source or ''}"
+                f"{row.id:>6}  {_fit(printable(row.email), 40):<40} "
+                f"{_fit(printable(row.name or ''), 28):<28} {row.state.value:<12} "
+                f"{row.created_at:%Y-%m-%d %H:%M}  {printable(row.source or '')}"
             )
         counts = ledger.count_by_state(conn)
     per_state = ", ".join(f"{count} {state}" for state, count in counts.items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import subprocess
@@ -10,6 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from dispatcher.addresses import Row
+from dispatcher.ledger import subscribers as ledger
+from dispatcher.ledger.tables import subscribers
+from tests.conftest import Database
 
 ROOT = Path(__file__).parents[2]
 
@@ -162,3 +168,113 @@ def test_unreachable_database_is_reported_without_password() -> None:
     assert result.returncode == 1
     assert "error: cannot open the ledger at postgresql+psycopg://dispatcher:***@" in result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
+
+
+def test_import_refuses_control_characters_by_line_and_keeps_the_good_rows(
+    database: Database, tmp_path: Path
+) -> None:
+    """On PostgreSQL a NUL used to roll back the whole batch; now only its row is refused."""
+    path = tmp_path / "form.csv"
+    path.write_text(
+        "email,name\n"
+        "erika@example.org,Erika\n"  # line 2
+        "nul@example.org,Ni\x00l\n"  # line 3
+        "esc@example.org,\x1b]0;pwned\x07\n"  # line 4
+        "n\x00l@example.org,Null\n"  # line 5
+        "max@example.org,Max\n"  # line 6
+        'open@example.org,"Never closed\n'  # lines 7-8
+        "late@example.org,Late\n",
+        encoding="utf-8",
+    )
+    result = run(database.url, "import", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{path}:3: name contains the control character U+0000; remove it"
+    assert lines[1] == f"{path}:4: name contains the control character U+001B; remove it"
+    assert lines[2].startswith(f'{path}:5: invalid address "n\\x00l@example.org": ')
+    assert lines[3].startswith(
+        f"{path}:7: a quote opened in this row is never closed, so lines 7-8 were read"
+    )
+    assert lines[4].startswith("imported 2: 2 new,") and "4 rows rejected" in lines[4]
+    assert "\x00" not in result.stdout and "\x1b" not in result.stdout
+    exported = list(csv.DictReader(io.StringIO(run(database.url, "export").stdout)))
+    assert [(r["email"], r["name"]) for r in exported] == [
+        ("erika@example.org", "Erika"),
+        ("max@example.org", "Max"),
+    ]
+
+
+def test_a_stray_quote_is_reported_with_its_line(ledger_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text(
+        'email,name\nerika@example.org,"Erika "die" M."\nmax@example.org,Max\n', encoding="utf-8"
+    )
+    result = run(ledger_url, "import", str(path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == (
+        f"{path}:2: malformed CSV (',' expected after '\"'); "
+        'write a quote inside a quoted field twice: ""'
+    )
+    assert "imported 1: 1 new" in result.stdout
+
+
+def test_add_refuses_control_characters_and_prints_none(ledger_url: str) -> None:
+    named = run(ledger_url, "add", "erika@example.org", "--name", "Erika\x1b[2J")
+    assert named.returncode == 1
+    assert named.stderr == "error: name contains the control character U+001B; remove it\n"
+    address = run(ledger_url, "add", "erika\x1b[2J@example.org")
+    assert address.returncode == 1
+    assert address.stderr.startswith('error: invalid address "erika\\x1b[2J@example.org": ')
+    assert "\x1b" not in address.stderr
+
+
+FORMULAS = ["=2+5", "+SUM(1,2)", "-1", "@SUM(A1)", "'=quoted on purpose", "Erika"]
+
+
+def test_export_neutralises_formulas_and_imports_back_to_the_same_names(
+    database: Database, tmp_path: Path
+) -> None:
+    seeded = [Row(n + 2, f"r{n}@example.org", name) for n, name in enumerate(FORMULAS)]
+    with database.engine.begin() as connection:
+        ledger.import_rows(
+            connection,
+            [*seeded, Row(9, "=cmd@example.org", "Kein Name")],
+            source="web",
+            now=dt.datetime(2019, 3, 1, tzinfo=dt.UTC),
+        )
+    exported = run(database.url, "export")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert [r["name"] for r in rows] == [
+        "'=2+5", "'+SUM(1,2)", "'-1", "'@SUM(A1)", "'=quoted on purpose", "Erika", "Kein Name",
+    ]  # fmt: skip
+    assert rows[-1]["email"] == "'=cmd@example.org"
+    # No cell a spreadsheet would evaluate.
+    cells = [cell for row in csv.reader(io.StringIO(exported.stdout)) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+    path = tmp_path / "export.csv"
+    path.write_text(exported.stdout, encoding="utf-8")
+    fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    assert run(fresh, "import", str(path)).returncode == 0
+    again = list(csv.DictReader(io.StringIO(run(fresh, "export").stdout)))
+    assert [(r["email"], r["name"]) for r in again] == [(r["email"], r["name"]) for r in rows]
+
+
+def test_list_shows_stored_escape_sequences_as_text(database: Database) -> None:
+    """Names stored before they were refused (or written by hand) stay harmless on screen."""
+    with database.engine.begin() as connection:
+        connection.execute(
+            subscribers.insert().values(
+                email="erika@example.org",
+                name="Erika\x1b]0;pwned\x07\x1b[2J",
+                state="active",
+                source="web\u202e",
+                created_at=dt.datetime(2019, 3, 1, tzinfo=dt.UTC),
+                updated_at=dt.datetime(2019, 3, 1, tzinfo=dt.UTC),
+            )
+        )
+    listed = run(database.url, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Erika\\x1b]0;pwned\\x07\\x1b[2J" in listed.stdout
+    assert "web\\u202e" in listed.stdout
+    assert "\x1b" not in listed.stdout and "\x07" not in listed.stdout
