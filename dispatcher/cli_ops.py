@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher import channels, logs, pipeline, planning
-from dispatcher.campaign import Campaign
+from dispatcher.campaign import Campaign, Channel, item_to_json
 from dispatcher.cli_common import (
     EXIT_DELIVERY_FAILED,
     EXIT_OK,
@@ -30,7 +31,7 @@ from dispatcher.cli_common import (
 from dispatcher.context import build_context, open_ledger
 from dispatcher.leader import SqliteInUseError
 from dispatcher.ledger import engine as ledger_engine
-from dispatcher.ledger import store
+from dispatcher.ledger import store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
 from dispatcher.service import Service, SimulatedClock, real_clock
@@ -39,6 +40,10 @@ from dispatcher.web import WebState, create_app
 from dispatcher.web.server import serve_forever
 
 DELIVERY_COLUMNS = [s.value for s in DeliveryState]
+FORCE_HELP = (
+    "the clock is right although it is more than DISPATCHER_CLOCK_JUMP_HOURS ahead of the "
+    "last tick (the dispatcher was stopped): record the sends in between as missed"
+)
 
 
 def _report_lines(report: pipeline.TickReport) -> list[str]:
@@ -58,13 +63,20 @@ def cmd_tick(args: argparse.Namespace) -> int:
     logs.configure(settings.log_format)
     engine = open_ledger(settings)
     context = build_context(
-        settings, campaign, engine=engine, clock=pipeline.clock_from(instant(args.at))
+        settings,
+        campaign,
+        engine=engine,
+        clock=pipeline.clock_from(instant(args.at)),
+        force=args.force,
     )
     helpers: list[subprocess.Popen[bytes]] = []
     try:
         report = pipeline.TickReport()
         if not args.worker:
-            pipeline.make_due_dispatches(context, report)
+            try:
+                pipeline.make_due_dispatches(context, report)
+            except ticks.ClockJumpError as jump:
+                raise UserError(f"tick refused: {jump}") from None
             # One process is bound to one core (the GIL); helpers claim their own batches
             # of the dispatches just created (SKIP LOCKED / BEGIN IMMEDIATE keep them apart).
             at = context.clock().isoformat()
@@ -102,8 +114,26 @@ def _service_start(args: argparse.Namespace) -> tuple[Settings, Campaign]:
     return settings, campaign
 
 
+def _confirm_clock(settings: Settings, campaign: Campaign, args: argparse.Namespace) -> None:
+    """`run --force` records the start as the last tick (the operator vouches for the
+    clock); `run --at` is refused up front like `tick`, since a rehearsal clock far
+    ahead of the ledger is a mistake, not an outage."""
+    if not (args.force or args.at):
+        return  # the real clock: the service logs `clock_jump` and waits for confirmation
+    engine = open_ledger(settings)
+    try:
+        with engine.begin() as connection:
+            limit = dt.timedelta(hours=settings.clock_jump_hours)
+            ticks.guard(connection, campaign.id, instant(args.at), limit, force=args.force)
+    except ticks.ClockJumpError as error:
+        raise UserError(f"run refused: {error}") from None
+    finally:
+        engine.dispose()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings, campaign = _service_start(args)
+    _confirm_clock(settings, campaign, args)
     clock = SimulatedClock(instant(args.at)) if args.at else real_clock
     service = Service(settings, campaign, clock=clock)
     try:
@@ -221,6 +251,49 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reopen(args: argparse.Namespace) -> int:
+    """A missed dispatch back to `planned`, with the item as the file has it now and a send
+    time of now: the next tick (or the running service's next poll) sends it."""
+    settings = settings_of(args)
+    campaign = campaign_of(settings)
+    try:
+        day = dt.date.fromisoformat(args.day)
+    except ValueError:
+        raise UserError(
+            f'"{args.day}" is not a day; write it as YYYY-MM-DD, e.g. 2019-04-03'
+        ) from None
+    now = instant(args.at).astimezone(dt.UTC)
+    engine = open_ledger(settings)
+    reopened: list[str] = []
+    try:
+        with engine.begin() as connection:
+            try:
+                missed = ticks.missed_on(connection, campaign.id, day, args.channel)
+            except ticks.ReopenError as error:
+                raise UserError(f"reopen refused: {error}") from None
+            for dispatch in missed:
+                try:
+                    content = item_to_json(campaign.item(dispatch.item_id))
+                    note = ""
+                except KeyError:
+                    # Removed from the file since: send what was planned for the day.
+                    content, note = dispatch.content, " (item no longer in the file: as recorded)"
+                digest = hashlib.sha256(content.encode()).hexdigest()
+                if ticks.reopen(
+                    connection, dispatch, content=content, content_hash=digest, now=now
+                ):
+                    reopened.append(
+                        f"re-opened dispatch {dispatch.id} {dispatch.day} {dispatch.channel} "
+                        f"{dispatch.item_id}: planned, send at {now:%Y-%m-%d %H:%M} UTC{note}"
+                    )
+    finally:
+        engine.dispose()
+    for line in reopened:
+        print(line)
+    print("the next tick sends it" if len(reopened) == 1 else "the next tick sends them")
+    return EXIT_OK
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     ledger_engine.open_ledger(settings.database_url).dispose()
@@ -259,6 +332,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "database_url": f"sqlite:///{base / 'dispatcher.sqlite3'}",
         "outbox_dir": base / "outbox",
         "smtp_url": None,
+        # The replay jumps from one send time to the next, over the weekend too: by
+        # design, so no tick of it is a clock jump to confirm.
+        "clock_jump_hours": 24 * 7,
     }
     settings = settings_of(args, **overrides)
     campaign = campaign_of(settings)
@@ -300,10 +376,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     tick = commands.add_parser("tick", help="do everything due at that instant, then return")
     tick.add_argument("--at", help="ISO-8601 instant (default now)")
     tick.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    tick.add_argument("--force", action="store_true", help=FORCE_HELP)
     tick.set_defaults(handler=cmd_tick)
     run = commands.add_parser("run", help="the long-running service")
     run.add_argument("--at", help="rehearsal: start the service clock at this ISO-8601 instant")
+    run.add_argument("--force", action="store_true", help=FORCE_HELP)
     run.set_defaults(handler=cmd_run)
+    reopen = commands.add_parser("reopen", help="send a missed day after all (next tick)")
+    reopen.add_argument("day", metavar="DAY", help="the missed day, YYYY-MM-DD")
+    reopen.add_argument("--channel", choices=[str(c) for c in Channel], help="only this channel")
+    reopen.add_argument("--at", help="send time (ISO-8601; default now), for rehearsals")
+    reopen.set_defaults(handler=cmd_reopen)
     web = commands.add_parser("web", help="the HTTP endpoints alone (a separate web tier)")
     web.set_defaults(handler=cmd_web)
     status = commands.add_parser("status", help="dispatches, delivery counts, next sends")

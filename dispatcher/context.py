@@ -29,6 +29,7 @@ def build_context(
     *,
     engine: sa.Engine,
     clock: pipeline.Clock,
+    force: bool = False,
 ) -> pipeline.Context:
     return pipeline.Context(
         engine=engine,
@@ -47,5 +48,7 @@ def build_context(
             connections=settings.smtp_connections,
             claim_batch=settings.claim_batch,
             lease=dt.timedelta(seconds=settings.lease_seconds),
+            clock_jump_limit=dt.timedelta(hours=settings.clock_jump_hours),
+            clock_jump_confirmed=force,
         ),
     )

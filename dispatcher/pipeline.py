@@ -32,7 +32,7 @@ from dispatcher import channels, emails, metrics, planning, rendering, retrying,
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
 from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
 from dispatcher.ledger import engine as ledger_engine
-from dispatcher.ledger import store
+from dispatcher.ledger import store, ticks
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
 
 FANOUT_BATCH = 5000  #: subscribers turned into delivery rows per statement
@@ -64,6 +64,8 @@ class PipelineConfig:
     connections: int = 4
     max_attempts: int = retrying.MAX_ATTEMPTS
     worker: str = field(default_factory=worker_name)
+    clock_jump_limit: dt.timedelta = dt.timedelta(hours=24)  #: see `ledger.ticks`
+    clock_jump_confirmed: bool = False  #: `--force`: the operator vouches for the clock
 
 
 @dataclass
@@ -111,6 +113,13 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
     now = ctx.clock()
     campaign = ctx.campaign
     with ctx.engine.begin() as connection:
+        ticks.guard(
+            connection,
+            campaign.id,
+            now,
+            ctx.config.clock_jump_limit,
+            ctx.config.clock_jump_confirmed,
+        )
         past = [
             planning.PastDispatch(day, Channel(channel), item, state)
             for day, channel, item, state in store.history(connection, campaign.id)

@@ -22,6 +22,7 @@ from apscheduler.triggers.date import DateTrigger
 from dispatcher import channels, leader, metrics, pipeline, planning
 from dispatcher.campaign import Campaign
 from dispatcher.context import build_context, open_ledger
+from dispatcher.ledger import ticks
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
@@ -92,6 +93,11 @@ class Service:
                 return pipeline.tick(context, schedule=self.is_leader)
             finally:
                 context.email_channel.close()
+        except ticks.ClockJumpError as error:
+            # Nothing is recorded until an operator confirms (`tick --force`, `run --force`):
+            # a wrong clock must not write off the days it skipped.
+            log.error("%s", error, extra={"event": "clock_jump"})
+            return None
         except Exception:
             log.exception("tick failed; retrying at the next poll", extra={"event": "tick_error"})
             return None

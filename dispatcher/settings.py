@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(300, gt=0)  #: a claim not finished by then is taken over
     poll_seconds: float = Field(30, gt=0)  #: how often `run` looks for retries and catch-up
     shutdown_seconds: float = Field(30, gt=0)  #: the longest a graceful stop may take
+    clock_jump_hours: float = Field(24, gt=0)  #: a tick further ahead of the last one refuses
     bounce_webhook_token: SecretStr | None = None  #: unset: POST /webhooks/bounce answers 404
     soft_bounce_limit: int = Field(3, ge=1)  #: consecutive soft bounces that suppress an address
     return_path: str | None = None  #: envelope sender (MAIL FROM) for bounces; default: MAIL_FROM
