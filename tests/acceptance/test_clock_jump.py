@@ -144,7 +144,7 @@ def test_reopen_sends_a_missed_day_exactly_once(
     assert len(smtp_server.received) == 3
 
 
-@pytest.mark.slow  # starts the service twice over: about 10 s per database
+@pytest.mark.slow  # starts the service: about 10 s per database
 def test_run_waits_for_confirmation_of_a_clock_jump(
     database: Database, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
