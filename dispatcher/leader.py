@@ -65,6 +65,7 @@ class PostgresLeader:
                 self._connection = self._engine.connect()
             if self._held:
                 self._connection.execute(sa.text("SELECT 1"))  # still our session?
+                self._connection.commit()  # never left idle in a transaction
                 return True
             self._held = bool(
                 self._connection.execute(

@@ -116,7 +116,13 @@ def test_run_rejects_an_invalid_edit_and_keeps_sending(
     # A rehearsal clock 4 s before the first send of the week.
     service = start(env, "run", "--at", "2019-04-02T07:59:56+02:00")
     try:
-        time.sleep(1.5)
+        # Edit only once the service runs (start-up takes seconds on a busy machine).
+        assert service.stdout is not None
+        early: list[str] = []
+        for line in service.stdout:
+            early.append(line)
+            if '"service_started"' in line:
+                break
         good = campaign.read_text(encoding="utf-8")
         campaign.write_text(good.replace("timezone: Europe/Berlin", "timezone: Mars/Olympus"))
         deadline = time.monotonic() + 30
@@ -128,7 +134,8 @@ def test_run_rejects_an_invalid_edit_and_keeps_sending(
         if service.poll() is None:
             service.kill()
     assert service.returncode == 0, err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    lines = [*early, *out.splitlines()]
+    events = [json.loads(line) for line in lines if line.startswith("{")]
     rejected = [e for e in events if e.get("event") == "reload_rejected"]
     assert rejected and "Mars/Olympus" in rejected[0]["error"]
     assert {r.rcpt_tos[0] for r in smtp_server.received} == addresses
