@@ -6,8 +6,16 @@ Invariants:
 - A delivery is `sending` (with a lease) before its message leaves, and gets its
   outcome right after, committed per claimed batch. A crash therefore repeats at
   most the messages of one claimed batch per worker, and loses none.
+- A claim lives exactly as long as its worker works on it: a heartbeat renews the
+  lease while the batch is sent, and a worker that lost a claim (or cannot renew it in
+  time) sends none of that batch's remaining messages. Takeovers count as attempts.
+- Outcomes are written until the ledger takes them: a database fault delays the record,
+  it does not drop it (a dropped `sent` would be sent again once the lease expires).
+- Channels progress independently: each channel's dispatches run in a lane of their
+  own, so a hanging relay delays only the email.
 - Each loop unit returns whether there is more work, so a stop request is honoured
   between batches.
+See docs/architecture.md for the reasoning.
 """
 
 from __future__ import annotations
@@ -85,6 +93,9 @@ class Context:
     config: PipelineConfig = field(default_factory=PipelineConfig)
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
+    #: called whenever the work moves on (a message, a lease renewal, a ledger write):
+    #: the service's watchdog calls a lane hung when this stops
+    beat: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -270,14 +281,16 @@ def outcome_of_error(
         idempotent=idempotent,
         now=ctx.clock(),
         max_attempts=ctx.config.max_attempts,
+        doubtful=delivery.doubtful,
     )
-    bounced = delivery.subscriber_id if error.bounced else None
+    bounced = delivery.subscriber_id if error.bounced and not delivery.doubtful else None
     return store.Outcome(
         delivery.id,
         decision.state,
         error=error.message,
         next_attempt_at=decision.next_attempt_at,
         bounced_subscriber_id=bounced,
+        doubtful=error.ambiguous,
     )
 
 
@@ -346,6 +359,124 @@ def send_one(
 # 5. Claim → send → record, batch after batch ---------------------------------------------
 
 
+class Claim:
+    """The deliveries this worker holds, kept alive by a heartbeat while they are sent.
+
+    The lease is renewed every quarter lease. `holds` answers False for a delivery that
+    another worker took over or finished, and for all of them once the last successful
+    renewal is older than 80 % of the lease (the database may be unreachable and the
+    lease about to run out elsewhere): sending then stops before the next message, so
+    no two workers send the same batch.
+    """
+
+    def __init__(self, ctx: Context, ids: list[int]) -> None:
+        self._ctx = ctx
+        self._held = set(ids)
+        self._lock = threading.Lock()
+        self._lease = ctx.config.lease.total_seconds()
+        self._valid_until = time.monotonic() + 0.8 * self._lease
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lease", daemon=True)
+        self.lost: set[int] = set()
+
+    def __enter__(self) -> Claim:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def holds(self, delivery_id: int) -> bool:
+        with self._lock:
+            return delivery_id in self._held and time.monotonic() < self._valid_until
+
+    def _beat(self) -> None:
+        ctx = self._ctx
+        while not self._done.wait(self._lease / 4):
+            started = time.monotonic()
+            with self._lock:
+                ids = sorted(self._held)
+            try:
+                with ctx.engine.begin() as connection:
+                    held = store.renew_leases(
+                        connection,
+                        ids,
+                        worker=ctx.config.worker,
+                        now=ctx.clock(),
+                        lease=ctx.config.lease,
+                    )
+            except sa.exc.SQLAlchemyError as error:
+                log.warning(
+                    "cannot renew the lease of %d deliveries: %s",
+                    len(ids),
+                    _first_line(error),
+                    extra={"event": "lease_renewal_failed", "error": _first_line(error)},
+                )
+                continue
+            ctx.beat()
+            with self._lock:
+                lost = self._held - held
+                self._held &= held
+                self._valid_until = started + 0.8 * self._lease
+                self.lost |= lost
+            if lost:
+                log.warning(
+                    "%d claimed deliveries were taken over or finished elsewhere; "
+                    "this worker does not send them",
+                    len(lost),
+                    extra={"event": "claim_lost", "delivery": min(lost)},
+                )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def write_to_ledger(ctx: Context, what: str, write: Callable[[sa.Connection], object]) -> None:
+    """Run `write` in a transaction until the ledger takes it.
+
+    Used for outcomes of messages that already left: dropping them would send those
+    messages again after the lease, so a database fault is waited out (on fresh
+    connections, with backoff) rather than given up — except on shutdown, where the
+    lease expiry repeats at most this one batch.
+    """
+    delay = 0.5
+    while True:
+        try:
+            with ctx.engine.begin() as connection:
+                write(connection)
+        except sa.exc.DBAPIError as error:
+            if ctx.stop.is_set():
+                log.error(
+                    "could not record %s before stopping: %s",
+                    what,
+                    _first_line(error),
+                    extra={"event": "record_abandoned", "error": _first_line(error)},
+                )
+                raise
+            log.warning(
+                "cannot record %s yet (retrying in %.1f s): %s",
+                what,
+                delay,
+                _first_line(error),
+                extra={"event": "record_retry", "error": _first_line(error)},
+            )
+            ctx.stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        ctx.beat()
+        return
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """The delivery was not attempted: stop requested, channel down, or claim lost."""
+
+    delivery_id: int
+
+
 def send_batch(
     ctx: Context,
     dispatch: store.DispatchRow,
@@ -361,38 +492,61 @@ def send_batch(
             now=ctx.clock(),
             lease=ctx.config.lease,
             worker=ctx.config.worker,
+            max_attempts=ctx.config.max_attempts,
         )
+    ctx.beat()
     if not claimed:
         return False, None
-    futures: list[tuple[store.ClaimedDelivery, Future[store.Outcome | ChannelDown]]] = [
-        (delivery, pool.submit(send, delivery)) for delivery in claimed
-    ]
+    down = threading.Event()
+
+    def guarded(
+        claim: Claim, delivery: store.ClaimedDelivery
+    ) -> store.Outcome | ChannelDown | NotSent:
+        if ctx.stop.is_set() or down.is_set() or not claim.holds(delivery.id):
+            return NotSent(delivery.id)
+        result = send(delivery)
+        if isinstance(result, ChannelDown):
+            down.set()
+        ctx.beat()
+        return result
+
     outcomes: list[store.Outcome] = []
     unsent: list[int] = []
-    down: str | None = None
-    for delivery, future in futures:
-        if (ctx.stop.is_set() or down) and future.cancel():
-            unsent.append(delivery.id)
-            continue
-        try:
-            result = future.result()
-        except Exception as error:  # a bug or a broken message must not stop the dispatch
-            log.exception(
-                "delivery %s crashed",
-                delivery.id,
-                extra={"event": "delivery_error", "delivery": delivery.id},
-            )
-            result = store.Outcome(delivery.id, DeliveryState.FAILED, error=repr(error))
-        if isinstance(result, ChannelDown):
-            down = result.message
-            unsent.append(delivery.id)
-        else:
-            outcomes.append(result)
-    with ctx.engine.begin() as connection:
-        store.record_outcomes(connection, outcomes, worker=ctx.config.worker, now=ctx.clock())
-        store.release_claims(connection, worker=ctx.config.worker, ids=unsent)
+    down_message: str | None = None
+    with Claim(ctx, [delivery.id for delivery in claimed]) as claim:
+        futures: list[
+            tuple[store.ClaimedDelivery, Future[store.Outcome | ChannelDown | NotSent]]
+        ] = [(delivery, pool.submit(guarded, claim, delivery)) for delivery in claimed]
+        for delivery, future in futures:
+            try:
+                result = future.result()
+            except Exception as error:  # a bug or a broken message must not stop the dispatch
+                log.exception(
+                    "delivery %s crashed",
+                    delivery.id,
+                    extra={"event": "delivery_error", "delivery": delivery.id},
+                )
+                result = store.Outcome(delivery.id, DeliveryState.FAILED, error=repr(error))
+            if isinstance(result, ChannelDown):
+                down_message = result.message
+                unsent.append(delivery.id)
+            elif isinstance(result, NotSent):
+                unsent.append(delivery.id)
+            else:
+                outcomes.append(result)
+        # Still under the heartbeat: the lease cannot run out while the outcomes are written.
+        write_to_ledger(
+            ctx,
+            f"the outcomes of {len(outcomes)} deliveries",
+            lambda connection: (
+                store.record_outcomes(
+                    connection, outcomes, worker=ctx.config.worker, now=ctx.clock()
+                ),
+                store.release_claims(connection, worker=ctx.config.worker, ids=unsent),
+            ),
+        )
     for outcome in outcomes:
-        if outcome.state in (DeliveryState.FAILED, DeliveryState.DEFERRED):
+        if outcome.state in (DeliveryState.FAILED, DeliveryState.DEFERRED, DeliveryState.UNKNOWN):
             log.warning(
                 "delivery %s %s: %s",
                 outcome.delivery_id,
@@ -406,15 +560,19 @@ def send_batch(
                     "error": outcome.error,
                 },
             )
-    if down is not None:
+    if down_message is not None:
         log.error(
             "channel %s unavailable, %d deliveries back in the queue: %s",
             dispatch.channel,
             len(unsent),
-            down,
-            extra={"event": "channel_unavailable", "channel": dispatch.channel, "error": down},
+            down_message,
+            extra={
+                "event": "channel_unavailable",
+                "channel": dispatch.channel,
+                "error": down_message,
+            },
         )
-    return down is None and not ctx.stop.is_set(), down
+    return down_message is None and not ctx.stop.is_set(), down_message
 
 
 def expire_unsafe_claims(
@@ -505,34 +663,79 @@ def run_dispatch(
     return final
 
 
+# Lanes: each channel's dispatches, independent of the others ----------------------------
+
+
+def due_dispatches(ctx: Context, channel: str | None = None) -> list[store.DispatchRow]:
+    """Open dispatches whose time has come (of one channel, or all), oldest first."""
+    with ledger_engine.reader(ctx.engine).connect() as connection:
+        open_dispatches = store.list_dispatches(
+            connection, ctx.campaign.id, states=store.OPEN_DISPATCH_STATES
+        )
+    now = ctx.clock()
+    return [
+        dispatch
+        for dispatch in open_dispatches
+        if dispatch.send_at <= now
+        and dispatch.channel in IMPLEMENTED_CHANNELS
+        and (channel is None or dispatch.channel == channel)
+    ]
+
+
+def run_lane(ctx: Context, channel: str, report: TickReport) -> None:
+    """Every due dispatch of one channel, each once, until none is left or the channel is
+    down. The list is read again after each dispatch, so one that became due meanwhile
+    starts without waiting for another tick."""
+    tried: set[int] = set()
+    while not ctx.stop.is_set():
+        waiting = [d for d in due_dispatches(ctx, channel) if d.id not in tried]
+        if not waiting:
+            return
+        dispatch = waiting[0]
+        tried.add(dispatch.id)
+        final = run_dispatch(ctx, dispatch, report)
+        if final is not None:
+            report.finished[dispatch.id] = final
+        if any(e.startswith(f"{channel}:") for e in report.channel_errors):
+            return  # the channel is down: its other dispatches wait for the next tick
+
+
+def finish_report(ctx: Context, report: TickReport) -> TickReport:
+    """Add the delivery counts of the dispatches the tick finished."""
+    with ledger_engine.reader(ctx.engine).connect() as connection:
+        for dispatch_id in report.finished:
+            report.counts[dispatch_id] = store.delivery_counts(connection, dispatch_id)
+            report.failed_deliveries += report.counts[dispatch_id].get(DeliveryState.FAILED, 0)
+    return report
+
+
 # The unit `tick` and `run` share -----------------------------------------------------------
 
 
 def tick(ctx: Context, *, schedule: bool = True, report: TickReport | None = None) -> TickReport:
     """Everything due at the context's clock: create, fan out, send, record, then return.
 
-    `schedule=False` only helps send what is open: a process that is not the
+    Each channel runs in a lane (thread) of its own, so a slow relay does not hold up
+    the posts. `schedule=False` only helps send what is open: a process that is not the
     scheduler (see `leader`) still claims and sends its share.
     """
     report = TickReport() if report is None else report
     if schedule:
         make_due_dispatches(ctx, report)
-    with ledger_engine.reader(ctx.engine).connect() as connection:
-        open_dispatches = store.list_dispatches(
-            connection, ctx.campaign.id, states=store.OPEN_DISPATCH_STATES
-        )
-    for dispatch in open_dispatches:
-        if ctx.stop.is_set() or dispatch.send_at > ctx.clock():
-            continue
-        if dispatch.channel not in IMPLEMENTED_CHANNELS:
-            continue
-        if any(e.startswith(f"{dispatch.channel}:") for e in report.channel_errors):
-            continue  # the channel is down: its other dispatches wait for the next tick
-        final = run_dispatch(ctx, dispatch, report)
-        if final is not None:
-            report.finished[dispatch.id] = final
-    with ledger_engine.reader(ctx.engine).connect() as connection:
-        for dispatch_id in report.finished:
-            report.counts[dispatch_id] = store.delivery_counts(connection, dispatch_id)
-            report.failed_deliveries += report.counts[dispatch_id].get(DeliveryState.FAILED, 0)
-    return report
+    channels = sorted({dispatch.channel for dispatch in due_dispatches(ctx)})
+    errors: list[BaseException] = []
+
+    def lane(channel: str) -> None:
+        try:
+            run_lane(ctx, channel, report)
+        except BaseException as error:  # re-raised in the caller's thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=lane, args=(c,), name=f"lane-{c}") for c in channels]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return finish_report(ctx, report)

@@ -8,8 +8,10 @@ start-up tick), never from APScheduler's misfire handling.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import os
 import signal
 import threading
 import time
@@ -31,6 +33,7 @@ from dispatcher.web.server import BackgroundServer, raise_nofile_limit
 log = logging.getLogger("dispatcher")
 RELOAD_CHECK_SECONDS = 2.0
 LEADER_CHECK_SECONDS = 2.0  #: how soon a process notices the scheduler lock is free
+SHUTDOWN_GRACE_SECONDS = 5.0  #: beyond DISPATCHER_SHUTDOWN_SECONDS, the process exits regardless
 
 
 class SimulatedClock:
@@ -50,6 +53,33 @@ def real_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _exit_now() -> None:
+    log.error(
+        "shutdown did not complete in time; exiting now (leases expire, nothing is lost)",
+        extra={"event": "shutdown_forced"},
+    )
+    logging.shutdown()
+    os._exit(0)
+
+
+class Lane:
+    """One channel's sending: at most one thread at a time, and when it last moved on."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.lock = threading.Lock()
+        self._last_beat = time.monotonic()
+
+    def beat(self) -> None:
+        self._last_beat = time.monotonic()
+
+    def stalled_for(self) -> float | None:
+        """Seconds since the running lane last made progress; None when it is idle."""
+        if not self.lock.locked():
+            return None
+        return time.monotonic() - self._last_beat
+
+
 class Service:
     def __init__(
         self,
@@ -65,7 +95,8 @@ class Service:
         self.progress = progress
         self.engine = open_ledger(settings)
         self.stop = threading.Event()
-        self._tick_lock = threading.Lock()
+        self._schedule_lock = threading.Lock()
+        self._lanes: dict[str, Lane] = {}
         self._campaign_stamp = self._stamp(settings.campaign_file)
         self.scheduler = BackgroundScheduler(
             timezone=dt.UTC,
@@ -74,25 +105,32 @@ class Service:
         self.last_reload_error: str | None = None
         self.reload_errors = 0
         self.http: BackgroundServer | None = None
-        self.leadership = leader.leadership_for(self.engine, campaign.id)
+        self.leadership = leader.leadership_for(
+            self.engine, campaign.id, timeout=settings.db_timeout_seconds
+        )
         self.is_leader = False
 
     # --- the one job function ------------------------------------------------------------
 
-    def on_time(self) -> pipeline.TickReport | None:
-        """Run a tick unless one is running already (the next poll picks up the rest)."""
-        if not self._tick_lock.acquire(blocking=False):
-            return None
+    def on_time(self, *, wait: bool = True) -> pipeline.TickReport | None:
+        """Create what is due (in the scheduler process), then start a send lane for each
+        channel with due work whose lane is idle; a busy lane picks the new work up itself.
+
+        `wait`: return once the lanes started here have ended (the demo and tests want the
+        report); the scheduler's jobs do not wait, so a hanging relay never holds up the
+        poll, the posts, or newly due dispatches of other channels.
+        """
+        report = pipeline.TickReport()
         try:
             context = build_context(
                 self.settings, self.campaign, engine=self.engine, clock=self.clock
             )
             context.stop = self.stop
             context.progress = self.progress
-            try:
-                return pipeline.tick(context, schedule=self.is_leader)
-            finally:
-                context.email_channel.close()
+            if self.is_leader:
+                with self._schedule_lock:
+                    pipeline.make_due_dispatches(context, report)
+            channels = sorted({d.channel for d in pipeline.due_dispatches(context)})
         except ticks.ClockJumpError as error:
             # Nothing is recorded until an operator confirms (`tick --force`, `run --force`):
             # a wrong clock must not write off the days it skipped.
@@ -101,8 +139,68 @@ class Service:
         except Exception:
             log.exception("tick failed; retrying at the next poll", extra={"event": "tick_error"})
             return None
-        finally:
-            self._tick_lock.release()
+        started = [
+            thread
+            for channel in channels
+            if (thread := self._start_lane(channel, context, report)) is not None
+        ]
+        if not wait:
+            return report
+        for thread in started:
+            thread.join()
+        try:
+            return pipeline.finish_report(context, report)
+        except Exception:
+            log.exception("tick report failed", extra={"event": "tick_error"})
+            return None
+
+    def _start_lane(
+        self, channel: str, context: pipeline.Context, report: pipeline.TickReport
+    ) -> threading.Thread | None:
+        lane = self._lanes.setdefault(channel, Lane(channel))
+        if not lane.lock.acquire(blocking=False):
+            return None  # busy: it reads the due list again after each dispatch
+        lane.beat()
+        lane_context = dataclasses.replace(context, beat=lane.beat)
+
+        def run() -> None:
+            try:
+                pipeline.run_lane(lane_context, channel, report)
+            except Exception:
+                log.exception(
+                    "send lane %s failed; retrying at the next poll",
+                    channel,
+                    extra={"event": "tick_error", "channel": channel},
+                )
+            finally:
+                if channel == "email":
+                    context.email_channel.close()
+                lane.lock.release()
+
+        thread = threading.Thread(target=run, name=f"lane-{channel}", daemon=True)
+        thread.start()
+        return thread
+
+    def liveness(self) -> str | None:
+        """Why this process is not alive, for /healthz: a send lane that made no progress
+        (no message, lease renewal or ledger write) for `DISPATCHER_HANG_SECONDS`."""
+        for lane in list(self._lanes.values()):
+            stalled = lane.stalled_for()
+            if stalled is not None and stalled > self.settings.hang_seconds:
+                return (
+                    f"send lane {lane.channel} made no progress for {stalled:.0f} s "
+                    f"(limit DISPATCHER_HANG_SECONDS={self.settings.hang_seconds:g})"
+                )
+        return None
+
+    def lanes_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every running lane to end."""
+        deadline = time.monotonic() + timeout
+        for lane in list(self._lanes.values()):
+            if not lane.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                return False
+            lane.lock.release()
+        return True
 
     def send_times(self) -> list[dt.datetime]:
         """The instants at which something is planned, from now on (UTC, sorted, unique)."""
@@ -114,6 +212,10 @@ class Service:
                 if row.state is planning.PlanState.PLANNED and row.send_at_utc is not None
             }
         )
+
+    def fire(self) -> None:
+        """The scheduler's job: like `on_time`, without waiting for the lanes."""
+        self.on_time(wait=False)
 
     # --- configuration reload ------------------------------------------------------------
 
@@ -161,7 +263,7 @@ class Service:
         offset = real_clock() - self.clock()
         for at in self.send_times():
             self.scheduler.add_job(
-                self.on_time, DateTrigger(run_date=at + offset), id=f"send:{at.isoformat()}"
+                self.fire, DateTrigger(run_date=at + offset), id=f"send:{at.isoformat()}"
             )
 
     def check_leader(self) -> None:
@@ -169,7 +271,7 @@ class Service:
         was, self.is_leader = self.is_leader, self.leadership.try_acquire()
         if self.is_leader and not was:
             log.info("this process is now the scheduler", extra={"event": "leader_acquired"})
-            self.on_time()  # catch up at once: the previous holder may have died mid-day
+            self.fire()  # catch up at once: the previous holder may have died mid-day
         elif was and not self.is_leader:
             log.warning("this process is no longer the scheduler", extra={"event": "leader_lost"})
 
@@ -177,12 +279,10 @@ class Service:
         """Catch up from the ledger, then let the scheduler fire at the planned times."""
         self.check_leader()
         if not self.is_leader:
-            self.on_time()
+            self.fire()
         if self.stop.is_set():
             return
-        self.scheduler.add_job(
-            self.on_time, "interval", seconds=self.settings.poll_seconds, id="poll"
-        )
+        self.scheduler.add_job(self.fire, "interval", seconds=self.settings.poll_seconds, id="poll")
         self.scheduler.add_job(self.reload, "interval", seconds=RELOAD_CHECK_SECONDS, id="reload")
         self.scheduler.add_job(
             self.check_leader, "interval", seconds=LEADER_CHECK_SECONDS, id="leader"
@@ -204,6 +304,7 @@ class Service:
             scheduler_alive=self.scheduler_alive,
             reload_errors=lambda: self.reload_errors,
             clock=self.clock,
+            liveness=self.liveness,
         )
 
     def serve_http(self) -> None:
@@ -230,9 +331,7 @@ class Service:
             self.http.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if self._tick_lock.acquire(timeout=self.settings.shutdown_seconds):
-            self._tick_lock.release()
-        else:
+        if not self.lanes_idle(self.settings.shutdown_seconds):
             log.error(
                 "in-flight sends did not finish in time; their leases will expire",
                 extra={"event": "shutdown_timeout"},
@@ -263,4 +362,15 @@ class Service:
         self.start()
         while not stopping.wait(0.5):
             pass
+        # Always end: a database or relay that stopped answering must not keep the process
+        # alive (nothing is lost: leases expire, and the next start resumes from the ledger).
+        deadline = threading.Timer(
+            self.settings.shutdown_seconds + SHUTDOWN_GRACE_SECONDS, _exit_now
+        )
+        deadline.daemon = True
+        deadline.start()
         self.shutdown()
+        deadline.cancel()
+        # Send threads still waiting on a relay would be joined at interpreter exit.
+        if not self.lanes_idle(0):
+            _exit_now()

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(300, gt=0)  #: a claim not finished by then is taken over
     poll_seconds: float = Field(30, gt=0)  #: how often `run` looks for retries and catch-up
     shutdown_seconds: float = Field(30, gt=0)  #: the longest a graceful stop may take
+    #: PostgreSQL: statement/lock timeout; no answer within this (+5 s) abandons the connection
+    db_timeout_seconds: float = Field(30, gt=0, le=3600)
+    #: a send lane without progress (message, lease renewal, ledger write) this long is hung
+    hang_seconds: float = Field(600, gt=0)
     clock_jump_hours: float = Field(24, gt=0)  #: a tick further ahead of the last one refuses
     bounce_webhook_token: SecretStr | None = None  #: unset: POST /webhooks/bounce answers 404
     soft_bounce_limit: int = Field(3, ge=1)  #: consecutive soft bounces that suppress an address

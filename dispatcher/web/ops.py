@@ -1,6 +1,7 @@
 """Health, readiness and metrics for monitoring (DESIGN §5).
 
-* `GET /healthz` — liveness: the process answers; touches nothing else.
+* `GET /healthz` — liveness: the process answers and no send lane is hung (the
+  service's watchdog); touches nothing else, not even the database.
 * `GET /readyz` — readiness: the ledger answers `SELECT 1` within `READY_TIMEOUT`
   seconds and the scheduler runs; JSON with the next send per channel. 503 otherwise.
 * `GET /metrics` — Prometheus text format (see `dispatcher.metrics`), the ledger part
@@ -74,6 +75,9 @@ def routes(state: WebState) -> list[Route]:
     scraping = anyio.Lock()
 
     async def healthz(request: Request) -> Response:
+        problem = state.liveness()
+        if problem is not None:
+            return PlainTextResponse(f"unhealthy: {problem}", status_code=503, headers=_NO_STORE)
         return PlainTextResponse("ok", headers=_NO_STORE)
 
     async def readyz(request: Request) -> Response:

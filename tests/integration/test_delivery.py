@@ -262,3 +262,44 @@ def test_smtp_server_down_keeps_everything_queued(database: Database) -> None:
         assert list(later.finished.values()) == ["done"]
         assert len(back.received) == 12
     assert delivery_states(database) == {"sent": 12}
+
+
+def test_a_relay_that_answers_the_final_dot_too_late_gets_at_most_two_copies(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    """RFC 5321 §4.5.3.2.6: the relay stores each message, then answers after the client
+    gave up. The outcome is open: one resend, then `unknown` — never `failed`, never more
+    copies, and only `retry --force` sends again."""
+    addresses = add_subscribers(database, 3)
+    smtp_server.reply_delay = 1.5
+    settings = settings_for(database, smtp_server, smtp_url=f"{smtp_server.url}?data_timeout=0.3")
+    day = SEND_DAYS[0]
+    tick_at(settings, database, email_time(day))
+    assert delivery_states(database) == Counter(deferred=3)
+    report = tick_at(settings, database, email_time(day) + dt.timedelta(minutes=2))
+    assert delivery_states(database) == Counter(unknown=3)
+    assert list(report.finished.values()) == ["partial"]  # not "failed": it may have arrived
+    for minutes in (10, 40, 120):  # later ticks leave it alone
+        tick_at(settings, database, email_time(day) + dt.timedelta(minutes=minutes))
+    received = Counter(r.rcpt_tos[0] for r in smtp_server.received)
+    assert received == Counter({address: 2 for address in addresses})
+    with database.engine.connect() as connection:
+        errors = connection.execute(sa.select(deliveries.c.last_error)).scalars().all()
+    assert all("may have accepted" in str(error) for error in errors)
+
+
+def test_a_permanent_refusal_after_an_uncertain_attempt_is_unknown_not_failed(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    (address,) = add_subscribers(database, 1)
+    settings = settings_for(database, smtp_server, smtp_url=f"{smtp_server.url}?data_timeout=0.3")
+    smtp_server.reply_delay = 1.5
+    day = SEND_DAYS[0]
+    tick_at(settings, database, email_time(day))
+    smtp_server.reply_delay = 0
+    smtp_server.script(address, "550 5.7.1 Message rejected as duplicate", at="data")
+    tick_at(settings, database, email_time(day) + dt.timedelta(minutes=2))
+    assert delivery_states(database) == Counter(unknown=1)
+    with database.engine.connect() as connection:
+        state = connection.execute(sa.select(dispatches.c.state)).scalar_one()
+    assert state == "partial"
