@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def recipient(name: str | None, address: str) -> Address:
     return Address(display_name=safe_name(name), username=local, domain=domain)
 
 
+@functools.lru_cache(maxsize=1024)
 def _q_piece(char: str) -> str:
     if char == " ":
         return "_"
@@ -155,8 +157,11 @@ def _encoded_words(text: str) -> list[str]:
 
     Q when that is shorter (mostly Latin names stay readable), else B.
     """
-    q_size = sum(len(_q_piece(char)) for char in text)
-    if q_size <= 4 * len(text.encode()) // 3 + 4:
+    q_pieces = list(map(_q_piece, text))
+    q_size, b_size = sum(map(len, q_pieces)), (len(text.encode()) + 2) // 3 * 4
+    if q_size <= b_size:
+        if q_size <= _WORD_PAYLOAD:  # nearly every name: one word
+            return [f"=?utf-8?q?{''.join(q_pieces)}?="]
         chunks = _chunks(text, lambda char: len(_q_piece(char)), _WORD_PAYLOAD)
         return [f"=?utf-8?q?{''.join(map(_q_piece, chunk))}?=" for chunk in chunks]
     chunks = _chunks(text, lambda char: len(char.encode()), _WORD_PAYLOAD // 4 * 3)

@@ -101,6 +101,15 @@ class Consent:
 
 
 @dataclass(frozen=True)
+class Requested:
+    """A web sign-up as its confirmation link carries it: applied only when the link is used."""
+
+    name: str | None  #: None: keep the stored name
+    consent: Consent
+    at: dt.datetime  #: when it was requested
+
+
+@dataclass(frozen=True)
 class ImportReport:
     created: int = 0
     updated: int = 0  #: existing and active or pending; name changed
@@ -311,13 +320,14 @@ def request_subscription(
 
     - new address: a pending row with the consent record; send.
     - active: nothing changes, no mail (the caller shows the same page: no enumeration).
-    - pending, unsubscribed or bounced: a new request with new consent; it becomes
-      pending (still receives nothing) and gets a mail — unless one went to this
-      address less than an hour ago, then nothing changes at all.
+    - pending, unsubscribed or bounced: state, name and consent record stay as they
+      are — anyone can type an address into the form — and a mail goes out unless one
+      went to this address less than an hour ago. The requested name and consent
+      travel in the confirmation link and are applied by `confirm(requested=…)`.
 
-    The hourly limit is one conditional UPDATE, so two simultaneous requests
-    cannot both win. The consent record holds the latest request that got a
-    confirmation mail. Raises InvalidAddress or InvalidName.
+    The hourly limit is one conditional UPDATE of `confirmation_sent_at` (nothing else,
+    not even `updated_at`), so two simultaneous requests cannot both win. Raises
+    InvalidAddress or InvalidName.
     """
     address, name = normalise(email), clean_name(name)
     record = {
@@ -344,9 +354,6 @@ def request_subscription(
         assert existing is not None
     if existing.state is SubscriberState.ACTIVE:
         return existing, False
-    changes: dict[str, object] = {**record, "state": SubscriberState.PENDING.value}
-    if name is not None:
-        changes["name"] = name
     result = conn.execute(
         subscribers.update()
         .where(subscribers.c.id == existing.id)
@@ -357,7 +364,7 @@ def request_subscription(
                 subscribers.c.confirmation_sent_at <= now - CONFIRMATION_INTERVAL,
             )
         )
-        .values(**changes, updated_at=now)
+        .values(confirmation_sent_at=now)
     )
     current = get_by_id(conn, existing.id)
     assert current is not None
@@ -380,35 +387,57 @@ def confirm(
     *,
     now: dt.datetime,
     issued_at: dt.datetime | None = None,
+    requested: Requested | None = None,
 ) -> SubscriberRow | None:
-    """Double opt-in confirmed: pending becomes active. The row, or None when it cannot be.
+    """Double opt-in confirmed: the subscriber becomes active. The row, or None when it
+    cannot be.
 
     Already active: the row unchanged (a second click is a success, not an error).
-    None for an unknown or erased id and for someone unsubscribed or bounced
-    (a link from before they left must not put them back), and for a pending
-    row when `issued_at` (the link's issue time) lies before their last
-    unsubscribe: only a link from a request after it counts.
+    None for an unknown or erased id, and when `issued_at` (the link's issue time) lies
+    before the subscriber left: a link from before an unsubscribe (or, for a bounced
+    address, from before the bounce) must not put them back. A pending row is activated
+    by any such link; an unsubscribed or bounced one only by a link that carries a new
+    request (`requested`): its name (if any) and consent record are applied now.
     """
     row = get_by_id(conn, subscriber_id)
     if row is None or row.erased:
         return None
     if row.state is SubscriberState.ACTIVE:
         return row
-    if row.state is not SubscriberState.PENDING:
+    returning = requested is not None and row.state is SubscriberState.UNSUBSCRIBED
+    if row.state is SubscriberState.PENDING or returning:
+        left = row.unsubscribed_at
+    elif requested is not None and row.state is SubscriberState.BOUNCED:
+        left = row.updated_at  # when it bounced: requests do not touch updated_at
+    else:
         return None
-    left = row.unsubscribed_at
     if (
         issued_at is not None
         and left is not None
         and issued_at < left.replace(second=0, microsecond=0)
     ):
         return None
+    changes: dict[str, object] = {}
+    if requested is not None:
+        changes = {
+            "consent_at": requested.at,
+            "consent_source": requested.consent.source[:200],
+            "consent_ip": requested.consent.ip,
+            "consent_text": requested.consent.text,
+        }
+        if requested.name is not None:
+            changes["name"] = clean_name(requested.name)
     conn.execute(
         subscribers.update()
         .where(subscribers.c.id == subscriber_id)
-        .where(subscribers.c.state == SubscriberState.PENDING.value)
+        .where(subscribers.c.state == row.state.value)
         .values(
-            state=SubscriberState.ACTIVE.value, confirmed_at=now, last_error=None, updated_at=now
+            **changes,
+            state=SubscriberState.ACTIVE.value,
+            confirmed_at=now,
+            last_error=None,
+            soft_bounces=0,
+            updated_at=now,
         )
     )
     return get_by_id(conn, subscriber_id)

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from dispatcher.campaign import Campaign
 from dispatcher.channels.base import EmailChannel
 from dispatcher.settings import Settings
+from dispatcher.web.background import Background
 
 
 def _utc_now() -> dt.datetime:
@@ -35,15 +36,16 @@ class WebState:
     email_channel: Callable[[], EmailChannel]  #: for confirmation emails (SMTP or outbox)
     scheduler_alive: Callable[[], bool] = lambda: True  #: False makes /readyz answer 503
     reload_errors: Callable[[], int] = lambda: 0  #: rejected campaign reloads so far
-    #: why the process is not alive (a hung send lane), or None: /healthz answers 503 then
-    liveness: Callable[[], str | None] = lambda: None
     clock: Callable[[], dt.datetime] = _utc_now
     templates: jinja2.Environment = field(init=False)
+    #: sign-up work done after the answer (see `dispatcher.web.background`)
+    background: Background = field(init=False)
 
     def __post_init__(self) -> None:
         from dispatcher.rendering import create_environment
 
         self.templates = create_environment(self.settings.templates_dir)
+        self.background = Background("subscriptions")
 
 
 def create_app(state: WebState) -> Starlette:

@@ -12,10 +12,14 @@ Routes (DESIGN §5):
   particular form; there is no login, no CSRF token and never a redirect (a
   redirected POST turns into a GET): the answer is 200 with a page.
 - `GET /subscribe`, `POST /subscribe`: the sign-up form; a valid request always
-  gets the same "please confirm" page, whether the address is new, pending,
-  active or unsubscribed, so the form cannot tell who is on the list. A new or
-  returning address gets one confirmation mail, at most one per hour.
-- `GET /confirm/{token}`: activates a pending subscriber.
+  gets the same "please confirm" page, in the same time, whether the address is
+  new, pending, active or unsubscribed, so the form cannot tell who is on the
+  list: the ledger work and the mail happen after the answer (`state.background`).
+  A new or returning address gets one confirmation mail, at most one per hour.
+  Anyone can type any address, so a request changes nothing about an existing
+  subscriber: the name and consent it asks for travel, signed, in the link.
+- `GET /confirm/{token}`: activates the subscriber and applies the request the
+  link carries (name, consent record).
 
 Tokens are `dispatcher.tokens` HMACs. The unsubscribe token is the one in every
 newsletter's `List-Unsubscribe`. A token signed for another campaign with our key
@@ -24,10 +28,15 @@ withdrawal from an old mail must always work. The confirmation token expires:
 `tokens` has no expiry, so the issue time (whole minutes since the epoch) is
 put in front of the token and into the signed purpose, `confirm:<minutes>`:
 
-    <minutes>.<subscriber id>.<campaign>.<signature>
+    <minutes>.r<request>.<subscriber id>.<campaign>.<signature>
 
-Changing the time changes the purpose and breaks the signature, so the age
-checked against `DISPATCHER_CONFIRM_TTL_HOURS` is the age we signed.
+`<request>` is the sign-up request (name, consent source and client address, a hash
+of the consent text), base64url JSON, signed as part of the purpose too
+(`confirm:<minutes>:r<request>`). Changing the time or the request breaks the
+signature, so the age checked against `DISPATCHER_CONFIRM_TTL_HOURS` is the age we
+signed and the request applied is the one made. Links from before the request was
+carried (`<minutes>.<subscriber id>.<campaign>.<signature>`) still confirm a
+pending subscriber.
 
 Client addresses come from `request.client.host`, i.e. the TCP peer. Behind a
 reverse proxy run uvicorn with `--proxy-headers --forwarded-allow-ips=<proxy>`
@@ -37,11 +46,14 @@ itself, because any client can send that header.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import hashlib
 import ipaddress
+import json
 import logging
 from dataclasses import dataclass
-from email.utils import formataddr
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -80,32 +92,85 @@ PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Rob
 
 
 @dataclass(frozen=True)
+class SignUp:
+    """What a sign-up request asked for; applied only when its link is used."""
+
+    name: str | None
+    source: str  #: consent source, `consent_source(...)`
+    ip: str | None  #: consent client address, `consent_ip(...)`
+    text_hash: str  #: `text_hash(consent text shown)`: the link is stale once the text changed
+
+
+@dataclass(frozen=True)
 class ConfirmToken:
     subject: tokens.TokenSubject
     issued_at: dt.datetime  #: aware UTC, whole minutes
+    request: SignUp | None = None  #: None: a link from before requests were carried
 
 
 def _minutes(at: dt.datetime) -> int:
     return int(at.timestamp() // 60)
 
 
-def confirm_token(subscriber_id: int, campaign_id: str, *, issued: dt.datetime, key: str) -> str:
-    """`<minutes>.<token>`: the issue time is signed as part of the purpose."""
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _encode(request: SignUp) -> str:
+    data = {"n": request.name, "s": request.source, "i": request.ip, "t": request.text_hash}
+    raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return "r" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode(encoded: str) -> SignUp | None:
+    text = encoded[1:]
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        return SignUp(
+            name=None if data["n"] is None else str(data["n"]),
+            source=str(data["s"]),
+            ip=None if data["i"] is None else str(data["i"]),
+            text_hash=str(data["t"]),
+        )
+    except (ValueError, binascii.Error, KeyError, TypeError):
+        return None
+
+
+def confirm_token(
+    subscriber_id: int,
+    campaign_id: str,
+    *,
+    issued: dt.datetime,
+    key: str,
+    request: SignUp | None = None,
+) -> str:
+    """`<minutes>[.r<request>].<token>`: time and request are signed as part of the purpose."""
     minutes = _minutes(issued)
-    subject = tokens.TokenSubject(f"{CONFIRM}:{minutes}", subscriber_id, campaign_id)
-    return f"{minutes}.{tokens.sign(subject, key=key)}"
+    carried = "" if request is None else _encode(request)
+    purpose = f"{CONFIRM}:{minutes}" + (f":{carried}" if carried else "")
+    token = tokens.sign(tokens.TokenSubject(purpose, subscriber_id, campaign_id), key=key)
+    return f"{minutes}.{carried}.{token}" if carried else f"{minutes}.{token}"
 
 
 def read_confirm_token(token: str, *, key: str) -> ConfirmToken | None:
-    """The subject and issue time of a genuine confirmation token (expired or not), else None."""
+    """The subject, issue time and request of a genuine confirmation token (expired or
+    not), else None."""
     minutes_text, _, rest = token.partition(".")
     if not minutes_text.isdigit() or len(minutes_text) > 12:
         return None
-    subject = tokens.verify(rest, purpose=f"{CONFIRM}:{minutes_text}", key=key)
+    purpose = f"{CONFIRM}:{minutes_text}"
+    request = None
+    if rest.startswith("r"):
+        carried, _, rest = rest.partition(".")
+        purpose += f":{carried}"
+        request = _decode(carried)
+        if request is None:
+            return None
+    subject = tokens.verify(rest, purpose=purpose, key=key)
     if subject is None:
         return None
     issued = dt.datetime.fromtimestamp(int(minutes_text) * 60, dt.UTC)
-    return ConfirmToken(subject, issued)
+    return ConfirmToken(subject, issued, request)
 
 
 # -- consent -------------------------------------------------------------------------------
@@ -185,7 +250,8 @@ def routes(state: WebState) -> list[Route]:
             ip=consent_ip(host, state.settings.consent_ip),
             text=state.settings.consent_text,
         )
-        await run_in_threadpool(_request, state, values, consent)
+        # After the answer: its time must not depend on the address (see the module doc).
+        state.background.submit(lambda: _request(state, values, consent))
         return pages.render(
             "subscribe_sent.html.j2",
             email=normalise(values["email"]),
@@ -336,10 +402,19 @@ def _confirm(state: WebState, token: ConfirmToken, now: dt.datetime) -> str:
         current = ledger.get_by_id(conn, subscriber_id)
         if current is None or current.erased:
             return "unknown"
-        row = ledger.confirm(conn, subscriber_id, now=now, issued_at=token.issued_at)
+        requested = None
+        if token.request is not None:
+            text = state.settings.consent_text
+            if token.request.text_hash != text_hash(text):
+                return "stale"  # the consent text changed since: the person agreed to another
+            consent = ledger.Consent(token.request.source, token.request.ip, text)
+            requested = ledger.Requested(token.request.name, consent, at=token.issued_at)
+        row = ledger.confirm(
+            conn, subscriber_id, now=now, issued_at=token.issued_at, requested=requested
+        )
     if row is None:
         return "stale"
-    if current.state is SubscriberState.PENDING:
+    if current.state is not SubscriberState.ACTIVE:
         logger.info(
             f"subscriber {subscriber_id} confirmed (double opt-in)",
             extra={"event": "subscription_confirmed"},
@@ -355,8 +430,14 @@ def _request(state: WebState, values: dict[str, str], consent: ledger.Consent) -
         )
     if not send:
         return
+    request = SignUp(
+        name=values["name"] or None,
+        source=consent.source,
+        ip=consent.ip,
+        text_hash=text_hash(consent.text),
+    )
     try:
-        _send_confirmation(state, row, now)
+        _send_confirmation(state, row, now, request)
     except ChannelError as error:
         logger.error(
             f"confirmation mail to subscriber {row.id} not sent: {error.message}",
@@ -373,12 +454,15 @@ def confirmation_subject(campaign_name: str) -> str:
     return f"Bitte bestätigen Sie Ihr Abonnement: {campaign_name}"
 
 
-def _send_confirmation(state: WebState, row: ledger.SubscriberRow, now: dt.datetime) -> None:
+def _send_confirmation(
+    state: WebState, row: ledger.SubscriberRow, now: dt.datetime, request: SignUp
+) -> None:
     """Transactional mail: no list headers, one per request (the ledger enforces the hour)."""
     settings, campaign = state.settings, state.campaign()
     secret = settings.secret_key.get_secret_value()
     sender = emails.Sender(settings.mail_from, settings.public_url, secret)
-    token = confirm_token(row.id, campaign.id, issued=now, key=secret)
+    token = confirm_token(row.id, campaign.id, issued=now, key=secret, request=request)
+    name = request.name or row.name  # the name the link will store
     context = {
         "campaign_name": campaign.name,
         "confirm_url": f"{settings.public_url.rstrip('/')}/confirm/{token}",
@@ -388,7 +472,7 @@ def _send_confirmation(state: WebState, row: ledger.SubscriberRow, now: dt.datet
             now.astimezone(campaign.zone), "d. MMMM y 'um' HH:mm 'Uhr'", locale="de_DE"
         ),
         "email": row.email,
-        "name": row.name,
+        "name": name,
         "imprint": settings.imprint,
         "consent_text": row.consent_text or settings.consent_text,
     }
@@ -400,7 +484,7 @@ def _send_confirmation(state: WebState, row: ledger.SubscriberRow, now: dt.datet
         text=text,
         html=html,
         mail_from=settings.mail_from,
-        to=formataddr((row.name or "", row.email)),
+        to=mime.recipient(name, row.email),  # formataddr refuses IDN addresses
         message_id=f"<{key}@{sender.domain}>",
         date=now.astimezone(campaign.zone),
     )

@@ -107,6 +107,7 @@ def test_subscribe_with_an_idn_address(database: Database, tmp_path: Path) -> No
                 for address in ("Info@Bücher.DE", "info@xn--bcher-kva.de", "jürgen@example.de")
             ]
             assert [a.status_code for a in answers] == [200, 200, 200]
+            assert app.state.background.join()  # the ledger work and mail follow the answer
             with database.engine.connect() as connection:
                 stored = sorted(connection.execute(sa.select(subscribers.c.email)).scalars())
             # One canonical form: the A-label spelling is the same subscriber.

@@ -19,6 +19,7 @@ import email.policy
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -344,13 +345,19 @@ def test_unsubscribe_page_and_its_answer_are_accessible(site: Site, driver: Any)
 
 
 def _confirmation_email(site: Site, address: str) -> EmailMessage:
-    """The double opt-in email sent to `address` (the outbox holds exactly one)."""
-    messages = []
-    for path in sorted(site.confirmations.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        if address in str(message["To"]):
-            messages.append(message)
+    """The double opt-in email sent to `address` (the outbox holds exactly one).
+
+    It is written after the answer page (the app mails in the background): wait for it."""
+    messages: list[EmailMessage] = []
+    deadline = time.monotonic() + 10
+    while not messages and time.monotonic() < deadline:
+        for path in sorted(site.confirmations.glob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            if address in str(message["To"]):
+                messages.append(message)
+        if not messages:
+            time.sleep(0.05)
     assert len(messages) == 1, f"expected one confirmation email to {address}: {messages}"
     return messages[0]
 
