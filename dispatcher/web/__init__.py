@@ -36,6 +36,8 @@ class WebState:
     email_channel: Callable[[], EmailChannel]  #: for confirmation emails (SMTP or outbox)
     scheduler_alive: Callable[[], bool] = lambda: True  #: False makes /readyz answer 503
     reload_errors: Callable[[], int] = lambda: 0  #: rejected campaign reloads so far
+    #: why the process is not alive (a hung send lane), or None: /healthz answers 503 then
+    liveness: Callable[[], str | None] = lambda: None
     clock: Callable[[], dt.datetime] = _utc_now
     templates: jinja2.Environment = field(init=False)
     #: sign-up work done after the answer (see `dispatcher.web.background`)
