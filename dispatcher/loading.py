@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path as FilePath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
@@ -44,6 +44,7 @@ from dispatcher.yamlsource import (
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DURATION = re.compile(r"^(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m(?:in)?)?$")
+SUPPORTED_LOCALE = "de_DE"
 URL = re.compile(
     r"^https?://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$|^https?://localhost(?::\d+)?(?:/\S*)?$"
 )
@@ -72,6 +73,12 @@ def _url(value: str) -> str:
     return value
 
 
+def _region(value: str | None) -> str | None:
+    if value is not None and (problem := calendar.check_holiday_region(value)):
+        raise ValueError(problem)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,7 +92,7 @@ class _CampaignSection(_Strict):
     weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
     holidays: str | None = None
     skip: list[dt.date] = []
-    locale: str = "de_DE"
+    locale: str = SUPPORTED_LOCALE
     catch_up: str | int = "6h"
 
     _id = field_validator("id")(_slug)
@@ -101,18 +108,25 @@ class _CampaignSection(_Strict):
             ) from None
         return value
 
-    @field_validator("holidays")
-    @classmethod
-    def _region(cls, value: str | None) -> str | None:
-        if value is not None and (problem := calendar.check_holiday_region(value)):
-            raise ValueError(problem)
-        return value
+    _holidays = field_validator("holidays")(_region)
 
     @field_validator("weekdays")
     @classmethod
     def _some_weekday(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("list at least one weekday (mon … sun)")
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _supported_locale(cls, value: str) -> str:
+        # Dates and the texts around the items are German only; another locale would be
+        # accepted and then ignored, so an English campaign would go out in German.
+        if value != SUPPORTED_LOCALE:
+            raise ValueError(
+                f'locale "{value}": only {SUPPORTED_LOCALE} is supported until the English '
+                "edition (issue 18); write locale: de_DE or remove the key"
+            )
         return value
 
     @field_validator("catch_up")
@@ -166,6 +180,67 @@ class _ItemModel(_Strict):
             if not re.search(r"\w", tag):
                 raise ValueError(f'tag "{tag}" has no letters or digits; it cannot be a hashtag')
         return value
+
+
+class _Lenient(BaseModel):
+    """Only the fields a cross-field rule needs, so it can run on an entry with other errors.
+
+    `_lenient` replaces each invalid field by None: the schema check has reported it,
+    and a rule then skips what it cannot judge instead of guessing.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _CalendarPart(_Lenient):
+    start: dt.date | None = None
+    end: dt.date | None = None
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
+    holidays: str | None = None
+    skip: list[dt.date] | None = None
+
+    _holidays = field_validator("holidays")(_region)
+
+
+class _PinPart(_Lenient):
+    date: dt.date | None = None
+    status: ItemStatus | None = ItemStatus.READY
+    channels: list[Channel] | None = None
+
+
+_L = TypeVar("_L", bound=_Lenient)
+
+
+def _lenient(model: type[_L], data: Any) -> _L | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as error:
+        invalid = {str(detail["loc"][0]) for detail in error.errors() if detail["loc"]}
+    try:
+        return model.model_validate({**data, **dict.fromkeys(invalid)})
+    except pydantic.ValidationError:
+        return None
+
+
+def _calendar_of(raw: Any) -> Campaign | None:
+    """A campaign that answers "is this a send day?" from the valid calendar fields only."""
+    part = _lenient(_CalendarPart, raw)
+    if part is None or part.start is None or part.end is None or not part.weekdays:
+        return None
+    if part.end < part.start:
+        return None
+    return Campaign(
+        id="",
+        name="",
+        timezone="UTC",
+        start=part.start,
+        end=part.end,
+        weekdays=frozenset(WEEKDAY_KEYS.index(d) for d in part.weekdays),
+        holidays=part.holidays,
+        skip=frozenset(part.skip or ()),
+    )
 
 
 def parse_duration(text: str) -> dt.timedelta | None:
@@ -292,28 +367,42 @@ def _check_raw_items(collect: _Collector, raw_items: list[Any]) -> None:
             collect.add((*path, "image"), "image_alt is required when image is set; describe it")
 
 
-def _check_items(collect: _Collector, campaign: Campaign, items: list[Item | None]) -> None:
-    """Rules against the campaign: pins on send days, one pin per day, channels in use."""
+def _check_items(
+    collect: _Collector,
+    calendar_of: Campaign | None,
+    sent_on: frozenset[Channel] | None,
+    raw_items: list[Any],
+) -> None:
+    """Rules against the campaign: pins on send days, one pin per day, channels in use.
+
+    They run on every entry, also one with schema errors elsewhere, and against the
+    calendar fields that are valid, so a whole file's problems show in one run.
+    `calendar_of` is None when the window cannot be known, `sent_on` when `send:` is.
+    """
     pinned: dict[dt.date, int] = {}
-    for index, item in enumerate(items):
-        if item is None:
+    for index, raw in enumerate(raw_items):
+        pins = _lenient(_PinPart, raw)
+        if pins is None:
             continue
         path: Path = ("items", index)
-        for c_index, channel in enumerate(item.channels or ()):
-            if channel not in campaign.send:
-                collect.add((*path, "channels", c_index), f'channel "{channel}" is not under send:')
-        if item.date is None or item.status is not ItemStatus.READY:
+        if sent_on is not None:
+            for c_index, channel in enumerate(pins.channels or ()):
+                if channel not in sent_on:
+                    collect.add(
+                        (*path, "channels", c_index), f'channel "{channel}" is not under send:'
+                    )
+        if calendar_of is None or pins.date is None or pins.status is not ItemStatus.READY:
             continue
-        if not calendar.is_send_day(campaign, item.date):
+        if not calendar.is_send_day(calendar_of, pins.date):
             collect.add(
                 (*path, "date"),
-                f"{item.date} is not a send day of the campaign (weekday, holiday, skip "
+                f"{pins.date} is not a send day of the campaign (weekday, holiday, skip "
                 "or outside start..end); pick a send day or remove date",
             )
-        elif item.date in pinned:
-            other = pinned[item.date]
-            collect.add((*path, "date"), f"{item.date} is already pinned by items[{other}]")
-        pinned.setdefault(item.date, index)
+        elif pins.date in pinned:
+            other = pinned[pins.date]
+            collect.add((*path, "date"), f"{pins.date} is already pinned by items[{other}]")
+        pinned.setdefault(pins.date, index)
 
 
 def _describe(character: str) -> str:
@@ -390,8 +479,13 @@ def load_campaign_text(text: str, file: str) -> Campaign:
     models = [collect.validate(_ItemModel, data, ("items", i)) for i, data in enumerate(raw_items)]
     items = [None if m is None else _build_item(m) for m in models]
     _check_raw_items(collect, raw_items)
-    if campaign is not None:
-        _check_items(collect, campaign, items)
+    raw_send = raw.get("send")
+    sent_on = (
+        frozenset(Channel(n) for n in raw_send if n in Channel._value2member_map_)
+        if isinstance(raw_send, dict) and raw_send
+        else None
+    )
+    _check_items(collect, _calendar_of(raw.get("campaign")), sent_on, raw_items)
 
     # One problem per value: a URL with a line break is already "not a valid URL".
     reported = {problem.path for problem in collect.problems}

@@ -279,3 +279,57 @@ def test_tabs_and_line_breaks_are_text_in_body_and_teaser_only() -> None:
     assert item.body == "Absatz\n\n\tEingerückt"
     [error] = errors_of(text.replace("Eingerückt", "Eingerückt\\a"))
     assert error.startswith("campaign.yaml:18:11: items[0].body: control character U+0007")
+
+
+def test_rules_across_fields_show_together_with_schema_errors() -> None:
+    # The campaign section has an unknown key, the first item a malformed URL, a channel
+    # that is not sent and a Saturday pin; the second a pin on a Sunday. Every one shows.
+    text = (
+        VALID.replace("  catch_up: 2h\n", "  catch_up: 2h\n  colour: blau\n")
+        .replace("url: https://example.org/erstes", "url: htps://example.org/erstes")
+        .replace("    region: Bayern\n", "    region: Bayern\n    date: 2019-04-06\n", 1)
+        .replace("    region: Bayern\n", "    region: Bayern\n    channels: [webhook]\n", 1)
+        .replace("date: 2019-04-03", "date: 2019-04-07")
+        .replace("status: hold", "status: ready")
+    )
+    assert [e.split(": ", 2)[:2] for e in errors_of(text)] == [
+        ["campaign.yaml:10:3", "campaign.colour"],
+        ["campaign.yaml:18:10", "items[0].url"],
+        ["campaign.yaml:21:16", "items[0].channels[0]"],
+        ["campaign.yaml:22:11", "items[0].date"],
+        ["campaign.yaml:29:11", "items[1].date"],
+    ]
+    errors = errors_of(text)
+    assert 'not a valid URL ("htps://example.org/erstes")' in errors[1]
+    assert 'channel "webhook" is not under send:' in errors[2]
+    assert "2019-04-06 is not a send day" in errors[3]
+    assert "2019-04-07 is not a send day" in errors[4]
+
+
+def test_a_pin_is_checked_against_the_valid_calendar_fields() -> None:
+    # A bad catch_up leaves the window known: the Saturday pin is still reported. A bad
+    # end leaves it unknown: no guess about the pin, only the schema error.
+    pinned = VALID.replace("date: 2019-04-03", "date: 2019-04-06").replace(
+        "status: hold", "status: ready"
+    )
+    errors = errors_of(pinned.replace("catch_up: 2h", "catch_up: soon"))
+    assert [e.split(": ", 2)[1] for e in errors] == ["campaign.catch_up", "items[1].date"]
+    errors = errors_of(pinned.replace("end: 2019-04-11", "end: someday"))
+    assert [e.split(": ", 2)[1] for e in errors] == ["campaign.end"]
+
+
+def test_a_malformed_send_time_does_not_make_its_channel_unknown() -> None:
+    text = VALID.replace('mastodon: "08:05"', 'mastodon: "8 Uhr"').replace(
+        "channels: [email]", "channels: [mastodon]"
+    )
+    [error] = errors_of(text)
+    assert error.startswith("campaign.yaml:12:13: send.mastodon: malformed time '8 Uhr'")
+
+
+def test_only_the_german_locale_is_accepted() -> None:
+    assert load_campaign_text(VALID.replace("  catch_up", "  locale: de_DE\n  catch_up"), "c")
+    [error] = errors_of(VALID.replace("  catch_up", "  locale: en_GB\n  catch_up"))
+    assert error == (
+        'campaign.yaml:9:11: campaign.locale: locale "en_GB": only de_DE is supported until '
+        "the English edition (issue 18); write locale: de_DE or remove the key"
+    )
