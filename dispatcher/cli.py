@@ -1,7 +1,7 @@
 """The `dispatcher` command line: thin commands over the pure core.
 
 Each command reads the clock once, loads settings and the campaign, calls the
-pure modules and prints. Exit codes follow DESIGN §3: 0 success, 1 a user
+pure modules and prints. Exit codes (docs/commands.md): 0 success, 1 a user
 error whose message says what to fix, 2 usage, 3 a delivery failed.
 """
 

@@ -308,7 +308,7 @@ class Service:
         )
 
     def serve_http(self) -> None:
-        """The endpoints of DESIGN §5 in this process, beside the scheduler.
+        """The HTTP endpoints (docs/operations.md) in this process, beside the scheduler.
 
         The HTTP server caps its own connections (see `dispatcher.web.server`); the raised
         descriptor limit leaves the sender's sockets room beside them."""

@@ -27,7 +27,7 @@ DEFAULT_IMPRINT = (
 
 
 class Settings(BaseSettings):
-    """Every variable of DESIGN §2, with its default. Credentials are `SecretStr`."""
+    """Every variable of docs/settings.md, with its default. Credentials are `SecretStr`."""
 
     model_config = SettingsConfigDict(
         env_prefix="DISPATCHER_",

@@ -1,4 +1,4 @@
-"""The HTTP endpoints of DESIGN §5, as one Starlette app.
+"""The HTTP endpoints (docs/operations.md), as one Starlette app.
 
 `create_app(state)` composes small route modules — `subscription` (unsubscribe,
 double opt-in), `archive` (archive page, Atom feed) and `ops` (health, readiness,

@@ -1,4 +1,4 @@
-"""Health, readiness and metrics for monitoring (DESIGN §5).
+"""Health, readiness and metrics for monitoring (docs/operations.md).
 
 * `GET /healthz` — liveness: the process answers and no send lane is hung (the
   service's watchdog); touches nothing else, not even the database.

@@ -1,6 +1,6 @@
 """Unsubscribe (RFC 8058 one-click) and double opt-in sign-up (UWG §7) over HTTP.
 
-Routes (DESIGN §5):
+Routes (docs/operations.md):
 
 - `GET /u/{token}`: who is unsubscribed from what, and an "Abmelden" button. Never
   changes anything: mail scanners fetch links, and RFC 8058 was written because

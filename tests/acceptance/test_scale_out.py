@@ -1,4 +1,4 @@
-"""Several `dispatcher run` processes on one PostgreSQL database (DESIGN §4).
+"""Several `dispatcher run` processes on one PostgreSQL database (docs/operations.md).
 
 One schedules (advisory lock), all send (FOR UPDATE SKIP LOCKED with a lease).
 These tests start real processes against the real server and an aiosmtpd sink.
