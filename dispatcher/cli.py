@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dispatcher import cli_dkim, cli_ops, cli_subscribers, dkim, planning, rendering
+from dispatcher import cli_dkim, cli_ops, cli_subscribers, dkim, rendering
 from dispatcher.campaign import Campaign, Channel
 from dispatcher.cli_common import (
     EXIT_OK,
@@ -22,12 +24,16 @@ from dispatcher.cli_common import (
     campaign_of,
     format_plan,
     instant,
+    plan_at,
     printable,
     settings_of,
 )
 from dispatcher.ledger.engine import LedgerUnavailableError
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.preview import write_preview
+
+#: What a shell reports for a program ended by SIGPIPE, as `head` expects of a writer.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -67,7 +73,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     campaign = campaign_of(settings)
-    plan = planning.plan(campaign, now=instant(args.at))
+    plan = plan_at(settings, campaign, instant(args.at))
     if args.json:
         print(json.dumps([row.to_json() for row in plan.rows], indent=2, ensure_ascii=False))
     else:
@@ -84,7 +90,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise UserError(str(error.args[0])) from None
     channels = campaign.channels if args.channel is None else (Channel(args.channel),)
     out = Path(args.out) if args.out else Path("var/preview") / item.id
-    plan = planning.plan(campaign, now=instant(None))
+    plan = plan_at(settings, campaign, instant(None))
     for line in write_preview(settings, campaign, plan, item, channels=channels, out=out):
         print(line)
     return EXIT_OK
@@ -115,10 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        result: int = args.handler(args)
+        args = build_parser().parse_args(argv)
+        try:
+            result: int = args.handler(args)
+        except (UserError, LedgerUnavailableError) as error:
+            print(f"error: {printable(str(error))}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        # Piped output sits in the buffer until here: a closed pipe shows up now, not at exit.
+        sys.stdout.flush()
         return result
-    except (UserError, LedgerUnavailableError) as error:
-        print(f"error: {printable(str(error))}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except BrokenPipeError:
+        # `dispatcher plan | head`: the reader has what it wanted. Python flushes stdout once
+        # more on exit; writing that flush to devnull keeps it from raising a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

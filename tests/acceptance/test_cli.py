@@ -7,6 +7,7 @@ import email.policy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,38 @@ def test_preview_unknown_item_says_what_exists() -> None:
 
 def test_usage_error_exits_2() -> None:
     assert dispatcher("plan", "--no-such-flag").returncode == 2
+
+
+def long_campaign(workdir: Path, items: int = 400) -> None:
+    """The sample over three years with `items` more items: a plan of ~300 KB, more than a
+    pipe holds, so the writer is still writing when the reader goes away."""
+    path = workdir / "config" / "campaign.yaml"
+    text = path.read_text(encoding="utf-8").replace("end: 2019-04-11", "end: 2021-12-31")
+    text += "".join(
+        f'  - id: extra-{n}\n    title: "Extra {n}"\n    teaser: "Kurz."\n'
+        f'    url: https://example.org/{n}\n    initiative: "Cluster {n}"\n    region: Bayern\n'
+        for n in range(items)
+    )
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize("args", [("plan",), ("plan", "--json")], ids=["table", "json"])
+def test_piped_output_ends_quietly_when_the_reader_closes(
+    workdir: Path, args: tuple[str, ...]
+) -> None:
+    long_campaign(workdir)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", *args, "--at", "2019-04-01T12:00+02:00"],
+        cwd=workdir,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:  # like `dispatcher plan | head -1`
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read().decode()
+        returncode = process.wait(timeout=60)
+    assert errors == ""
+    assert returncode == 128 + signal.SIGPIPE  # what a shell shows for a SIGPIPE'd program
