@@ -17,7 +17,7 @@ from dispatcher import emails
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.web.hardening import has_control_characters, origin_of
 from dispatcher.web.ratelimit import SlidingWindowLimiter, client_key
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import PUBLIC_URL, SECRET, WebApp, serve_webapp
@@ -88,6 +88,7 @@ def test_a_foreign_origin_or_referer_gets_403_and_nothing_happens(
         response = _subscribe(app, FORM, **headers)
         assert response.status_code == 403, headers
         assert "must be sent from our own page" in response.text
+    assert app.state.background.join()
     assert _row(app, NEW) is None
     assert smtp_server.received == []
 
@@ -106,6 +107,7 @@ def test_our_origin_our_referer_or_none_at_all_may_post(
         form = {**FORM, "email": f"neu{index}@example.org"}
         response = _subscribe(app, form, **headers)
         assert response.status_code == 200, (headers, response.text)
+    assert app.state.background.join()  # the mail follows the answer
     assert len(smtp_server.received) == len(allowed)
 
 
@@ -147,6 +149,7 @@ def test_control_characters_in_the_form_are_a_400_with_a_message(
     response = _subscribe(app, form)
     assert response.status_code == 400
     assert "unzulässige Steuerzeichen" in response.text
+    assert app.state.background.join()
     assert _row(app, NEW) is None and smtp_server.received == []
 
 
