@@ -7,8 +7,11 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from dispatcher import planning
+from sqlalchemy.engine import make_url
+
+from dispatcher import planning, schedule
 from dispatcher.campaign import Campaign
+from dispatcher.ledger import engine as ledger_engine
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings, SettingsError, load_settings
 
@@ -82,3 +85,23 @@ def format_plan(campaign: Campaign, plan: planning.Plan) -> str:
     lines.append(f"empty days (nothing to send): {empty}")
     lines.append(f"unscheduled items (no send day left): {unscheduled}")
     return "\n".join(lines)
+
+
+def plan_at(settings: Settings, campaign: Campaign, now: dt.datetime) -> planning.Plan:
+    """The plan as `tick` and `status` see it: the ledger's past, the file's future.
+
+    A fresh checkout has no ledger yet (nothing was sent): then the file alone. A ledger
+    that cannot be opened is an error, since the states shown would be guesses.
+    """
+    url = make_url(settings.database_url)
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and (
+        database == ":memory:" or not Path(database).exists()
+    ):
+        return planning.plan(campaign, now=now)
+    engine = ledger_engine.open_ledger(settings.database_url, timeout=settings.db_timeout_seconds)
+    try:
+        with ledger_engine.reader(engine).connect() as connection:
+            return schedule.ledger_plan(connection, campaign, now)
+    finally:
+        engine.dispose()

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher import channels, logs, pipeline, planning
+from dispatcher import channels, logs, pipeline, schedule
 from dispatcher.campaign import Campaign, Channel, item_to_json
 from dispatcher.cli_common import (
     EXIT_DELIVERY_FAILED,
@@ -174,18 +174,14 @@ def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dic
                         "errors": store.recent_errors(connection, d.id),
                     }
                 )
-            history = [
-                planning.PastDispatch(day, ch, item, st)  # type: ignore[arg-type]
-                for day, ch, item, st in store.history(connection, campaign.id)
-            ]
+            plan = schedule.ledger_plan(connection, campaign, now)
             subscribers = subscriber_store.count_by_state(connection)
     finally:
         engine.dispose()
-    plan = planning.plan(campaign, now=now, history=history)
-    next_send: dict[str, str | None] = {str(c): None for c in campaign.channels}
-    for row in plan.rows:
-        if row.state is planning.PlanState.PLANNED and row.channel and row.send_at_utc:
-            next_send[str(row.channel)] = next_send[str(row.channel)] or row.send_at_utc.isoformat()
+    next_send = {
+        str(channel): None if at is None else at.isoformat()
+        for channel, at in schedule.next_sends(plan, campaign).items()
+    }
     return {"dispatches": rows, "next_send": next_send, "subscribers": subscribers}
 
 
@@ -343,8 +339,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"demo: {campaign.name}, ledger {base / 'dispatcher.sqlite3'}, outbox {base / 'outbox'}\n"
     )
-    print(format_plan(campaign, planning.plan(campaign, now=start)) + "\n")
     service = Service(settings, campaign, clock=clock, progress=_progress_bar)
+    with ledger_engine.reader(service.engine).connect() as connection:
+        print(format_plan(campaign, schedule.ledger_plan(connection, campaign, start)) + "\n")
     with service.engine.begin() as connection:
         for address, name in DEMO_SUBSCRIBERS[: args.subscribers] + tuple(
             (f"leser{i:05d}@example.org", None) for i in range(max(args.subscribers - 5, 0))

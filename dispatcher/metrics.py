@@ -42,6 +42,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dispatcher import schedule
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.ledger.tables import (
@@ -146,7 +147,8 @@ class LedgerCollector(Collector):
             delivered = delivery_counts(connection)
             dispatched = stats.dispatch_counts(connection)
             people = stats.subscriber_counts(connection)
-            upcoming = stats.next_sends(connection, campaign, now=self._state.clock())
+            plan = schedule.ledger_plan(connection, campaign, self._state.clock())
+        upcoming = schedule.next_sends(plan, campaign)
         channels = sorted({str(c) for c in campaign.channels} | {c for c, _ in delivered})
         deliveries = GaugeMetricFamily(
             "dispatcher_deliveries",

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher import channels, emails, metrics, planning, rendering, retrying, wire
+from dispatcher import channels, emails, metrics, planning, rendering, retrying, schedule, wire
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
 from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
 from dispatcher.ledger import engine as ledger_engine
@@ -131,11 +131,7 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
             ctx.config.clock_jump_limit,
             ctx.config.clock_jump_confirmed,
         )
-        past = [
-            planning.PastDispatch(day, Channel(channel), item, state)
-            for day, channel, item, state in store.history(connection, campaign.id)
-        ]
-        plan = planning.plan(campaign, now=now, history=past)
+        plan = schedule.ledger_plan(connection, campaign, now)
         for row in plan.rows:
             if row.channel not in IMPLEMENTED_CHANNELS or row.item_id is None:
                 continue

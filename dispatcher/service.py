@@ -21,9 +21,10 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher import channels, leader, metrics, pipeline, planning
+from dispatcher import channels, leader, metrics, pipeline, schedule
 from dispatcher.campaign import Campaign
 from dispatcher.context import build_context, open_ledger
+from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import ticks
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings
@@ -204,14 +205,9 @@ class Service:
 
     def send_times(self) -> list[dt.datetime]:
         """The instants at which something is planned, from now on (UTC, sorted, unique)."""
-        plan = planning.plan(self.campaign, now=self.clock())
-        return sorted(
-            {
-                row.send_at_utc
-                for row in plan.rows
-                if row.state is planning.PlanState.PLANNED and row.send_at_utc is not None
-            }
-        )
+        with ledger_engine.reader(self.engine).connect() as connection:
+            plan = schedule.ledger_plan(connection, self.campaign, self.clock())
+        return schedule.send_times(plan)
 
     def fire(self) -> None:
         """The scheduler's job: like `on_time`, without waiting for the lanes."""

@@ -12,15 +12,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from dispatcher import planning
-from dispatcher.campaign import Campaign, Channel
-from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState, deliveries, dispatches, subscribers
 
 PUBLISHED_STATES = (DispatchState.RUNNING, DispatchState.DONE, DispatchState.PARTIAL)
 """A dispatch in one of these states has gone out (at least in part): it is published."""
-
-_UPCOMING = (planning.PlanState.PLANNED, planning.PlanState.DUE)
 
 
 @dataclass(frozen=True)
@@ -88,21 +83,3 @@ def subscriber_counts(connection: sa.Connection) -> dict[str, int]:
     """Subscriber state -> number of subscribers."""
     query = sa.select(subscribers.c.state, sa.func.count()).group_by(subscribers.c.state)
     return {state: count for state, count in connection.execute(query)}
-
-
-def next_sends(
-    connection: sa.Connection, campaign: Campaign, *, now: dt.datetime
-) -> dict[Channel, dt.datetime | None]:
-    """Per channel of the campaign, the UTC time of its next planned or due send (None: none
-    left), from the same plan the scheduler follows."""
-    past = [
-        planning.PastDispatch(day, Channel(channel), item, state)
-        for day, channel, item, state in store.history(connection, campaign.id)
-    ]
-    result: dict[Channel, dt.datetime | None] = dict.fromkeys(campaign.channels)
-    for row in planning.plan(campaign, now=now, history=past).rows:
-        if row.channel in result and row.state in _UPCOMING and row.send_at_utc is not None:
-            current = result[row.channel]
-            if current is None or row.send_at_utc < current:
-                result[row.channel] = row.send_at_utc
-    return result

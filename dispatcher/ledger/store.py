@@ -517,14 +517,24 @@ def requeue(
     return result.rowcount
 
 
-def history(connection: sa.Connection, campaign_id: str) -> list[tuple[dt.date, str, str, str]]:
-    """(day, channel, item id, state) of every dispatch of the campaign: the planner's past."""
+@dataclass(frozen=True)
+class HistoryRow:
+    """One dispatch of the campaign, reduced to what the planner needs."""
+
+    day: dt.date
+    channel: str
+    item_id: str
+    state: str
+
+
+def history(connection: sa.Connection, campaign_id: str) -> list[HistoryRow]:
+    """Every dispatch of the campaign, oldest day first: the planner's past."""
     query = (
         sa.select(dispatches.c.day, dispatches.c.channel, dispatches.c.item_id, dispatches.c.state)
         .where(dispatches.c.campaign_id == campaign_id)
         .order_by(dispatches.c.day, dispatches.c.id)
     )
-    return [tuple(row) for row in connection.execute(query)]
+    return [HistoryRow(*row) for row in connection.execute(query)]
 
 
 def published_contents(

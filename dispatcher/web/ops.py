@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from dispatcher import metrics
+from dispatcher import metrics, schedule
 from dispatcher.campaign import Channel
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
@@ -51,7 +51,8 @@ class _Probe:
             with reader(self._state.engine).connect() as connection:
                 stats.ping(connection)
                 campaign = self._state.campaign()
-                return stats.next_sends(connection, campaign, now=self._state.clock())
+                plan = schedule.ledger_plan(connection, campaign, self._state.clock())
+            return schedule.next_sends(plan, campaign)
         finally:
             self._busy.release()
 
