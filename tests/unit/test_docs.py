@@ -216,3 +216,32 @@ def test_relative_links_lead_to_a_file_and_a_heading() -> None:
             assert linked.exists(), f"{where}: no such file"
             if fragment and linked.suffix == ".md":
                 assert fragment in anchors(linked), f"{where}: no such heading"
+
+
+def test_deployment_figures_match_the_deployment_files() -> None:
+    operations = " ".join(read(DOCS / "operations.md").split())
+    compose = read(ROOT / "docker-compose.yml")
+    unit = read(ROOT / "deploy" / "dispatcher.service")
+    dockerfile = read(ROOT / "Dockerfile")
+    grace = re.search(r"stop_grace_period:\s*(\d+)s", compose)
+    assert grace and f"`stop_grace_period: {grace[1]}s`" in operations
+    stop = re.search(r"^TimeoutStopSec=(\d+)$", unit, flags=re.MULTILINE)
+    assert stop and f"`TimeoutStopSec={stop[1]}`" in operations
+    restart = re.search(r"^RestartSec=(\d+)$", unit, flags=re.MULTILINE)
+    assert restart and f"restarts on failure after {restart[1]} s" in operations
+    interval = re.search(r"HEALTHCHECK --interval=(\d+)s", dockerfile)
+    assert interval and f"asks `/healthz` every {interval[1]} s" in operations
+    postgres = re.search(r"image:\s*postgres:(\d+)", compose)
+    assert postgres and f"PostgreSQL {postgres[1]} keeps its data" in operations
+
+
+def test_metric_names_in_the_docs_are_the_ones_exported() -> None:
+    source = read(ROOT / "dispatcher" / "metrics.py")
+    exported = set(re.findall(r"\"(dispatcher_[a-z_]+)\"", source))
+    # prometheus_client adds `_total` to a counter's name on the wire.
+    on_the_wire = exported | {f"{name}_total" for name in exported}
+    documented = set(re.findall(r"`(dispatcher_[a-z_]+)", read(DOCS / "operations.md")))
+    assert documented, "docs/operations.md lists no metric"
+    assert documented <= on_the_wire, f"not exported: {sorted(documented - on_the_wire)}"
+    undocumented = {n for n in exported if n not in documented and f"{n}_total" not in documented}
+    assert not undocumented, f"docs/operations.md does not list {sorted(undocumented)}"
