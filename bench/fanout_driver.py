@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from dispatcher import pipeline
 from dispatcher.cli_common import campaign_of, instant, settings_of
+from dispatcher.clock import clock_from
 from dispatcher.context import build_context, open_ledger
 from dispatcher.ledger.tables import deliveries
 
@@ -38,9 +39,7 @@ def main() -> int:
     settings = settings_of(argparse.Namespace())
     campaign = campaign_of(settings)
     engine = open_ledger(settings)
-    context = build_context(
-        settings, campaign, engine=engine, clock=pipeline.clock_from(instant(args.at))
-    )
+    context = build_context(settings, campaign, engine=engine, clock=clock_from(instant(args.at)))
     try:
         report = pipeline.TickReport()
         pipeline.make_due_dispatches(context, report)

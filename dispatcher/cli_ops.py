@@ -28,13 +28,14 @@ from dispatcher.cli_common import (
     printable,
     settings_of,
 )
+from dispatcher.clock import SimulatedClock, clock_from, utc_now
 from dispatcher.context import build_context, open_ledger
 from dispatcher.leader import SqliteInUseError
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
-from dispatcher.service import Service, SimulatedClock, real_clock
+from dispatcher.service import Service
 from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
 from dispatcher.web.server import serve_forever
@@ -66,7 +67,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
         settings,
         campaign,
         engine=engine,
-        clock=pipeline.clock_from(instant(args.at)),
+        clock=clock_from(instant(args.at)),
         force=args.force,
     )
     helpers: list[subprocess.Popen[bytes]] = []
@@ -134,7 +135,7 @@ def _confirm_clock(settings: Settings, campaign: Campaign, args: argparse.Namesp
 def cmd_run(args: argparse.Namespace) -> int:
     settings, campaign = _service_start(args)
     _confirm_clock(settings, campaign, args)
-    clock = SimulatedClock(instant(args.at)) if args.at else real_clock
+    clock = SimulatedClock(instant(args.at)) if args.at else utc_now
     service = Service(settings, campaign, clock=clock)
     try:
         service.run_forever()

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from dispatcher import channels, dkim, emails, pipeline, rendering
 from dispatcher.campaign import Campaign
+from dispatcher.clock import Clock
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.settings import Settings
 
@@ -30,7 +31,7 @@ def build_context(
     campaign: Campaign,
     *,
     engine: sa.Engine,
-    clock: pipeline.Clock,
+    clock: Clock,
     force: bool = False,
 ) -> pipeline.Context:
     return pipeline.Context(

@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from dispatcher import channels, emails, metrics, planning, rendering, retrying, schedule, wire
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
 from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
+from dispatcher.clock import Clock
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
@@ -49,19 +50,12 @@ LEASE = dt.timedelta(minutes=5)  #: a claim older than this is taken over by ano
 IMPLEMENTED_CHANNELS = tuple(Channel)
 
 log = logging.getLogger("dispatcher")
-Clock = Callable[[], dt.datetime]
 Signer = Callable[[bytes], bytes]
 Progress = Callable[[int, int], None]  #: (done, total) of the dispatch being sent
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def clock_from(at: dt.datetime) -> Clock:
-    """Time that starts at `at` and runs at real speed: `tick --at` in the past works alike."""
-    started, at = time.monotonic(), at.astimezone(dt.UTC)
-    return lambda: at + dt.timedelta(seconds=time.monotonic() - started)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from dispatcher import channels, leader, metrics, pipeline, schedule
 from dispatcher.campaign import Campaign
+from dispatcher.clock import Clock, utc_now
 from dispatcher.context import build_context, open_ledger
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import ticks
@@ -35,23 +36,6 @@ log = logging.getLogger("dispatcher")
 RELOAD_CHECK_SECONDS = 2.0
 LEADER_CHECK_SECONDS = 2.0  #: how soon a process notices the scheduler lock is free
 SHUTDOWN_GRACE_SECONDS = 5.0  #: beyond DISPATCHER_SHUTDOWN_SECONDS, the process exits regardless
-
-
-class SimulatedClock:
-    """A clock an operator (or `demo`) sets; it runs on at real speed from there."""
-
-    def __init__(self, start: dt.datetime) -> None:
-        self.set(start)
-
-    def set(self, at: dt.datetime) -> None:
-        self._at, self._set_at = at, time.monotonic()
-
-    def __call__(self) -> dt.datetime:
-        return self._at + dt.timedelta(seconds=time.monotonic() - self._set_at)
-
-
-def real_clock() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _exit_now() -> None:
@@ -87,7 +71,7 @@ class Service:
         settings: Settings,
         campaign: Campaign,
         *,
-        clock: pipeline.Clock = real_clock,
+        clock: Clock = utc_now,
         progress: pipeline.Progress | None = None,
     ) -> None:
         self.settings = settings
@@ -110,6 +94,7 @@ class Service:
             self.engine, campaign.id, timeout=settings.db_timeout_seconds
         )
         self.is_leader = False
+        self.context = self._wire(campaign)
 
     # --- the one job function ------------------------------------------------------------
 
@@ -122,12 +107,8 @@ class Service:
         poll, the posts, or newly due dispatches of other channels.
         """
         report = pipeline.TickReport()
+        context = self.context  # this campaign version's wiring; a reload swaps it whole
         try:
-            context = build_context(
-                self.settings, self.campaign, engine=self.engine, clock=self.clock
-            )
-            context.stop = self.stop
-            context.progress = self.progress
             if self.is_leader:
                 with self._schedule_lock:
                     pipeline.make_due_dispatches(context, report)
@@ -209,6 +190,14 @@ class Service:
             plan = schedule.ledger_plan(connection, self.campaign, self.clock())
         return schedule.send_times(plan)
 
+    def _wire(self, campaign: Campaign) -> pipeline.Context:
+        """Templates, sender, DKIM signer and channels, built once per campaign version (at
+        start and on a reload), not per tick: a tick only reads the ledger and sends."""
+        context = build_context(self.settings, campaign, engine=self.engine, clock=self.clock)
+        context.stop = self.stop
+        context.progress = self.progress
+        return context
+
     def fire(self) -> None:
         """The scheduler's job: like `on_time`, without waiting for the lanes."""
         self.on_time(wait=False)
@@ -244,6 +233,7 @@ class Service:
             return False
         self.last_reload_error = None
         self.campaign = campaign
+        self.context = self._wire(campaign)
         log.info("campaign reloaded", extra={"event": "reload_ok"})
         self._schedule_sends()
         return True
@@ -256,7 +246,7 @@ class Service:
                 job.remove()
         # The service clock may be a rehearsal clock (`run --at`): map its instants to
         # the wall-clock instants at which APScheduler must fire.
-        offset = real_clock() - self.clock()
+        offset = utc_now() - self.clock()
         for at in self.send_times():
             self.scheduler.add_job(
                 self.fire, DateTrigger(run_date=at + offset), id=f"send:{at.isoformat()}"

@@ -6,7 +6,6 @@ file outbox from the settings, so a checkout without a relay runs end to end.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from pydantic import SecretStr
 from dispatcher.campaign import Channel
 from dispatcher.channels.base import EmailChannel, SocialChannel
 from dispatcher.channels.outbox import PostOutbox
+from dispatcher.clock import Clock
 
 if TYPE_CHECKING:
     from dispatcher.settings import Settings
@@ -35,9 +35,6 @@ def email_channel(settings: Settings) -> EmailChannel:
         return Outbox(settings.outbox_dir)
     target = parse_smtp_url(settings.smtp_url.get_secret_value())
     return SmtpChannel(target, rate_limiter=RateLimiter(settings.send_rate))
-
-
-Clock = Callable[[], dt.datetime]
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Callable
 from typing import Any
 
 import requests
 
 from dispatcher import __version__
 from dispatcher.channels.base import ChannelError
+from dispatcher.clock import Clock, utc_now
 
 CONNECT_TIMEOUT = 5.0  #: seconds to open the connection: nothing was sent before it
 READ_TIMEOUT = 30.0  #: seconds for the answer: after it, the provider may have acted
 USER_AGENT = f"cluster-week-dispatcher/{__version__}"
 
-Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+__all__ = ["Clock", "utc_now"]  # the channels' clock is the one clock (dispatcher.clock)
 
 
 def new_session() -> requests.Session:

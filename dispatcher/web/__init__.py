@@ -8,7 +8,6 @@ ledger, campaign and scheduler with the app; `web` serves it alone.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,12 +17,9 @@ from starlette.applications import Starlette
 
 from dispatcher.campaign import Campaign
 from dispatcher.channels.base import EmailChannel
+from dispatcher.clock import Clock, utc_now
 from dispatcher.settings import Settings
 from dispatcher.web.background import Background
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -34,11 +30,12 @@ class WebState:
     engine: sa.Engine
     campaign: Callable[[], Campaign]  #: the campaign in force (the service reloads it)
     email_channel: Callable[[], EmailChannel]  #: for confirmation emails (SMTP or outbox)
-    scheduler_alive: Callable[[], bool] = lambda: True  #: False makes /readyz answer 503
+    #: False makes /readyz answer 503; None: no scheduler in this process (`dispatcher web`)
+    scheduler_alive: Callable[[], bool] | None = None
     reload_errors: Callable[[], int] = lambda: 0  #: rejected campaign reloads so far
     #: why the process is not alive (a hung send lane), or None: /healthz answers 503 then
     liveness: Callable[[], str | None] = lambda: None
-    clock: Callable[[], dt.datetime] = _utc_now
+    clock: Clock = utc_now
     templates: jinja2.Environment = field(init=False)
     #: sign-up work done after the answer (see `dispatcher.web.background`)
     background: Background = field(init=False)

@@ -3,7 +3,8 @@
 * `GET /healthz` — liveness: the process answers and no send lane is hung (the
   service's watchdog); touches nothing else, not even the database.
 * `GET /readyz` — readiness: the ledger answers `SELECT 1` within `READY_TIMEOUT`
-  seconds and the scheduler runs; JSON with the next send per channel. 503 otherwise.
+  seconds and the scheduler runs (`absent` under `dispatcher web`, which has none); JSON
+  with the next send per channel. 503 otherwise.
 * `GET /metrics` — Prometheus text format (see `dispatcher.metrics`), the ledger part
   cached for `DISPATCHER_METRICS_CACHE_SECONDS`; with `DISPATCHER_METRICS_TOKEN` set it
   needs `Authorization: Bearer <token>` (401 otherwise).
@@ -82,7 +83,14 @@ def routes(state: WebState) -> list[Route]:
         return PlainTextResponse("ok", headers=_NO_STORE)
 
     async def readyz(request: Request) -> Response:
-        alive = state.scheduler_alive()
+        # `dispatcher web` serves without a scheduler: readiness is then the database alone.
+        scheduler = (
+            "absent"
+            if state.scheduler_alive is None
+            else "running"
+            if state.scheduler_alive()
+            else "stopped"
+        )
         body: dict[str, object] = {}
         if not probe.start():
             database = "unavailable: the previous check is still waiting for the database"
@@ -100,11 +108,11 @@ def routes(state: WebState) -> list[Route]:
                     str(channel): None if at is None else at.isoformat()
                     for channel, at in upcoming.items()
                 }
-        ready = database == "ok" and alive
+        ready = database == "ok" and scheduler != "stopped"
         body = {
             "status": "ok" if ready else "unavailable",
             "database": database,
-            "scheduler": "running" if alive else "stopped",
+            "scheduler": scheduler,
             **body,
         }
         return JSONResponse(body, status_code=200 if ready else 503, headers=_NO_STORE)

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher import pipeline, tokens
+from dispatcher.clock import clock_from
 from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import SubscriberState, deliveries, dispatches
@@ -198,7 +199,7 @@ def test_unsubscribe_after_fan_out_is_skipped(database: Database, smtp_server: S
         settings,
         campaign,
         engine=database.engine,
-        clock=pipeline.clock_from(email_time(SEND_DAYS[0])),
+        clock=clock_from(email_time(SEND_DAYS[0])),
     )
     report = pipeline.TickReport()
     pipeline.make_due_dispatches(context, report)

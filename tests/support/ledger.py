@@ -8,6 +8,7 @@ from collections import Counter
 import sqlalchemy as sa
 
 from dispatcher import pipeline
+from dispatcher.clock import clock_from
 from dispatcher.addresses import Row
 from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
@@ -43,7 +44,7 @@ def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline
     """One `tick` in-process at the instant `at`, as `dispatcher tick --at` runs it."""
     campaign = load_campaign(settings.campaign_file)
     context = build_context(
-        settings, campaign, engine=database.engine, clock=pipeline.clock_from(at)
+        settings, campaign, engine=database.engine, clock=clock_from(at)
     )
     try:
         return pipeline.tick(context)

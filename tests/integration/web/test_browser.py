@@ -32,6 +32,7 @@ import pytest
 from pydantic import SecretStr
 
 from dispatcher import emails, pipeline, rendering
+from dispatcher.clock import clock_from
 from dispatcher.campaign import Campaign
 from dispatcher.channels.outbox import Outbox
 from dispatcher.context import build_context
@@ -132,7 +133,7 @@ def site(sqlite_database: Database, tmp_path: Path, image_host: ImageHost) -> It
     # The first day goes out (to the outbox), so the archive has something to list.
     at = dt.datetime.combine(FIRST_DAY, dt.time(8, 0, 5), tzinfo=BERLIN)
     context = build_context(
-        settings, campaign, engine=sqlite_database.engine, clock=pipeline.clock_from(at)
+        settings, campaign, engine=sqlite_database.engine, clock=clock_from(at)
     )
     try:
         report = pipeline.tick(context)

@@ -48,6 +48,7 @@ def web_state(settings: Settings, engine: sa.Engine, at: dt.datetime) -> WebStat
         campaign=lambda: load_campaign(settings.campaign_file),
         email_channel=_no_email,
         clock=lambda: at,
+        scheduler_alive=lambda: True,  # as `dispatcher run` serves it
     )
 
 
@@ -107,6 +108,18 @@ def test_healthz_and_readyz_with_the_next_send(database: Database, smtp_server: 
         "scheduler": "running",
         "next_send": {"email": "2019-04-02T06:00:00+00:00"},  # 08:00 CEST
     }
+
+
+def test_readyz_without_a_scheduler_says_absent_and_is_ready(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    """`dispatcher web` has no scheduler: readiness is the database alone."""
+    state = web_state(settings_for(database, smtp_server), database.engine, BEFORE_THE_WEEK)
+    state.scheduler_alive = None
+    with running_app(state) as base:
+        ready = requests.get(f"{base}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert (ready.json()["status"], ready.json()["scheduler"]) == ("ok", "absent")
 
 
 def test_readyz_503_when_the_scheduler_stopped(database: Database, smtp_server: SmtpServer) -> None:
