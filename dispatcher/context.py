@@ -16,9 +16,7 @@ from dispatcher.settings import Settings
 
 def open_ledger(settings: Settings) -> sa.Engine:
     """The ledger's engine, migrated to the current schema (applied on every start)."""
-    return ledger_engine.open_ledger(
-        settings.database_url, timeout=settings.db_timeout_seconds
-    )
+    return ledger_engine.open_ledger(settings.database_url, timeout=settings.db_timeout_seconds)
 
 
 def _signer(settings: Settings) -> pipeline.Signer | None:

@@ -355,9 +355,7 @@ def _dot_stuff(data: bytes) -> bytes:
     return stuffed if stuffed.endswith(b"\r\n") else stuffed + b"\r\n"
 
 
-def _mail_options(
-    connection: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes
-) -> list[str]:
+def _mail_options(connection: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes) -> list[str]:
     options = []
     if not (mail_from + rcpt_to).isascii():
         if not connection.has_extn("smtputf8"):
