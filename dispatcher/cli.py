@@ -125,7 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         try:
             result: int = args.handler(args)
-        except (UserError, LedgerUnavailableError) as error:
+        except (
+            UserError,
+            LedgerUnavailableError,
+            rendering.TemplatesError,
+            rendering.TemplateProblem,  # one found only when rendering a real item
+        ) as error:
             print(f"error: {printable(str(error))}", file=sys.stderr)
             return EXIT_USER_ERROR
         # Piped output sits in the buffer until here: a closed pipe shows up now, not at exit.

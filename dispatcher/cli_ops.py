@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher import channels, logs, pipeline, schedule
+from dispatcher import channels, logs, pipeline, rendering, schedule
 from dispatcher.campaign import Campaign, Channel, item_to_json
 from dispatcher.cli_common import (
     EXIT_DELIVERY_FAILED,
@@ -61,6 +61,7 @@ def _report_lines(report: pipeline.TickReport) -> list[str]:
 def cmd_tick(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     campaign = campaign_of(settings)
+    rendering.require_templates(settings.templates_dir, campaign.channels)
     logs.configure(settings.log_format)
     engine = open_ledger(settings)
     context = build_context(
@@ -108,6 +109,7 @@ def _service_start(args: argparse.Namespace) -> tuple[Settings, Campaign]:
     """What `run` and `web` check before serving: production refuses dev defaults."""
     settings = settings_of(args)
     campaign = campaign_of(settings)
+    rendering.require_templates(settings.templates_dir, campaign.channels)
     problems = settings.production_problems(campaign.channels)
     if problems:
         raise UserError("\n".join(problems))

@@ -47,6 +47,14 @@ class TemplateProblem(Exception):  # noqa: N818 - the name is the CLI/sender con
         super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
 
 
+class TemplatesError(Exception):
+    """Templates a command needs have problems; `str()` is one `file:line: what` a line."""
+
+    def __init__(self, problems: list[TemplateProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
 def german_date(day: dt.date, format: str = "full") -> str:  # `format`: Babel's name
     """Dates as German readers write them: "Dienstag, 2. April 2019"."""
     return format_date(day, format=format, locale="de_DE")
@@ -135,6 +143,14 @@ def check_templates(
             except TemplateProblem as problem:
                 problems.append(problem)
     return problems
+
+
+def require_templates(templates_dir: Path, channels: Iterable[Channel | str]) -> None:
+    """The check of `validate`, for the commands that send: refuse to start on a template
+    that would fail at the first send day, with `TemplatesError` naming every problem."""
+    problems = check_templates(create_environment(templates_dir), channels)
+    if problems:
+        raise TemplatesError(problems)
 
 
 def _sample() -> tuple[Campaign, Item, Item]:

@@ -172,3 +172,23 @@ def test_piped_output_ends_quietly_when_the_reader_closes(
         returncode = process.wait(timeout=60)
     assert errors == ""
     assert returncode == 128 + signal.SIGPIPE  # what a shell shows for a SIGPIPE'd program
+
+
+def test_tick_refuses_a_broken_template_before_sending(workdir: Path) -> None:
+    (workdir / "templates" / "social" / "bluesky.txt.j2").write_text("{{ title }\n")
+    result = dispatcher("tick", "--at", "2019-04-02T08:10+02:00", cwd=workdir)
+    assert result.returncode == 1
+    assert result.stderr == "error: templates/social/bluesky.txt.j2:1: unexpected '}'\n"
+    assert result.stdout == ""
+    assert not (workdir / "var").exists()  # no ledger: nothing was claimed or sent
+
+
+def test_run_refuses_a_missing_template_instead_of_serving(workdir: Path) -> None:
+    (workdir / "templates" / "email" / "newsletter.html.j2").unlink()
+    (workdir / "templates" / "social" / "mastodon.txt.j2").write_text("{% if %}\n")
+    result = dispatcher("run", "--at", "2019-04-02T08:10+02:00", cwd=workdir)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: templates/email/newsletter.html.j2: template not found",
+        "templates/social/mastodon.txt.j2:1: Expected an expression, got 'end of statement block'",
+    ]
