@@ -1,5 +1,7 @@
 """Shared fixtures: a fresh ledger database on SQLite and, when configured, PostgreSQL.
 
+The helpers behind them are in `tests/support/database.py`; import `Database` from there.
+
 PostgreSQL tests run whenever DISPATCHER_TEST_DATABASE_URL is set (`.ci/run` sets it
 and fails early if the server is unreachable); elsewhere they are skipped with a reason.
 Each test gets its own PostgreSQL schema, so tests never see each other's rows.
@@ -7,71 +9,29 @@ Each test gets its own PostgreSQL schema, so tests never see each other's rows.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 
-from dispatcher.ledger import engine as ledger_engine
+from tests.support import database as databases
+from tests.support.database import Database
 
 pytest_plugins = ["tests.support.smtpd", "tests.support.pds", "tests.support.browser"]
 
-PG_URL = os.environ.get("DISPATCHER_TEST_DATABASE_URL")
-BACKENDS = ["sqlite", "postgresql"]
+__all__ = ["Database"]  # for test modules written before Database moved to tests/support
 
 
-@dataclass
-class Database:
-    url: str  #: usable by a subprocess as DISPATCHER_DATABASE_URL
-    engine: sa.Engine
-    backend: str
-
-
-def _postgres(tmp_name: str) -> Iterator[Database]:
-    if not PG_URL:
-        pytest.skip("PostgreSQL tests need DISPATCHER_TEST_DATABASE_URL (set by .ci/run)")
-    schema = f"t_{tmp_name}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_URL, pool_pre_ping=True)  # survives a server restart
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-    engine = ledger_engine.create_engine(url)
-    ledger_engine.upgrade(engine)
-    try:
-        yield Database(url, engine, "postgresql")
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
-
-
-def _sqlite(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    engine = ledger_engine.create_engine(url)
-    ledger_engine.upgrade(engine)
-    try:
-        yield Database(url, engine, "sqlite")
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=databases.BACKENDS)
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty ledger — once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
-        yield from _sqlite(tmp_path)
+        yield from databases.sqlite_database(tmp_path)
     else:
-        yield from _postgres(request.node.name.split("[")[0][-20:].lower())
+        yield from databases.postgres_database(request.node.name.split("[")[0][-20:].lower())
 
 
 @pytest.fixture
 def sqlite_database(tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty SQLite ledger, for tests about the embedded default only."""
-    yield from _sqlite(tmp_path)
+    yield from databases.sqlite_database(tmp_path)

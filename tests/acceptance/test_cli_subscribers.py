@@ -15,7 +15,7 @@ import pytest
 from dispatcher.addresses import Row
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import subscribers
-from tests.conftest import Database
+from tests.support.database import Database
 
 ROOT = Path(__file__).parents[2]
 

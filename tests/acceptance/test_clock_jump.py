@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher.ledger.tables import dispatches
-from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.acceptance.test_processes import ROOT, environment
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
+from tests.support.processes import ROOT, environment
 from tests.support.smtpd import SmtpServer
 
 

@@ -8,52 +8,21 @@ edit is rejected while the service keeps sending with the last good file.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.ledger import delivery_states as states
+from tests.support.processes import ROOT, environment, start
 from tests.support.smtpd import SmtpServer
 
-ROOT = Path(__file__).parents[2]
 T0 = "2019-04-02T08:00:05+02:00"
-
-
-def environment(database: Database, smtp: SmtpServer, **extra: str) -> dict[str, str]:
-    """Email only (the social channels have their own tests), outbox in a fresh directory."""
-    directory = Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env.update(
-        DISPATCHER_DATABASE_URL=database.url,
-        DISPATCHER_SMTP_URL=smtp.url,
-        DISPATCHER_CAMPAIGN_FILE=str(campaign_copy(directory)),
-        DISPATCHER_OUTBOX_DIR=str(directory / "outbox"),
-        DISPATCHER_TEMPLATES_DIR=str(ROOT / "templates"),
-        DISPATCHER_MAIL_FROM="Clusterplattform <newsletter@news.example.org>",
-        DISPATCHER_LOG_FORMAT="json",
-        DISPATCHER_HTTP_PORT="0",  # `run` serves HTTP: any free port
-    )
-    env.update(extra)
-    return env
-
-
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_two_concurrent_ticks_send_nothing_twice(

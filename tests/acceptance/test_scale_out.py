@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher.ledger.tables import deliveries, dispatches
-from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.fleet import Fleet, wait_for
 from tests.support.ledger import add_subscribers, delivery_states
 from tests.support.smtpd import SmtpServer

@@ -16,8 +16,8 @@ from typing import Any
 
 import requests
 
-from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 
 ROOT = Path(__file__).parents[2]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.slowloris import Slowloris, raise_own_nofile
 from tests.support.smtpd import SmtpServer

@@ -20,9 +20,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dispatcher.ledger.tables import deliveries, dispatches
-from tests.conftest import Database
 from tests.support import fake_bluesky
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.fake_bluesky import FakeBluesky
 from tests.support.fake_linkedin import FakeLinkedIn
 from tests.support.fake_mastodon import PNG, FakeMastodon

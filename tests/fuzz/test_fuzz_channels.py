@@ -20,8 +20,8 @@ from dispatcher.context import build_context
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState
 from dispatcher.loading import load_campaign
-from tests.conftest import Database
-from tests.integration.test_delivery import settings_for
+from tests.support.database import Database
+from tests.support.delivery import settings_for
 from tests.support.fake_linkedin import FakeLinkedIn
 from tests.support.fake_mastodon import FakeMastodon
 from tests.support.fake_webhooks import FakeWebhooks

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -12,8 +13,8 @@ from hypothesis import strategies as st
 
 from dispatcher import tokens
 from dispatcher.web.subscription import confirm_token
-from tests.conftest import Database
-from tests.integration.web.test_bounce import TOKEN, bounce_settings, make_state, serve
+from tests.support.bounce import TOKEN, bounce_settings, make_state, serve
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import SECRET, START, ManualClock
@@ -52,7 +53,7 @@ def _tokens() -> st.SearchStrategy[str]:
 @st.composite
 def requests_(draw: st.DrawFn) -> dict[str, object]:
     template = draw(st.sampled_from(PATHS))
-    path = template.format(t=requests.utils.quote(draw(_tokens()), safe=""))
+    path = template.format(t=quote(draw(_tokens()), safe=""))
     headers: dict[str, str] = {}
     content_type = draw(st.sampled_from(CONTENT_TYPES))
     if content_type:

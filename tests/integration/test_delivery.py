@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -22,37 +21,10 @@ from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import SubscriberState, deliveries, dispatches
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from tests.conftest import Database
-from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
+from tests.support.delivery import ROOT, SECRET, SEND_DAYS, email_time, settings_for
 from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
-
-ROOT = Path(__file__).parents[2]
-BERLIN = dt.timezone(dt.timedelta(hours=2))  # CEST, all of April 2019
-SEND_DAYS = [dt.date(2019, 4, d) for d in (2, 3, 4, 5, 8, 9, 10, 11)]
-SECRET = "test-secret-key-0123456789-abcdefghijkl"
-
-
-def settings_for(database: Database, smtp: SmtpServer, **extra: object) -> Settings:
-    """Email only: the social channels have their own tests."""
-    directory = Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
-    values: dict[str, object] = dict(
-        database_url=database.url,
-        smtp_url=smtp.url,
-        smtp_connections=4,
-        campaign_file=campaign_copy(directory),
-        outbox_dir=directory / "outbox",
-        templates_dir=ROOT / "templates",
-        public_url="https://news.example.org",
-        mail_from="Clusterplattform <newsletter@news.example.org>",
-        secret_key=SECRET,
-    )
-    values.update(extra)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def email_time(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(8, 0, 5), tzinfo=BERLIN)
 
 
 def test_a_week_to_200_subscribers_arrives_complete(
@@ -255,7 +227,7 @@ def test_smtp_server_down_keeps_everything_queued(database: Database) -> None:
     down = settings_for(database, gone, smtp_url=gone.url + "?timeout=2")
     report = tick_at(down, database, email_time(SEND_DAYS[0]))
     assert report.finished == {} and report.failed_deliveries == 0
-    assert report.channel_errors and "cannot connect" in report.channel_errors[0]
+    assert report.channel_errors and "cannot connect" in report.channel_errors[0].message
     assert delivery_states(database) == {"pending": 12}  # nothing lost, no attempt used up
     with SmtpServer() as back:
         up = settings_for(database, back)

@@ -16,13 +16,13 @@ from pathlib import Path
 import requests
 
 from dispatcher.ledger import subscribers as ledger
-from tests.conftest import Database
-from tests.integration.test_delivery import email_time, settings_for, tick_at
 from tests.support.campaigns import campaign_copy
-from tests.support.ledger import add_subscribers, delivery_states
+from tests.support.database import Database
+from tests.support.delivery import email_time, settings_for
+from tests.support.headers import HEADERS
+from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import START, WebApp, serve_webapp
-from tests.unit.test_hardening import HEADERS
 
 ROOT = Path(__file__).parents[2]
 SECRETS = {

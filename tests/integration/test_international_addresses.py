@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from dispatcher.addresses import Row, normalise
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import deliveries, subscribers
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.ledger import delivery_states, tick_at
 from tests.support.smtpd import Received, SmtpServer
 from tests.support.webapp import serve_webapp, web_settings

@@ -20,9 +20,9 @@ from pydantic import SecretStr
 
 from dispatcher.ledger.tables import deliveries, dispatches
 from dispatcher.settings import Settings
-from tests.conftest import Database
 from tests.support import fake_bluesky
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.fake_bluesky import FakeBluesky
 from tests.support.fake_linkedin import FakeLinkedIn
 from tests.support.fake_mastodon import PNG, FakeMastodon
@@ -70,21 +70,21 @@ def settings_for(
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database.url,
-        smtp_url=providers.smtp.url,
+        smtp_url=SecretStr(providers.smtp.url),
         campaign_file=campaign_copy(
             tmp_path, channels=channels, image_base=f"{providers.mastodon.url}/images"
         ),
         templates_dir=Path(__file__).parents[2] / "templates",
         outbox_dir=tmp_path / "outbox",
         mastodon_base_url=providers.mastodon.url,
-        mastodon_access_token=providers.mastodon.token,
+        mastodon_access_token=SecretStr(providers.mastodon.token),
         bluesky_pds_url=providers.bluesky.url,
         bluesky_handle=fake_bluesky.HANDLE,
-        bluesky_app_password=fake_bluesky.PASSWORD,
-        linkedin_access_token=providers.linkedin.token,
+        bluesky_app_password=SecretStr(fake_bluesky.PASSWORD),
+        linkedin_access_token=SecretStr(providers.linkedin.token),
         linkedin_author_urn=providers.linkedin.author,
         linkedin_api_url=providers.linkedin.url,
-        webhook_urls=",".join(webhook_urls),
+        webhook_urls=SecretStr(",".join(webhook_urls)),
     )
 
 
@@ -105,7 +105,7 @@ def social_rows(database: Database) -> list[tuple[str, str, str, str | None]]:
         .order_by(deliveries.c.id)
     )
     with database.engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(query)]  # type: ignore[misc]
+        return [tuple(row) for row in connection.execute(query)]
 
 
 def test_a_week_with_every_channel_gives_one_post_per_day_and_network(

@@ -41,7 +41,7 @@ import pytest
 from dispatcher import dkim
 from dispatcher.loading import load_campaign
 from dispatcher.mime import POLICY
-from tests.unit.test_dkim import DOMAIN, ROOT, SELECTOR, sample_message, signer_for
+from tests.support.dkim import DOMAIN, ROOT, SELECTOR, sample_message, signer_for
 
 SPAMASSASSIN = os.environ.get("DISPATCHER_TEST_SPAMASSASSIN")
 pytestmark = pytest.mark.skipif(

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -96,6 +96,7 @@ class FakeHTTPServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: never a socket path's bytes
         return f"http://{host}:{port}"
 
     def handle(self, request: Request) -> Response:
@@ -124,7 +125,7 @@ class FakeHTTPServer:
             self.handle(request)
         return scripted
 
-    def __enter__(self) -> FakeHTTPServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

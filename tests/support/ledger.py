@@ -8,14 +8,14 @@ from collections import Counter
 import sqlalchemy as sa
 
 from dispatcher import pipeline
-from dispatcher.clock import clock_from
 from dispatcher.addresses import Row
+from dispatcher.clock import clock_from
 from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import deliveries, dispatches
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from tests.conftest import Database
+from tests.support.database import Database
 
 
 def add_subscribers(database: Database, count: int, *, named: bool = False) -> list[str]:

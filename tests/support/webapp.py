@@ -24,8 +24,8 @@ from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
 from dispatcher.web.server import BackgroundServer
-from tests.conftest import Database
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]

@@ -63,7 +63,7 @@ def compose() -> dict[str, Any]:
 
 
 def service(compose: dict[str, Any], name: str) -> dict[str, Any]:
-    services = compose["services"]
+    services: dict[str, dict[str, Any]] = compose["services"]
     assert name in services, f"docker-compose.yml has no service {name!r}"
     return services[name]
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState, DispatchState, deliveries
-from tests.conftest import Database
+from tests.support.database import Database
 
 T0 = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(seconds=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dispatcher.leader import PostgresLeader, SqliteInUseError, SqliteLeader, lock_key
-from tests.conftest import Database
+from tests.support.database import Database
 
 
 def test_one_postgres_leader_at_a_time_and_takeover(database: Database) -> None:

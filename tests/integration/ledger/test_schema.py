@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger.tables import deliveries, dispatches
-from tests.conftest import Database
+from tests.support.database import Database
 
 NOW = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)
 

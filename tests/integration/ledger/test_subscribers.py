@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from dispatcher.addresses import InvalidAddress, Row
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
-from tests.conftest import Database
+from tests.support.database import Database
 
 NOW = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(days=1)

@@ -10,7 +10,7 @@ from alembic import command
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import ticks
 from dispatcher.ledger.tables import dispatches
-from tests.conftest import Database
+from tests.support.database import Database
 
 T0 = dt.datetime(2019, 4, 2, 6, 0, 5, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

@@ -21,10 +21,10 @@ from dispatcher.ledger.tables import DispatchState
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState
-from tests.conftest import Database
-from tests.integration.test_delivery import email_time, settings_for, tick_at
 from tests.support.campaigns import campaign_copy
-from tests.support.ledger import add_subscribers
+from tests.support.database import Database
+from tests.support.delivery import email_time, settings_for
+from tests.support.ledger import add_subscribers, tick_at
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import running_app
 

@@ -23,7 +23,7 @@ from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
 from dispatcher.web import bounce as bounce_routes
 from dispatcher.web.server import BackgroundServer
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock, web_settings

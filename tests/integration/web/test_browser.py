@@ -32,18 +32,18 @@ import pytest
 from pydantic import SecretStr
 
 from dispatcher import emails, pipeline, rendering
-from dispatcher.clock import clock_from
 from dispatcher.campaign import Campaign
 from dispatcher.channels.outbox import Outbox
+from dispatcher.clock import clock_from
 from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
 from dispatcher.web.server import BackgroundServer
-from tests.conftest import Database
 from tests.support.browser import describe_violations, run_axe
 from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 from tests.support.ledger import add_subscribers
 

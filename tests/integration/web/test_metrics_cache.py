@@ -22,7 +22,7 @@ from dispatcher import channels
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers, tick_at
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import running_app, web_settings

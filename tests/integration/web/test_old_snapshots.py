@@ -19,7 +19,7 @@ import requests
 from dispatcher.campaign import item_from_json, item_to_json
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import WebApp, serve_webapp
 

@@ -26,9 +26,9 @@ from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState
-from tests.conftest import Database
-from tests.integration.test_delivery import email_time, settings_for, tick_at
-from tests.support.ledger import add_subscribers, delivery_states
+from tests.support.database import Database
+from tests.support.delivery import email_time, settings_for
+from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import running_app
 

@@ -27,7 +27,7 @@ import requests
 
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
-from tests.conftest import Database
+from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import START, WebApp, serve_webapp

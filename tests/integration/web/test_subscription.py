@@ -26,9 +26,9 @@ from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import deliveries, subscribers
 from dispatcher.web.ratelimit import SlidingWindowLimiter
 from dispatcher.web.subscription import confirm_token, consent_ip, consent_source
-from tests.conftest import Database
-from tests.integration.test_delivery import email_time, settings_for, tick_at
-from tests.support.ledger import add_subscribers, delivery_states
+from tests.support.database import Database
+from tests.support.delivery import email_time, settings_for
+from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import PUBLIC_URL, SECRET, START, WebApp, serve_webapp
 
