@@ -113,7 +113,7 @@ class Site:
 @pytest.fixture
 def image_host() -> Iterator[ImageHost]:
     with ImageHost() as host:
-        yield host  # type: ignore[misc]
+        yield host
 
 
 @pytest.fixture
