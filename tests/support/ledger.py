@@ -43,9 +43,7 @@ def delivery_states(database: Database, channel: str | None = "email") -> Counte
 def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline.TickReport:
     """One `tick` in-process at the instant `at`, as `dispatcher tick --at` runs it."""
     campaign = load_campaign(settings.campaign_file)
-    context = build_context(
-        settings, campaign, engine=database.engine, clock=clock_from(at)
-    )
+    context = build_context(settings, campaign, engine=database.engine, clock=clock_from(at))
     try:
         return pipeline.tick(context)
     finally:
