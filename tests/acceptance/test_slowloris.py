@@ -27,7 +27,7 @@ import requests
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
-from tests.support.slowloris import Slowloris, raise_own_nofile
+from tests.support.slowloris import Slowloris
 from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]
@@ -96,7 +96,6 @@ def test_ten_thousand_slow_clients_leave_sending_on_time_and_healthz_answering(
 ) -> None:
     if database.backend == "sqlite":
         pytest.skip("run on PostgreSQL: its sockets share the descriptor limit with the attack")
-    raise_own_nofile(SLOW_CLIENTS + 2000)
     addresses = set(add_subscribers(database, SUBSCRIBERS))
     directory = Path(tempfile.mkdtemp(prefix="dispatcher-slowloris-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}

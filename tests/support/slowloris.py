@@ -1,24 +1,34 @@
 """Slow HTTP clients ("slowloris") for tests of the web tier's connection limits.
 
-`Slowloris(host, port, count)` opens `count` connections from an asyncio loop in a
-thread. Each sends the start of a request and then one more header line every
-`interval` seconds, never the blank line that ends the headers; when the server
-closes it, it connects again (as a real attacker would). `with` stops them all.
+`Slowloris(host, port, count)` opens `count` connections from a separate process (an
+attacker is another machine: in the test process its event loop would take the GIL from
+the test's own SMTP relay and skew what is measured). Each connection sends the start of
+a request and then one more header line every `interval` seconds, never the blank line
+that ends the headers; when the server closes it, it connects again, as a real attacker
+would. Leaving the `with` block stops them and fills in the counts.
+
+    python -m tests.support.slowloris HOST PORT COUNT INTERVAL   # runs until SIGTERM
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import resource
-import threading
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from types import TracebackType
 
 REQUEST_START = b"GET /healthz HTTP/1.1\r\nHost: victim\r\n"
+ROOT = Path(__file__).parents[2]
 
 
 def raise_own_nofile(needed: int) -> None:
-    """Let this test process hold `needed` sockets (up to its hard limit)."""
+    """Let this process hold `needed` sockets (up to its hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if soft < want:
@@ -27,19 +37,21 @@ def raise_own_nofile(needed: int) -> None:
 
 class Slowloris:
     def __init__(self, host: str, port: int, count: int, *, interval: float = 5.0) -> None:
-        self.host, self.port, self.count, self.interval = host, port, count, interval
+        self.args = [host, str(port), str(count), str(interval)]
         self.connected = 0  #: successful connects, reconnects included
         self.closed_by_server = 0
-        self.open = 0  #: connections currently open from our side
-        self.peak_open = 0
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="slowloris", daemon=True)
-        self._ready = threading.Event()
+        self.peak_open = 0  #: connections open at once, as the attacker saw it
+        self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Slowloris:
-        self._thread.start()
-        self._ready.wait(10)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.slowloris", *self.args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self._process.stdout.readline()  # "started": the loop runs
         return self
 
     def __exit__(
@@ -48,27 +60,41 @@ class Slowloris:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        out, _ = self._process.communicate(timeout=60)
+        lines = out.strip().splitlines()
+        if lines:
+            counts = json.loads(lines[-1])
+            self.connected = counts["connected"]
+            self.closed_by_server = counts["closed_by_server"]
+            self.peak_open = counts["peak_open"]
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
-        self._loop.close()
 
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        self._ready.set()
+class _Attack:
+    def __init__(self, host: str, port: int, count: int, interval: float) -> None:
+        self.host, self.port, self.count, self.interval = host, port, count, interval
+        self.connected = self.closed_by_server = self.open = self.peak_open = 0
+
+    async def run(self) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._report_and_exit)
         clients = [asyncio.create_task(self._client()) for _ in range(self.count)]
-        await self._stop.wait()
-        for client in clients:
-            client.cancel()
-        await asyncio.gather(*clients, return_exceptions=True)
+        print("started", flush=True)
+        await asyncio.gather(*clients)
+
+    def _report_and_exit(self) -> None:
+        counts = {
+            "connected": self.connected,
+            "closed_by_server": self.closed_by_server,
+            "peak_open": self.peak_open,
+        }
+        print(json.dumps(counts), flush=True)
+        # Cancelling 10,000 clients one by one takes long on a busy machine; the exit closes
+        # every socket at once.
+        os._exit(0)
 
     async def _client(self) -> None:
-        assert self._stop is not None
-        while not self._stop.is_set():
+        while True:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), 10
@@ -99,3 +125,9 @@ class Slowloris:
                 self.open -= 1
                 writer.transport.abort()
             await asyncio.sleep(random.uniform(0.1, 0.5))
+
+
+if __name__ == "__main__":
+    host, port, count, interval = sys.argv[1:5]
+    raise_own_nofile(int(count) + 1000)
+    asyncio.run(_Attack(host, int(port), int(count), float(interval)).run())
