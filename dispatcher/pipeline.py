@@ -100,9 +100,20 @@ class ChannelDown:
     message: str
 
 
+@dataclass(frozen=True)
+class ChannelFailure:
+    """A channel that could not work at all during the tick (its deliveries stay queued)."""
+
+    channel: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.message}"
+
+
 @dataclass
 class TickReport:
-    channel_errors: list[str] = field(default_factory=list)
+    channel_errors: list[ChannelFailure] = field(default_factory=list)
     created: list[store.DispatchRow] = field(default_factory=list)
     missed: list[store.DispatchRow] = field(default_factory=list)
     finished: dict[int, DispatchState] = field(default_factory=dict)
@@ -629,7 +640,7 @@ def run_dispatch(
     for channel in opened.values():
         channel.close()
     if down is not None:
-        report.channel_errors.append(f"{dispatch.channel}: {down}")
+        report.channel_errors.append(ChannelFailure(dispatch.channel, down))
     with ctx.engine.begin() as connection:
         final = store.finish_if_complete(connection, dispatch, now=ctx.clock())
         counts = store.delivery_counts(connection, dispatch.id)
@@ -686,7 +697,7 @@ def run_lane(ctx: Context, channel: str, report: TickReport) -> None:
         final = run_dispatch(ctx, dispatch, report)
         if final is not None:
             report.finished[dispatch.id] = final
-        if any(e.startswith(f"{channel}:") for e in report.channel_errors):
+        if any(failure.channel == channel for failure in report.channel_errors):
             return  # the channel is down: its other dispatches wait for the next tick
 
 

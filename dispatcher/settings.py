@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     db_timeout_seconds: float = Field(30, gt=0, le=3600)
     #: a send lane without progress (message, lease renewal, ledger write) this long is hung
     hang_seconds: float = Field(600, gt=0)
-    clock_jump_hours: float = Field(24, gt=0)  #: a tick further ahead of the last one refuses
+    #: a tick further ahead of the last one refuses; 26 h leaves a daily `tick` room for jitter
+    clock_jump_hours: float = Field(26, gt=0)
     bounce_webhook_token: SecretStr | None = None  #: unset: POST /webhooks/bounce answers 404
     soft_bounce_limit: int = Field(3, ge=1)  #: consecutive soft bounces that suppress an address
     return_path: str | None = None  #: envelope sender (MAIL FROM) for bounces; default: MAIL_FROM

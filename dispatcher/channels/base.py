@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -32,35 +33,52 @@ class Receipt:
     details: dict[str, str] = field(default_factory=dict)
 
 
-class ChannelError(Exception):
-    """A send did not succeed.
+class ErrorKind(StrEnum):
+    """What a failed send means for the delivery — one kind per error, decided by the channel
+    that knows its provider; `retrying.decide` turns it into a delivery state."""
 
-    `permanent`: retrying cannot help (5xx, invalid recipient).
-    `ambiguous`: the provider may have acted (timeout after sending); on a channel
-    without idempotency this becomes `unknown` instead of a retry.
-    `retry_after`: seconds the provider asked us to wait, if it said.
-    `bounced`: the recipient address does not exist (email: mark the subscriber bounced).
-    `unavailable`: the channel itself cannot work now (server unreachable, login refused):
-    no verdict on this delivery, which goes back to the queue unchanged until it recovers.
+    TEMPORARY = "temporary"  #: try again later (with backoff, or after `retry_after`)
+    PERMANENT = "permanent"  #: retrying cannot help (5xx, invalid recipient, bad request)
+    BOUNCED = "bounced"  #: permanent, and the address does not exist: suppress the subscriber
+    AMBIGUOUS = "ambiguous"  #: the provider may have acted (a timeout after sending)
+    UNAVAILABLE = "unavailable"  #: the channel cannot work now (down, login refused): no verdict
+
+
+class ChannelError(Exception):
+    """A send did not succeed, and what that means (`kind`).
+
+    `retry_after`: seconds the provider asked us to wait, if it said. `unavailable` errors
+    are no verdict on the delivery, which goes back to the queue unchanged until the
+    channel recovers; `ambiguous` ones become `unknown` on a channel without idempotency.
     """
 
     def __init__(
         self,
         message: str,
         *,
-        permanent: bool = False,
-        ambiguous: bool = False,
+        kind: ErrorKind = ErrorKind.TEMPORARY,
         retry_after: float | None = None,
-        bounced: bool = False,
-        unavailable: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.permanent = permanent
-        self.ambiguous = ambiguous
+        self.kind = kind
         self.retry_after = retry_after
-        self.bounced = bounced
-        self.unavailable = unavailable
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind in (ErrorKind.PERMANENT, ErrorKind.BOUNCED)
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.kind is ErrorKind.AMBIGUOUS
+
+    @property
+    def bounced(self) -> bool:
+        return self.kind is ErrorKind.BOUNCED
+
+    @property
+    def unavailable(self) -> bool:
+        return self.kind is ErrorKind.UNAVAILABLE
 
 
 class EmailChannel(Protocol):

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from dispatcher.channels import http, tid
-from dispatcher.channels.base import ChannelError, Post, Receipt
+from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt
 from dispatcher.post_length import BLUESKY_LIMIT, BLUESKY_MAX_BYTES, bluesky_fits, graphemes
 
 KIND = "bluesky"
@@ -195,10 +195,12 @@ class BlueskyChannel:
             raise ChannelError(
                 f"bluesky: the text has {graphemes(post.text)} graphemes and "
                 f"{len(post.text.encode())} bytes; the limit is {BLUESKY_LIMIT} and {BLUESKY_MAX_BYTES}",
-                permanent=True,
+                kind=ErrorKind.PERMANENT,
             )
         if not tid.is_valid(key):
-            raise ChannelError(f"bluesky: record key {key!r} is not a valid TID", permanent=True)
+            raise ChannelError(
+                f"bluesky: record key {key!r} is not a valid TID", kind=ErrorKind.PERMANENT
+            )
         with self._lock:
             if self._access is None:
                 self._login()
@@ -240,7 +242,7 @@ class BlueskyChannel:
         raise ChannelError(
             f"bluesky: a different post already exists at {body.get('uri')} (record key {key}, "
             f"created {value.get('createdAt')}); not overwriting it — delete it or re-plan",
-            permanent=True,
+            kind=ErrorKind.PERMANENT,
         )
 
     def _thumbnail(self, post: Post, details: dict[str, str]) -> dict[str, Any] | None:
@@ -265,7 +267,9 @@ class BlueskyChannel:
                 refused = self._error(upload)
                 message = f"{refused.message} (uploading the thumbnail {post.image_url})"
                 raise ChannelError(
-                    message, permanent=refused.permanent, retry_after=refused.retry_after
+                    message,
+                    kind=ErrorKind.PERMANENT if refused.permanent else ErrorKind.TEMPORARY,
+                    retry_after=refused.retry_after,
                 )
             reason = f"the PDS refused it: {http.json_detail(upload, 'message', 'error')}"
         log.warning("bluesky: thumbnail %s omitted: %s", post.image_url, reason)

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from dispatcher import __version__
-from dispatcher.channels.base import ChannelError
+from dispatcher.channels.base import ChannelError, ErrorKind
 from dispatcher.clock import Clock, utc_now
 
 CONNECT_TIMEOUT = 5.0  #: seconds to open the connection: nothing was sent before it
@@ -47,7 +47,7 @@ def send(
     except requests.ConnectTimeout:
         # The exception text holds the URL, and webhook URLs carry their tokens: never echo it.
         raise ChannelError(
-            f"{network}: cannot connect within {timeout[0]:g} s", unavailable=True
+            f"{network}: cannot connect within {timeout[0]:g} s", kind=ErrorKind.UNAVAILABLE
         ) from None
     except requests.ConnectionError as error:
         # A refused or unreachable server never saw the request; a reset after
@@ -55,17 +55,18 @@ def send(
         refused = "Connection refused" in str(error) or "Name or service" in str(error)
         raise ChannelError(
             f"{network}: connection failed ({type(error).__name__})",
-            unavailable=refused,
-            ambiguous=not refused,
+            kind=ErrorKind.UNAVAILABLE if refused else ErrorKind.AMBIGUOUS,
         ) from None
     except requests.Timeout:
         acted = "; the post may have been created" if method.upper() != "GET" else ""
         raise ChannelError(
             f"{network}: no answer within {timeout[1]:g} s{acted}",
-            ambiguous=method.upper() != "GET",
+            kind=ErrorKind.AMBIGUOUS if method.upper() != "GET" else ErrorKind.TEMPORARY,
         ) from None
     except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
-        raise ChannelError(f"{network}: the configured URL is not valid", permanent=True) from None
+        raise ChannelError(
+            f"{network}: the configured URL is not valid", kind=ErrorKind.PERMANENT
+        ) from None
 
 
 def retry_after_header(response: requests.Response, *, now: dt.datetime) -> float | None:
@@ -96,17 +97,20 @@ def error_for(
     prefix = f"{network}: HTTP {status}"
     if status in (401, 403):
         return ChannelError(
-            f"{prefix}: {detail}; the credential was refused, renew {credential}", permanent=True
+            f"{prefix}: {detail}; the credential was refused, renew {credential}",
+            kind=ErrorKind.PERMANENT,
         )
     if status == 429:
         wait = "" if retry_after is None else f" for {retry_after:.0f} s"
         return ChannelError(f"{prefix}: rate limited{wait}: {detail}", retry_after=retry_after)
     if status >= 500:
         # The provider may have stored the post before failing: only a key makes a retry safe.
-        return ChannelError(f"{prefix}: {detail}", ambiguous=True, retry_after=retry_after)
+        return ChannelError(
+            f"{prefix}: {detail}", kind=ErrorKind.AMBIGUOUS, retry_after=retry_after
+        )
     if status == 408:
-        return ChannelError(f"{prefix}: {detail}", ambiguous=True)
-    return ChannelError(f"{prefix}: {detail}", permanent=True)
+        return ChannelError(f"{prefix}: {detail}", kind=ErrorKind.AMBIGUOUS)
+    return ChannelError(f"{prefix}: {detail}", kind=ErrorKind.PERMANENT)
 
 
 def json_detail(response: requests.Response, *keys: str) -> str:

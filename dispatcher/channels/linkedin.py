@@ -24,7 +24,7 @@ from typing import Any
 import requests
 
 from dispatcher.channels import http
-from dispatcher.channels.base import ChannelError, Post, Receipt, readable_key
+from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
 from dispatcher.post_length import LINKEDIN_LIMIT
 
 KIND = "linkedin"
@@ -137,7 +137,7 @@ class LinkedInChannel:
             raise ChannelError(
                 f"{KIND}: commentary has {len(post.text)} characters, more than LinkedIn's "
                 f"{LINKEDIN_LIMIT}; it was not sent",
-                permanent=True,
+                kind=ErrorKind.PERMANENT,
             )
         request = describe_request(
             post, key=key, author_urn=self.author_urn, version=self.version, base_url=self.base_url
@@ -158,7 +158,7 @@ class LinkedInChannel:
                 raise ChannelError(
                     f"{KIND}: HTTP {response.status_code} without an x-restli-id header; "
                     "the post was probably created, check the page before sending again",
-                    ambiguous=True,
+                    kind=ErrorKind.AMBIGUOUS,
                 )
             return Receipt(urn, {"version": self.version})
         if response.status_code == 422:
@@ -169,7 +169,7 @@ class LinkedInChannel:
                 raise ChannelError(
                     f"{KIND}: HTTP 422: LinkedIn calls this post a duplicate but names no URN; "
                     "it is probably live already, check the page",
-                    ambiguous=True,
+                    kind=ErrorKind.AMBIGUOUS,
                 )
         raise self._error(response)
 
@@ -191,7 +191,7 @@ class LinkedInChannel:
             return ChannelError(
                 f"{KIND}: HTTP 426: LinkedIn-Version {self.version} is no longer served ({detail}); "
                 f"set {VERSION_SETTING} to a current YYYYMM",
-                unavailable=True,
+                kind=ErrorKind.UNAVAILABLE,
             )
         # 429: LinkedIn sends no Retry-After or reset header; the pipeline's backoff applies.
         return http.error_for(

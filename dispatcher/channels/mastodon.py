@@ -31,7 +31,7 @@ import requests
 
 from dispatcher import post_length
 from dispatcher.channels import http
-from dispatcher.channels.base import ChannelError, Post, Receipt, readable_key
+from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
 
 KIND = "mastodon"
 CREDENTIAL = "DISPATCHER_MASTODON_ACCESS_TOKEN"
@@ -126,7 +126,7 @@ class MastodonChannel:
             raise ChannelError(
                 f"mastodon: the post has {length} characters, {self.base_url} allows "
                 f"{max_characters}; shorten it for this instance",
-                permanent=True,
+                kind=ErrorKind.PERMANENT,
             )
         media_ids = [self._upload_image(post, post.image_url)] if post.image_url else []
         request = describe_request(post, key=key, base_url=self.base_url, media_ids=media_ids)
@@ -135,7 +135,7 @@ class MastodonChannel:
         )
         status = _json_object(response)
         if not status.get("id"):
-            raise ChannelError("mastodon: HTTP 200 without a status id", ambiguous=True)
+            raise ChannelError("mastodon: HTTP 200 without a status id", kind=ErrorKind.AMBIGUOUS)
         url = str(status.get("url") or status.get("uri") or "")
         return Receipt(provider_id=str(status["id"]), details={"url": url})
 
@@ -226,7 +226,9 @@ class MastodonChannel:
     def _download(self, url: str) -> tuple[bytes, str]:
         """The image bytes and their type; without the token (it is another host)."""
         if urlsplit(url).scheme not in ("http", "https"):
-            raise ChannelError(f"mastodon: image {url!r} is not an http(s) URL", permanent=True)
+            raise ChannelError(
+                f"mastodon: image {url!r} is not an http(s) URL", kind=ErrorKind.PERMANENT
+            )
         try:
             response = http.send(
                 self._session, "GET", url, network=KIND, timeout=self._timeout, stream=True
@@ -241,7 +243,7 @@ class MastodonChannel:
             if not content_type.startswith("image/"):
                 raise ChannelError(
                     f"mastodon: image {url} is {content_type or 'untyped'}, not an image",
-                    permanent=True,
+                    kind=ErrorKind.PERMANENT,
                 )
             chunks: list[bytes] = []
             size = 0
@@ -251,7 +253,7 @@ class MastodonChannel:
                     if size > MAX_IMAGE_BYTES:
                         raise ChannelError(
                             f"mastodon: image {url} exceeds {MAX_IMAGE_BYTES // 2**20} MB",
-                            permanent=True,
+                            kind=ErrorKind.PERMANENT,
                         )
                     chunks.append(chunk)
             except requests.RequestException as error:
@@ -268,7 +270,7 @@ def _before_posting(error: ChannelError) -> ChannelError:
         return error
     return ChannelError(
         f"mastodon: {_reason(error)}, before posting (nothing was posted)",
-        permanent=error.permanent,
+        kind=ErrorKind.PERMANENT if error.permanent else ErrorKind.TEMPORARY,
         retry_after=error.retry_after,
     )
 

@@ -32,7 +32,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dispatcher.addresses import wire_form
-from dispatcher.channels.base import ChannelError, Envelope, Receipt
+from dispatcher.channels.base import ChannelError, Envelope, ErrorKind, Receipt
 from dispatcher.ratelimit import RateLimiter
 
 Security = Literal["plain", "starttls", "tls"]
@@ -193,7 +193,7 @@ class SmtpChannel:
                     raise ChannelError(
                         f"no reply from SMTP server {self.target} to the end of the message "
                         f"({last}); the server may have accepted it",
-                        ambiguous=True,
+                        kind=ErrorKind.AMBIGUOUS,
                     ) from None
         raise ChannelError(f"SMTP connection to {self.target} lost twice while sending ({last})")
 
@@ -233,21 +233,21 @@ class SmtpChannel:
             raise ChannelError(
                 f"SMTP login as {target.username!r} on {target} failed "
                 f"({error.smtp_code} {text}); check the credentials in {_VAR}",
-                unavailable=True,
+                kind=ErrorKind.UNAVAILABLE,
             ) from None
         except smtplib.SMTPNotSupportedError as error:
             raise ChannelError(
-                f"SMTP server {target}: {error}; check {_VAR}", unavailable=True
+                f"SMTP server {target}: {error}; check {_VAR}", kind=ErrorKind.UNAVAILABLE
             ) from None
         except ssl.SSLCertVerificationError as error:
             raise ChannelError(
                 f"TLS certificate of {target} rejected ({error.verify_message}); "
                 f"for a test server only, add ?verify=false to {_VAR}",
-                unavailable=True,
+                kind=ErrorKind.UNAVAILABLE,
             ) from None
         except (smtplib.SMTPException, OSError) as error:
             raise ChannelError(
-                f"cannot connect to SMTP server {target}: {error}", unavailable=True
+                f"cannot connect to SMTP server {target}: {error}", kind=ErrorKind.UNAVAILABLE
             ) from None
 
     def _handshake(self) -> smtplib.SMTP:
@@ -314,14 +314,18 @@ class SmtpChannel:
                 self._discard(connection)
         message = f"SMTP server {self.target} refused {stage}: {code} {text}"
         if code in (530, 535):
-            return ChannelError(f"{message}; check credentials and TLS in {_VAR}", unavailable=True)
+            return ChannelError(
+                f"{message}; check credentials and TLS in {_VAR}", kind=ErrorKind.UNAVAILABLE
+            )
         if stage == "MAIL FROM" and code >= 500:
             # The sender is refused: every message would be; fix DISPATCHER_MAIL_FROM.
-            return ChannelError(f"{message}; check DISPATCHER_MAIL_FROM", unavailable=True)
+            return ChannelError(
+                f"{message}; check DISPATCHER_MAIL_FROM", kind=ErrorKind.UNAVAILABLE
+            )
         if 400 <= code < 500:
             return ChannelError(message)
         bounced = stage != "MAIL FROM" and is_bounce(code, text)
-        return ChannelError(message, permanent=True, bounced=bounced)
+        return ChannelError(message, kind=ErrorKind.BOUNCED if bounced else ErrorKind.PERMANENT)
 
 
 def is_bounce(code: int, text: str) -> bool:
@@ -365,7 +369,7 @@ def _mail_options(connection: smtplib.SMTP, mail_from: str, rcpt_to: str, data: 
                 f"the {which} address has a non-ASCII local part, which needs SMTPUTF8 "
                 "(RFC 6531), and the SMTP server does not offer it; use a relay with "
                 "SMTPUTF8 or an ASCII address",
-                permanent=True,
+                kind=ErrorKind.PERMANENT,
             )
         options.append("SMTPUTF8")
     if not data.isascii() and connection.has_extn("8bitmime"):

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import requests
 
 from dispatcher.channels import http
-from dispatcher.channels.base import ChannelError, Post, Receipt, readable_key
+from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
 
 KIND = "webhook"
 CREDENTIAL = "DISPATCHER_WEBHOOK_URLS"
@@ -247,7 +247,7 @@ class WebhookChannel:
         if target.kind == "discord" and len(post.text) > DISCORD_LIMIT:
             raise ChannelError(
                 f"{self._name}: {len(post.text)} characters, Discord takes {DISCORD_LIMIT}",
-                permanent=True,
+                kind=ErrorKind.PERMANENT,
             )
         method, url, headers, body = _request(post, key=key, target=target)
         if target.kind == "matrix":

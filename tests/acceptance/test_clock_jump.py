@@ -78,7 +78,7 @@ def test_a_tick_three_days_ahead_refuses_until_forced(
     assert ahead.returncode == 1, ahead.stderr
     assert (
         "tick refused: the clock (2019-04-05 06:00 UTC) is 3 days 0 h ahead of the last tick "
-        "(2019-04-02 06:00 UTC), more than DISPATCHER_CLOCK_JUMP_HOURS (24 h); nothing was "
+        "(2019-04-02 06:00 UTC), more than DISPATCHER_CLOCK_JUMP_HOURS (26 h); nothing was "
         "sent or recorded" in ahead.stderr
     )
     assert "dispatcher tick --force" in ahead.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from dispatcher.channels.base import ChannelError
+from dispatcher.channels.base import ChannelError, ErrorKind
 from dispatcher.ledger.tables import DeliveryState
 from dispatcher.retrying import decide
 
@@ -12,7 +12,7 @@ NOW = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)
 
 
 def test_an_ambiguous_email_is_resent_once_then_unknown() -> None:
-    error = ChannelError("no reply to the end of data", ambiguous=True)
+    error = ChannelError("no reply to the end of data", kind=ErrorKind.AMBIGUOUS)
     first = decide(error, attempts=1, idempotent=True, now=NOW)
     assert first.state is DeliveryState.DEFERRED and first.next_attempt_at is not None
     second = decide(error, attempts=2, idempotent=True, now=NOW, doubtful=True)
@@ -20,12 +20,12 @@ def test_an_ambiguous_email_is_resent_once_then_unknown() -> None:
 
 
 def test_an_ambiguous_post_without_idempotency_is_unknown_at_once() -> None:
-    error = ChannelError("timeout after posting", ambiguous=True)
+    error = ChannelError("timeout after posting", kind=ErrorKind.AMBIGUOUS)
     assert decide(error, attempts=1, idempotent=False, now=NOW).state is DeliveryState.UNKNOWN
 
 
 def test_after_a_doubtful_attempt_nothing_is_called_failed() -> None:
-    permanent = ChannelError("550 rejected", permanent=True)
+    permanent = ChannelError("550 rejected", kind=ErrorKind.PERMANENT)
     temporary = ChannelError("451 try later")
     assert decide(permanent, attempts=2, idempotent=True, now=NOW).state is DeliveryState.FAILED
     assert (

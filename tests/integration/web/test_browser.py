@@ -132,9 +132,7 @@ def site(sqlite_database: Database, tmp_path: Path, image_host: ImageHost) -> It
     campaign = load_campaign(settings.campaign_file)
     # The first day goes out (to the outbox), so the archive has something to list.
     at = dt.datetime.combine(FIRST_DAY, dt.time(8, 0, 5), tzinfo=BERLIN)
-    context = build_context(
-        settings, campaign, engine=sqlite_database.engine, clock=clock_from(at)
-    )
+    context = build_context(settings, campaign, engine=sqlite_database.engine, clock=clock_from(at))
     try:
         report = pipeline.tick(context)
     finally:
