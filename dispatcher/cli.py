@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dispatcher import cli_dkim, cli_ops, cli_subscribers, dkim, rendering
+from dispatcher import cli_dkim, cli_ops, cli_subscribers, dkim, rendering, wiring
 from dispatcher.campaign import Campaign, Channel
 from dispatcher.cli_common import (
     EXIT_OK,
@@ -48,7 +48,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if campaign is not None:
         env = rendering.create_environment(settings.templates_dir)
         problems.extend(str(p) for p in rendering.check_templates(env, campaign.channels))
-        problems.extend(f"settings: {p}" for p in settings.production_problems(campaign.channels))
+        problems.extend(
+            f"settings: {p}" for p in wiring.production_problems(settings, campaign.channels)
+        )
         try:
             dkim.load_signer(settings)
         except dkim.DkimError as error:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher import channels, logs, pipeline, rendering, schedule
+from dispatcher import logs, pipeline, rendering, schedule, wiring
 from dispatcher.campaign import Campaign, Channel, item_to_json
 from dispatcher.cli_common import (
     EXIT_DELIVERY_FAILED,
@@ -110,7 +110,7 @@ def _service_start(args: argparse.Namespace) -> tuple[Settings, Campaign]:
     settings = settings_of(args)
     campaign = campaign_of(settings)
     rendering.require_templates(settings.templates_dir, campaign.channels)
-    problems = settings.production_problems(campaign.channels)
+    problems = wiring.production_problems(settings, campaign.channels)
     if problems:
         raise UserError("\n".join(problems))
     logs.configure(settings.log_format)
@@ -154,7 +154,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         settings=settings,
         engine=open_ledger(settings),
         campaign=lambda: campaign,
-        email_channel=lambda: channels.email_channel(settings),
+        email_channel=lambda: wiring.email_channel(settings),
     )
     serve_forever(create_app(state), settings.http_host, settings.http_port)
     return EXIT_OK

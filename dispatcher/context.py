@@ -7,7 +7,7 @@ import functools
 
 import sqlalchemy as sa
 
-from dispatcher import channels, dkim, emails, pipeline, rendering
+from dispatcher import dkim, emails, pipeline, rendering, wiring
 from dispatcher.campaign import Campaign
 from dispatcher.clock import Clock
 from dispatcher.ledger import engine as ledger_engine
@@ -40,9 +40,9 @@ def build_context(
             settings.mail_from, settings.public_url, settings.secret_key.get_secret_value()
         ),
         imprint=settings.imprint,
-        email_channel=channels.email_channel(settings),
+        email_channel=wiring.email_channel(settings),
         clock=clock,
-        social_targets=functools.partial(channels.social_targets, settings),
+        social_targets=functools.partial(wiring.social_targets, settings),
         signer=_signer(settings),
         return_path=settings.return_path,
         config=pipeline.PipelineConfig(

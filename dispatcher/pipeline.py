@@ -36,9 +36,16 @@ from dataclasses import dataclass, field
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher import channels, emails, metrics, planning, rendering, retrying, schedule, wire
+from dispatcher import emails, metrics, planning, rendering, retrying, schedule, wire
 from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
-from dispatcher.channels.base import ChannelError, EmailChannel, Envelope, Post, SocialChannel
+from dispatcher.channels.base import (
+    ChannelError,
+    EmailChannel,
+    Envelope,
+    Post,
+    SocialChannel,
+    SocialTarget,
+)
 from dispatcher.clock import Clock
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
@@ -81,7 +88,7 @@ class Context:
     imprint: str
     email_channel: EmailChannel
     clock: Clock
-    social_targets: Callable[[str], list[channels.SocialTarget]] = lambda _channel: []
+    social_targets: Callable[[str], list[SocialTarget]] = lambda _channel: []
     signer: Signer | None = None  #: DKIM: signs the exact bytes that are sent
     return_path: str | None = None  #: envelope sender (MAIL FROM) where bounces go
     config: PipelineConfig = field(default_factory=PipelineConfig)

@@ -21,7 +21,7 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher import channels, leader, metrics, pipeline, schedule
+from dispatcher import leader, metrics, pipeline, schedule, wiring
 from dispatcher.campaign import Campaign
 from dispatcher.clock import Clock, utc_now
 from dispatcher.context import build_context, open_ledger
@@ -286,7 +286,7 @@ class Service:
             settings=self.settings,
             engine=self.engine,
             campaign=lambda: self.campaign,
-            email_channel=lambda: channels.email_channel(self.settings),
+            email_channel=lambda: wiring.email_channel(self.settings),
             scheduler_alive=self.scheduler_alive,
             reload_errors=lambda: self.reload_errors,
             clock=self.clock,

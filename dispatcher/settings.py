@@ -8,14 +8,11 @@ forges unsubscribe links and a channel without credentials silently posts nowher
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from dispatcher.campaign import Channel
 
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
 SECRETS_DIR = Path("/run/secrets")
@@ -91,22 +88,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None  #: set: /metrics needs `Authorization: Bearer <it>`
     form_origins: str = ""  #: other sites whose pages may POST /subscribe, comma-separated
 
-    def has_credentials(self, channel: Channel) -> bool:
-        """Whether `channel` has an endpoint; without one it writes to the outbox."""
-        match channel:
-            case Channel.EMAIL:
-                return self.smtp_url is not None
-            case Channel.MASTODON:
-                return bool(self.mastodon_base_url and self.mastodon_access_token)
-            case Channel.BLUESKY:
-                return bool(self.bluesky_handle and self.bluesky_app_password)
-            case Channel.LINKEDIN:
-                return bool(self.linkedin_access_token and self.linkedin_author_urn)
-            case Channel.WEBHOOK:
-                return bool(self.webhook_urls and self.webhook_urls.get_secret_value().strip())
-
-    def production_problems(self, channels: Iterable[Channel]) -> list[str]:
-        """One message per development default that production must not run with."""
+    def production_problems(self) -> list[str]:
+        """The development defaults of the settings themselves that production must not run
+        with (the channels' credentials: `wiring.production_problems`)."""
         if self.env != "production":
             return []
         problems = []
@@ -117,19 +101,6 @@ class Settings(BaseSettings):
             )
         elif len(self.secret_key.get_secret_value()) < 32:
             problems.append("DISPATCHER_SECRET_KEY is shorter than 32 characters; use a longer one")
-        needs = {
-            Channel.EMAIL: "DISPATCHER_SMTP_URL",
-            Channel.MASTODON: "DISPATCHER_MASTODON_BASE_URL and DISPATCHER_MASTODON_ACCESS_TOKEN",
-            Channel.BLUESKY: "DISPATCHER_BLUESKY_HANDLE and DISPATCHER_BLUESKY_APP_PASSWORD",
-            Channel.LINKEDIN: "DISPATCHER_LINKEDIN_ACCESS_TOKEN and DISPATCHER_LINKEDIN_AUTHOR_URN",
-            Channel.WEBHOOK: "DISPATCHER_WEBHOOK_URLS",
-        }
-        for channel in channels:
-            if not self.has_credentials(channel):
-                problems.append(
-                    f"channel {channel} is used under send: but has no credentials; set "
-                    f"{needs[channel]} or remove {channel} from send: in the campaign file"
-                )
         return problems
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
+
+from dispatcher.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -144,3 +147,16 @@ def readable_key(campaign_id: str, day: dt.date, recipient: str, *, max_length: 
         digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:12]
         key = f"{key[: max_length - 13]}-{digest}"
     return key
+
+
+@dataclass(frozen=True)
+class SocialTarget:
+    """One place a social dispatch posts to: one delivery row in the ledger."""
+
+    channel: str  #: the campaign channel: mastodon, bluesky, linkedin or webhook
+    recipient: str  #: the ledger's name for it; never a secret (webhook URLs are hashed)
+    key: Callable[
+        ..., str
+    ]  #: the module's `delivery_key(campaign_id=, day=, send_at=, recipient=)`
+    #: the real channel (reading rate-limit resets against the given clock), or the outbox
+    open: Callable[[Clock], SocialChannel]

@@ -27,6 +27,9 @@ from dispatcher.channels import http
 from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
 from dispatcher.post_length import LINKEDIN_LIMIT
 
+#: the settings this network needs (DISPATCHER_<NAME>); without them it writes to the outbox
+CREDENTIALS = ("linkedin_access_token", "linkedin_author_urn")
+
 KIND = "linkedin"
 #: July 2026, the newest Marketing version in LinkedIn's changelog (learn.microsoft.com/linkedin/
 #: marketing/integrations/recent-changes); versions are supported for at least a year after

@@ -33,6 +33,9 @@ from dispatcher import post_length
 from dispatcher.channels import http
 from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
 
+#: the settings this network needs (DISPATCHER_<NAME>); without them it writes to the outbox
+CREDENTIALS = ("mastodon_base_url", "mastodon_access_token")
+
 KIND = "mastodon"
 CREDENTIAL = "DISPATCHER_MASTODON_ACCESS_TOKEN"
 MAX_IMAGE_BYTES = 16 * 1024 * 1024  #: Mastodon's default image limit is 16 MB (was 10 MB)

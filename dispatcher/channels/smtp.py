@@ -35,6 +35,9 @@ from dispatcher.addresses import wire_form
 from dispatcher.channels.base import ChannelError, Envelope, ErrorKind, Receipt
 from dispatcher.ratelimit import RateLimiter
 
+#: the settings email needs (DISPATCHER_<NAME>); without them it writes .eml files
+CREDENTIALS = ("smtp_url",)
+
 Security = Literal["plain", "starttls", "tls"]
 _VAR = "DISPATCHER_SMTP_URL"
 _TRUE = {"1", "true", "yes", "on"}

@@ -35,6 +35,9 @@ import requests
 from dispatcher.channels import http
 from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
 
+#: the settings this channel needs (DISPATCHER_<NAME>); without them it writes to the outbox
+CREDENTIALS = ("webhook_urls",)
+
 KIND = "webhook"
 CREDENTIAL = "DISPATCHER_WEBHOOK_URLS"
 DISCORD_LIMIT = 2000  #: characters of `content`

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from dispatcher import channels
+from dispatcher import wiring
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState, create_app
@@ -60,6 +60,6 @@ def make_state(settings: Settings, database: Database, clock: ManualClock) -> We
         settings=settings,
         engine=database.engine,
         campaign=lambda: campaign,
-        email_channel=lambda: channels.email_channel(settings),
+        email_channel=lambda: wiring.email_channel(settings),
         clock=clock,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from dispatcher import channels
+from dispatcher import wiring
 from dispatcher.campaign import Campaign
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
@@ -93,7 +93,7 @@ def serve_webapp(database: Database, smtp: SmtpServer, directory: Path) -> Itera
         settings=settings,
         engine=database.engine,
         campaign=lambda: campaign,
-        email_channel=lambda: channels.email_channel(settings),
+        email_channel=lambda: wiring.email_channel(settings),
         clock=clock,
     )
     with running_app(state) as url:

@@ -370,7 +370,7 @@ def test_env_example_loads_and_production_demands_a_secret_key(
     assert loaded.env == "production"
     assert loaded.shutdown_seconds == default_shutdown_seconds()
     # Copied unedited, the example refuses to start in production, naming the variable.
-    problems = loaded.production_problems([])
+    problems = loaded.production_problems()
     assert any("DISPATCHER_SECRET_KEY" in problem for problem in problems)
     monkeypatch.setenv("DISPATCHER_SECRET_KEY", "x" * 48)
-    assert settings_module.load_settings().production_problems([]) == []
+    assert settings_module.load_settings().production_problems() == []

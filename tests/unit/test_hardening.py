@@ -290,8 +290,8 @@ def test_production_refuses_a_short_or_development_secret_key(key: str, refused:
         secret_key=SecretStr(key),
         smtp_url=SecretStr("smtp://h:25"),
     )
-    problems = settings.production_problems([])
+    problems = settings.production_problems()
     assert bool(problems) is refused
     assert all(key not in problem for problem in problems)  # named, never echoed
     development = Settings(_env_file=None, secret_key=SecretStr("sh0rt-k3y"))  # type: ignore[call-arg]
-    assert development.production_problems([]) == []
+    assert development.production_problems() == []

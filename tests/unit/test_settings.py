@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher import settings as settings_module
+from dispatcher import wiring
 from dispatcher.campaign import Channel
 from dispatcher.settings import DEV_SECRET_KEY, SettingsError, load_settings
 
@@ -35,7 +36,7 @@ def test_defaults_follow_the_design() -> None:
     assert (s.env, s.http_host, s.http_port) == ("development", "127.0.0.1", 8080)
     assert s.bluesky_pds_url == "https://bsky.social"
     assert s.log_format is None
-    assert s.production_problems(list(Channel)) == []
+    assert wiring.production_problems(s, list(Channel)) == []
 
 
 def test_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -61,7 +62,7 @@ def test_secrets_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_production_refuses_dev_defaults_one_message_each(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DISPATCHER_ENV", "production")
     monkeypatch.setenv("DISPATCHER_MASTODON_BASE_URL", "https://social.example")
-    problems = load_settings().production_problems([Channel.EMAIL, Channel.MASTODON])
+    problems = wiring.production_problems(load_settings(), [Channel.EMAIL, Channel.MASTODON])
     assert len(problems) == 3
     assert problems[0].startswith("DISPATCHER_SECRET_KEY is the development key")
     assert "channel email" in problems[1] and "DISPATCHER_SMTP_URL" in problems[1]
@@ -73,7 +74,7 @@ def test_production_with_everything_set(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("DISPATCHER_SECRET_KEY", "x" * 48)
     monkeypatch.setenv("DISPATCHER_SMTP_URL", "smtp://user:pw@mail.example:587?starttls=true")
     monkeypatch.setenv("DISPATCHER_WEBHOOK_URLS", "https://hooks.slack.com/services/T/B/X")
-    assert load_settings().production_problems([Channel.EMAIL, Channel.WEBHOOK]) == []
+    assert wiring.production_problems(load_settings(), [Channel.EMAIL, Channel.WEBHOOK]) == []
 
 
 def test_bad_value_names_the_variable_but_not_the_value(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.channels import email_channel
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.channels.outbox import Outbox, file_name
 from dispatcher.channels.smtp import SmtpChannel
 from dispatcher.settings import Settings
+from dispatcher.wiring import email_channel
 
 
 def envelope(body: str = "Hallo") -> Envelope:

@@ -17,7 +17,7 @@ import pytest
 import requests
 from pydantic import Field, SecretStr
 
-from dispatcher import channels
+from dispatcher import wiring
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
@@ -69,7 +69,7 @@ def make_state(settings: Settings, database: Database, clock: ManualClock) -> We
         settings=settings,
         engine=database.engine,
         campaign=lambda: campaign,
-        email_channel=lambda: channels.email_channel(settings),
+        email_channel=lambda: wiring.email_channel(settings),
         clock=clock,
     )
 

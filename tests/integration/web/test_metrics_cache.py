@@ -18,7 +18,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from dispatcher import channels
+from dispatcher import wiring
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import WebState
@@ -54,7 +54,7 @@ def _state(settings: Settings, database: Database) -> WebState:
         settings=settings,
         engine=database.engine,
         campaign=lambda: campaign,
-        email_channel=lambda: channels.email_channel(settings),
+        email_channel=lambda: wiring.email_channel(settings),
         clock=lambda: AFTER_FIRST_SEND,
     )
 
