@@ -210,7 +210,8 @@ def test_metrics_match_the_ledger_after_a_send(database: Database, smtp_server: 
     settings = settings_for(database, smtp_server)
     tick_at(settings, database, email_time(dt.date(2019, 4, 2)))
     after_send = dt.datetime(2019, 4, 2, 9, 0, tzinfo=UTC)
-    with running_app(web_state(settings, database.engine, after_send)) as base:
+    uncached = settings.model_copy(update={"metrics_cache_seconds": 0})  # see each change
+    with running_app(web_state(uncached, database.engine, after_send)) as base:
         first = requests.get(f"{base}/metrics", timeout=10)
         metrics.observe_send("email", 0.042)
         metrics.count_reload_error()
