@@ -7,7 +7,7 @@ import functools
 
 import sqlalchemy as sa
 
-from dispatcher import dkim, emails, pipeline, rendering, wiring
+from dispatcher import dkim, emails, rendering, sending, wiring
 from dispatcher.campaign import Campaign
 from dispatcher.clock import Clock
 from dispatcher.ledger import engine as ledger_engine
@@ -19,7 +19,7 @@ def open_ledger(settings: Settings) -> sa.Engine:
     return ledger_engine.open_ledger(settings.database_url, timeout=settings.db_timeout_seconds)
 
 
-def _signer(settings: Settings) -> pipeline.Signer | None:
+def _signer(settings: Settings) -> sending.Signer | None:
     signer = dkim.load_signer(settings)
     return None if signer is None else signer.sign
 
@@ -31,8 +31,8 @@ def build_context(
     engine: sa.Engine,
     clock: Clock,
     force: bool = False,
-) -> pipeline.Context:
-    return pipeline.Context(
+) -> sending.Context:
+    return sending.Context(
         engine=engine,
         campaign=campaign,
         env=rendering.create_environment(settings.templates_dir),
@@ -45,7 +45,7 @@ def build_context(
         social_targets=functools.partial(wiring.social_targets, settings),
         signer=_signer(settings),
         return_path=settings.return_path,
-        config=pipeline.PipelineConfig(
+        config=sending.PipelineConfig(
             connections=settings.smtp_connections,
             claim_batch=settings.claim_batch,
             lease=dt.timedelta(seconds=settings.lease_seconds),

@@ -20,91 +20,28 @@ See docs/architecture.md for the reasoning.
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import hashlib
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import jinja2
 import sqlalchemy as sa
 
-from dispatcher import emails, metrics, planning, rendering, retrying, schedule, wire
-from dispatcher.campaign import Campaign, Channel, item_from_json, item_to_json
-from dispatcher.channels.base import (
-    ChannelError,
-    EmailChannel,
-    Envelope,
-    Post,
-    SocialChannel,
-    SocialTarget,
-)
-from dispatcher.clock import Clock
+from dispatcher import email_dispatch, planning, post_dispatch, schedule
+from dispatcher.campaign import Channel, item_to_json
+from dispatcher.email_dispatch import EmailDispatch
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
-from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
+from dispatcher.ledger.tables import DeliveryState, DispatchState
+from dispatcher.post_dispatch import PostDispatch
+from dispatcher.sending import ChannelDown, Context, DispatchSender
 
-FANOUT_BATCH = 5000  #: subscribers turned into delivery rows per statement
-CLAIM_BATCH = 100  #: deliveries claimed (and at most repeated after a crash) per batch
-LEASE = dt.timedelta(minutes=5)  #: a claim older than this is taken over by another worker
 IMPLEMENTED_CHANNELS = tuple(Channel)
 
 log = logging.getLogger("dispatcher")
-Signer = Callable[[bytes], bytes]
-Progress = Callable[[int, int], None]  #: (done, total) of the dispatch being sent
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class PipelineConfig:
-    fanout_batch: int = FANOUT_BATCH
-    claim_batch: int = CLAIM_BATCH
-    lease: dt.timedelta = LEASE
-    connections: int = 4
-    max_attempts: int = retrying.MAX_ATTEMPTS
-    worker: str = field(default_factory=worker_name)
-    clock_jump_limit: dt.timedelta = dt.timedelta(hours=24)  #: see `ledger.ticks`
-    clock_jump_confirmed: bool = False  #: `--force`: the operator vouches for the clock
-
-
-@dataclass
-class Context:
-    """What one process needs to send: the database, the campaign, a channel, the clock."""
-
-    engine: sa.Engine
-    campaign: Campaign
-    env: jinja2.Environment
-    sender: emails.Sender
-    imprint: str
-    email_channel: EmailChannel
-    clock: Clock
-    social_targets: Callable[[str], list[SocialTarget]] = lambda _channel: []
-    signer: Signer | None = None  #: DKIM: signs the exact bytes that are sent
-    return_path: str | None = None  #: envelope sender (MAIL FROM) where bounces go
-    config: PipelineConfig = field(default_factory=PipelineConfig)
-    stop: threading.Event = field(default_factory=threading.Event)
-    progress: Progress | None = None
-    #: called whenever the work moves on (a message, a lease renewal, a ledger write):
-    #: the service's watchdog calls a lane hung when this stops
-    beat: Callable[[], None] = lambda: None
-
-
-@dataclass(frozen=True)
-class ChannelDown:
-    """The channel could not work at all for this delivery; it goes back to the queue."""
-
-    delivery_id: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -183,188 +120,36 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
                 )
 
 
-# 2. Fan out: one delivery row per active subscriber (streamed) or per social target -----
+# 2. Fan out and send: the kind of dispatch behind one interface -------------------------
+
+
+def open_sender(ctx: Context, dispatch: store.DispatchRow) -> DispatchSender:
+    """The email, or a network's post: rendered once, its channels opened once."""
+    if dispatch.channel == Channel.EMAIL:
+        return EmailDispatch(ctx, dispatch)
+    return PostDispatch(ctx, dispatch)
 
 
 def fan_out(ctx: Context, dispatch: store.DispatchRow) -> None:
-    """All of it at once (the send loop interleaves `fan_out_step` instead)."""
-    while fan_out_step(ctx, dispatch) and not ctx.stop.is_set():
+    """All delivery rows at once (the send loop interleaves fan-out batches instead)."""
+    if dispatch.channel != Channel.EMAIL:
+        post_dispatch.fan_out_targets(ctx, dispatch)
+        return
+    while email_dispatch.fan_out_step(ctx, dispatch) and not ctx.stop.is_set():
         pass
 
 
-def fan_out_step(ctx: Context, dispatch: store.DispatchRow) -> bool:
-    """One batch of delivery rows; whether more may follow. Interleaved with sending, so
-    the first message leaves after the first batch, not after the whole list."""
-    if dispatch.channel != Channel.EMAIL:
-        fan_out_targets(ctx, dispatch)
-        return False
-    if dispatch.fanout_done:
-        return False
-    prefix, suffix = emails.message_id_parts(
-        dispatch.campaign_id, dispatch.day, dispatch.channel, ctx.sender.domain
-    )
-    with ctx.engine.begin() as connection:
-        covered = store.fan_out_subscribers(
-            connection,
-            dispatch,
-            limit=ctx.config.fanout_batch,
-            key_prefix=prefix,
-            key_suffix=suffix,
-            now=ctx.clock(),
-        )
-    return covered > 0
-
-
-def fan_out_targets(ctx: Context, dispatch: store.DispatchRow) -> None:
-    """One row per target, its retry-safe key stored before any request is made."""
-    if dispatch.fanout_done:
+def report_progress(ctx: Context, dispatch: store.DispatchRow) -> None:
+    """(done, total) of the dispatch to `ctx.progress` (the demo's progress bar)."""
+    if ctx.progress is None:
         return
-    rows = [
-        (
-            target.recipient,
-            target.key(
-                campaign_id=dispatch.campaign_id,
-                day=dispatch.day,
-                send_at=dispatch.send_at,
-                recipient=target.recipient,
-            ),
-        )
-        for target in ctx.social_targets(dispatch.channel)
-    ]
-    with ctx.engine.begin() as connection:
-        store.fan_out_targets(connection, dispatch, rows, now=ctx.clock())
-
-
-# 3. Render the shared part once per dispatch -----------------------------------------------
-
-
-def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.RenderedEmail:
-    """From the content stored with the dispatch, not the file: the past stays as sent."""
     with ledger_engine.reader(ctx.engine).connect() as connection:
-        earlier = store.published_contents(
-            connection, dispatch.campaign_id, channel=dispatch.channel, before=dispatch.day
-        )
-    return rendering.render_email(
-        ctx.env,
-        ctx.campaign,
-        item_from_json(dispatch.content),
-        day=dispatch.day,
-        published=[(day, item_from_json(content)) for day, content in earlier],
-        imprint=ctx.imprint,
-        public_url=ctx.sender.public_url,
-    )
+        counts = store.delivery_counts(connection, dispatch.id)
+    done = sum(n for s, n in counts.items() if s not in store.UNFINISHED_DELIVERY_STATES)
+    ctx.progress(done, sum(counts.values()))
 
 
-def render_post(ctx: Context, dispatch: store.DispatchRow) -> Post:
-    """The post exactly as `preview` shows it, with the dispatch's fixed creation time."""
-    item = item_from_json(dispatch.content)
-    rendered = rendering.render_post(
-        ctx.env, Channel(dispatch.channel), ctx.campaign, item, day=dispatch.day
-    )
-    return Post(
-        network=dispatch.channel,
-        text=rendered.text,
-        link=item.url,
-        title=item.title,
-        description=item.teaser,
-        hashtags=rendered.hashtags,
-        image_url=item.image,
-        image_alt=item.image_alt,
-        created_at=dispatch.send_at,
-    )
-
-
-# 4. Send one claimed delivery -> its outcome -------------------------------------------
-
-
-def outcome_of_error(
-    ctx: Context, delivery: store.ClaimedDelivery, error: ChannelError, *, idempotent: bool
-) -> store.Outcome | ChannelDown:
-    """The one place a channel's error becomes a ledger state (see `retrying.decide`)."""
-    if error.unavailable:
-        return ChannelDown(delivery.id, error.message)
-    decision = retrying.decide(
-        error,
-        attempts=delivery.attempts,
-        idempotent=idempotent,
-        now=ctx.clock(),
-        max_attempts=ctx.config.max_attempts,
-        doubtful=delivery.doubtful,
-    )
-    bounced = delivery.subscriber_id if error.bounced and not delivery.doubtful else None
-    return store.Outcome(
-        delivery.id,
-        decision.state,
-        error=error.message,
-        next_attempt_at=decision.next_attempt_at,
-        bounced_subscriber_id=bounced,
-        doubtful=error.ambiguous,
-    )
-
-
-def send_post(
-    ctx: Context, post: Post, opened: dict[str, SocialChannel], delivery: store.ClaimedDelivery
-) -> store.Outcome | ChannelDown:
-    channel = opened.get(delivery.recipient)
-    if channel is None:
-        return store.Outcome(
-            delivery.id,
-            DeliveryState.FAILED,
-            error=f"target {delivery.recipient} is no longer configured",
-        )
-    started = time.monotonic()
-    try:
-        receipt = channel.send(post, key=delivery.key)
-    except ChannelError as error:
-        return outcome_of_error(ctx, delivery, error, idempotent=channel.idempotent)
-    finally:
-        metrics.observe_send(post.network, time.monotonic() - started)
-    return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
-
-
-def message_bytes(
-    ctx: Context, template: wire.WireTemplate, delivery: store.ClaimedDelivery
-) -> bytes:
-    """The exact bytes for one subscriber (the same as `emails.compose` builds, see `wire`)."""
-    assert delivery.subscriber_id is not None and delivery.email is not None
-    unsubscribe = emails.unsubscribe_url(
-        ctx.sender, subscriber_id=delivery.subscriber_id, campaign_id=ctx.campaign.id
-    )
-    data = template.render(
-        to_address=delivery.email,
-        to_name=delivery.name,
-        unsubscribe=unsubscribe,
-        message_id=delivery.key,
-        date=ctx.clock().astimezone(ctx.campaign.zone),
-    )
-    return data if ctx.signer is None else ctx.signer(data)
-
-
-def send_one(
-    ctx: Context,
-    shared: rendering.RenderedEmail,
-    template: wire.WireTemplate,
-    delivery: store.ClaimedDelivery,
-) -> store.Outcome | ChannelDown:
-    if delivery.subscriber_state != SubscriberState.ACTIVE or delivery.email is None:
-        return store.Outcome(
-            delivery.id, DeliveryState.SKIPPED, error="not subscribed at send time"
-        )
-    data = message_bytes(ctx, template, delivery)
-    envelope = Envelope(ctx.return_path or ctx.sender.address, delivery.email, data)
-    started = time.monotonic()
-    try:
-        receipt = ctx.email_channel.send(envelope, key=delivery.key)
-    except ChannelError as error:
-        # A stable Message-ID makes a repeated email recognisable as the same message,
-        # so an ambiguous outcome is retried rather than left unknown.
-        return outcome_of_error(ctx, delivery, error, idempotent=True)
-    finally:
-        metrics.observe_send("email", time.monotonic() - started)
-    return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
-
-
-# 5. Claim → send → record, batch after batch ---------------------------------------------
+# 3. Claim → send → record, batch after batch ---------------------------------------------
 
 
 class Claim:
@@ -583,18 +368,6 @@ def send_batch(
     return down_message is None and not ctx.stop.is_set(), down_message
 
 
-def expire_unsafe_claims(
-    ctx: Context, dispatch: store.DispatchRow, opened: dict[str, SocialChannel]
-) -> None:
-    """A claim whose worker died mid-post on a channel without idempotency may have
-    posted: it becomes `unknown` instead of being posted again (`retry --force` is
-    the operator's explicit choice)."""
-    unsafe = [name for name, channel in opened.items() if not channel.idempotent]
-    if unsafe:
-        with ctx.engine.begin() as connection:
-            store.expire_to_unknown(connection, dispatch.id, recipients=unsafe, now=ctx.clock())
-
-
 def run_dispatch(
     ctx: Context, dispatch: store.DispatchRow, report: TickReport
 ) -> DispatchState | None:
@@ -614,38 +387,22 @@ def run_dispatch(
                 "item": dispatch.item_id,
             },
         )
-    fanning = fan_out_step(ctx, dispatch)
-    opened: dict[str, SocialChannel] = {}
-    send: Callable[[store.ClaimedDelivery], store.Outcome | ChannelDown]
-    if dispatch.channel == Channel.EMAIL:
-        shared = render_shared(ctx, dispatch)
-        template = wire.WireTemplate(shared, ctx.campaign, ctx.sender, send_at=dispatch.send_at)
-        send = functools.partial(send_one, ctx, shared, template)
-        workers = ctx.config.connections
-    else:
-        targets = ctx.social_targets(dispatch.channel)
-        opened = {target.recipient: target.open(ctx.clock) for target in targets}
-        expire_unsafe_claims(ctx, dispatch, opened)
-        send, workers = functools.partial(send_post, ctx, render_post(ctx, dispatch), opened), 1
+    sender = open_sender(ctx, dispatch)
     down: str | None = None
-    with ThreadPoolExecutor(workers, thread_name_prefix="send") as pool:
-        while True:
-            more, down = send_batch(ctx, dispatch, send, pool)
-            if down is not None or ctx.stop.is_set():
-                break
-            if fanning:
-                fanning = fan_out_step(ctx, dispatch)
-            elif not more:
-                break
-            if ctx.progress is not None:
-                with ledger_engine.reader(ctx.engine).connect() as connection:
-                    counts = store.delivery_counts(connection, dispatch.id)
-                done = sum(
-                    n for s, n in counts.items() if s not in store.UNFINISHED_DELIVERY_STATES
-                )
-                ctx.progress(done, sum(counts.values()))
-    for channel in opened.values():
-        channel.close()
+    try:
+        fanning = sender.fan_out_step()
+        with ThreadPoolExecutor(sender.workers, thread_name_prefix="send") as pool:
+            while True:
+                more, down = send_batch(ctx, dispatch, sender.send, pool)
+                if down is not None or ctx.stop.is_set():
+                    break
+                if fanning:
+                    fanning = sender.fan_out_step()
+                elif not more:
+                    break
+                report_progress(ctx, dispatch)
+    finally:
+        sender.close()
     if down is not None:
         report.channel_errors.append(ChannelFailure(dispatch.channel, down))
     with ctx.engine.begin() as connection:
@@ -671,7 +428,7 @@ def run_dispatch(
     return final
 
 
-# Lanes: each channel's dispatches, independent of the others ----------------------------
+# 4. Lanes: each channel's dispatches, independent of the others ----------------------------
 
 
 def due_dispatches(ctx: Context, channel: str | None = None) -> list[store.DispatchRow]:
@@ -717,7 +474,7 @@ def finish_report(ctx: Context, report: TickReport) -> TickReport:
     return report
 
 
-# The unit `tick` and `run` share -----------------------------------------------------------
+# 5. The unit `tick` and `run` share -----------------------------------------------------------
 
 
 def tick(ctx: Context, *, schedule: bool = True, report: TickReport | None = None) -> TickReport:

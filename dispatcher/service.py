@@ -21,7 +21,7 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher import leader, metrics, pipeline, schedule, wiring
+from dispatcher import leader, metrics, pipeline, schedule, sending, wiring
 from dispatcher.campaign import Campaign
 from dispatcher.clock import Clock, utc_now
 from dispatcher.context import build_context, open_ledger
@@ -72,7 +72,7 @@ class Service:
         campaign: Campaign,
         *,
         clock: Clock = utc_now,
-        progress: pipeline.Progress | None = None,
+        progress: sending.Progress | None = None,
     ) -> None:
         self.settings = settings
         self.campaign = campaign
@@ -137,7 +137,7 @@ class Service:
             return None
 
     def _start_lane(
-        self, channel: str, context: pipeline.Context, report: pipeline.TickReport
+        self, channel: str, context: sending.Context, report: pipeline.TickReport
     ) -> threading.Thread | None:
         lane = self._lanes.setdefault(channel, Lane(channel))
         if not lane.lock.acquire(blocking=False):
@@ -190,7 +190,7 @@ class Service:
             plan = schedule.ledger_plan(connection, self.campaign, self.clock())
         return schedule.send_times(plan)
 
-    def _wire(self, campaign: Campaign) -> pipeline.Context:
+    def _wire(self, campaign: Campaign) -> sending.Context:
         """Templates, sender, DKIM signer and channels, built once per campaign version (at
         start and on a reload), not per tick: a tick only reads the ledger and sends."""
         context = build_context(self.settings, campaign, engine=self.engine, clock=self.clock)

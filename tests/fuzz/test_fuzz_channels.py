@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import pipeline, rendering, wire
+from dispatcher import email_dispatch, post_dispatch, rendering, sending, wire
 from dispatcher.channels.base import ChannelError, Post, Receipt, SocialChannel
 from dispatcher.channels.linkedin import LinkedInChannel
 from dispatcher.channels.mastodon import MastodonChannel
@@ -48,7 +48,7 @@ def _delivery(attempts: int) -> store.ClaimedDelivery:
 
 
 def _assert_outcome(result: object) -> None:
-    if isinstance(result, pipeline.ChannelDown):
+    if isinstance(result, sending.ChannelDown):
         assert result.message
         return
     assert isinstance(result, store.Outcome) and result.state in STATES, result
@@ -87,7 +87,7 @@ def test_arbitrary_smtp_replies(sqlite_database: Database, smtp_server: SmtpServ
             reply = "DROP" if code == -1 else f"{code} {text}".rstrip()
             address = "newsletter@news.example.org" if stage == "mail" else RCPT
             smtp_server.script(address, reply, at=stage)  # type: ignore[arg-type]
-        result = pipeline.send_one(ctx, shared, template, _delivery(attempts))
+        result = email_dispatch.send_one(ctx, template, _delivery(attempts))
         _assert_outcome(result)
         counts["sent" if getattr(result, "state", None) == DeliveryState.SENT else "errors"] += 1
 
@@ -185,11 +185,11 @@ def test_arbitrary_api_error_answers(
         delivery = store.ClaimedDelivery(
             1, name, f"k2-{counts['cases']}", attempts, None, None, None, None
         )
-        ctx = pipeline.Context(
+        ctx = sending.Context(
             engine=None, campaign=None, env=None, sender=None, imprint="", email_channel=None,  # type: ignore[arg-type]
             clock=lambda: WHEN,
         )  # fmt: skip
-        _assert_outcome(pipeline.send_post(ctx, _post(network), {name: channel}, delivery))
+        _assert_outcome(post_dispatch.send_post(ctx, _post(network), {name: channel}, delivery))
 
     try:
         run()

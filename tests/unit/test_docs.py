@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from dispatcher import pipeline, retrying, service, yamlsource
+from dispatcher import retrying, sending, service, yamlsource
 from dispatcher.channels.smtp import SmtpTarget
 from dispatcher.ledger import engine, subscribers
 from dispatcher.settings import Settings
@@ -119,12 +119,12 @@ def figures() -> list[tuple[str, str]]:
     )
     smtp = SmtpTarget("relay.invalid", 25, "plain")
     return [
-        ("delivery.md", f"inserted in batches of {pipeline.FANOUT_BATCH:,} in id"),
-        ("performance.md", f"`INSERT … SELECT` in batches of {pipeline.FANOUT_BATCH:,}"),
-        ("delivery.md", f"(`DISPATCHER_CLAIM_BATCH`, default {pipeline.CLAIM_BATCH})"),
-        ("operations.md", f"(`DISPATCHER_CLAIM_BATCH`, {pipeline.CLAIM_BATCH})"),
-        ("delivery.md", f"(`DISPATCHER_LEASE_SECONDS`, default {pipeline.LEASE.seconds})"),
-        ("operations.md", f"(`DISPATCHER_LEASE_SECONDS`, {pipeline.LEASE.seconds})"),
+        ("delivery.md", f"inserted in batches of {sending.FANOUT_BATCH:,} in id"),
+        ("performance.md", f"`INSERT … SELECT` in batches of {sending.FANOUT_BATCH:,}"),
+        ("delivery.md", f"(`DISPATCHER_CLAIM_BATCH`, default {sending.CLAIM_BATCH})"),
+        ("operations.md", f"(`DISPATCHER_CLAIM_BATCH`, {sending.CLAIM_BATCH})"),
+        ("delivery.md", f"(`DISPATCHER_LEASE_SECONDS`, default {sending.LEASE.seconds})"),
+        ("operations.md", f"(`DISPATCHER_LEASE_SECONDS`, {sending.LEASE.seconds})"),
         ("delivery.md", f"({backoffs} min; failed after {retrying.MAX_ATTEMPTS}\nattempts)"),
         ("delivery.md", f"(checked every\n{service.RELOAD_CHECK_SECONDS:g} s)"),
         ("delivery.md", f"within {service.SHUTDOWN_GRACE_SECONDS:g} s more in any case"),
@@ -154,8 +154,8 @@ def test_figure_in_the_docs_matches_the_code(page: str, phrase: str) -> None:
 def test_settings_defaults_and_pipeline_figures_are_one_number() -> None:
     # The docs quote one figure for each; two differing defaults would make one of them wrong.
     fields = Settings.model_fields
-    assert fields["claim_batch"].default == pipeline.CLAIM_BATCH
-    assert fields["lease_seconds"].default == pipeline.LEASE.total_seconds()
+    assert fields["claim_batch"].default == sending.CLAIM_BATCH
+    assert fields["lease_seconds"].default == sending.LEASE.total_seconds()
     assert fields["db_timeout_seconds"].default == engine.DB_TIMEOUT_SECONDS
     # operations.md: "a confirmation email at most once an hour per address".
     assert subscribers.CONFIRMATION_INTERVAL.total_seconds() == 3600
