@@ -37,8 +37,9 @@ from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
 from dispatcher.service import Service
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
-from dispatcher.web.server import serve_forever
+from dispatcher.web.app import create_app
+from dispatcher.web.server import serve_beside, serve_forever
+from dispatcher.web.state import WebState
 
 DELIVERY_COLUMNS = [s.value for s in DeliveryState]
 FORCE_HELP = (
@@ -140,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clock = SimulatedClock(instant(args.at)) if args.at else utc_now
     service = Service(settings, campaign, clock=clock)
     try:
-        service.run_forever()
+        service.run_forever(serve=serve_beside)
     except SqliteInUseError as error:
         service.engine.dispose()
         raise UserError(str(error)) from None

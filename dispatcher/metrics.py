@@ -6,7 +6,7 @@ Two registries, neither of them prometheus-client's global default:
   service measure as it happens: `observe_send(channel, seconds)` feeds the
   `dispatcher_send_duration_seconds` histogram, `count_reload_error()` the
   `dispatcher_config_reload_errors_total` counter, plus the process/platform collectors.
-* `build_registry(state)` (one per app) reads the ledger when scraped —
+* `build_registry(ledger)` (one per app) reads the ledger when scraped —
   `dispatcher_deliveries`, `dispatcher_dispatches`, `dispatcher_subscribers`,
   `dispatcher_next_dispatch_timestamp_seconds`, `dispatcher_ledger_up` — and includes
   `PROCESS_REGISTRY`, so one `/metrics` shows both.
@@ -29,7 +29,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from prometheus_client import (
@@ -43,6 +42,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dispatcher import schedule
+from dispatcher.campaign import Campaign
+from dispatcher.clock import Clock
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.ledger.tables import (
@@ -52,9 +53,6 @@ from dispatcher.ledger.tables import (
     deliveries,
     dispatches,
 )
-
-if TYPE_CHECKING:
-    from dispatcher.web import WebState
 
 __all__ = [
     "PROCESS_REGISTRY",
@@ -104,16 +102,16 @@ class LedgerCollector(Collector):
 
     def __init__(
         self,
-        state: WebState,
+        engine: sa.Engine,
+        campaign: Callable[[], Campaign],
+        clock: Clock,
         *,
-        cache_seconds: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        cache_seconds: float,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._state = state
-        self._cache_seconds = (
-            state.settings.metrics_cache_seconds if cache_seconds is None else cache_seconds
-        )
-        self._clock = clock
+        self._engine, self._campaign, self._now = engine, campaign, clock
+        self._cache_seconds = cache_seconds
+        self._clock = monotonic
         self._lock = threading.Lock()  # one reading at a time; the others wait and share it
         self._cached: list[Metric] | None = None
         self._read_at = 0.0
@@ -142,12 +140,12 @@ class LedgerCollector(Collector):
         return [up, *families]
 
     def _read(self) -> list[Metric]:
-        campaign = self._state.campaign()
-        with reader(self._state.engine).connect() as connection:
+        campaign = self._campaign()
+        with reader(self._engine).connect() as connection:
             delivered = delivery_counts(connection)
             dispatched = stats.dispatch_counts(connection)
             people = stats.subscriber_counts(connection)
-            plan = schedule.ledger_plan(connection, campaign, self._state.clock())
+            plan = schedule.ledger_plan(connection, campaign, self._now())
         upcoming = schedule.next_sends(plan, campaign)
         channels = sorted({str(c) for c in campaign.channels} | {c for c, _ in delivered})
         deliveries = GaugeMetricFamily(
@@ -208,9 +206,9 @@ def _filled(
     return [(key, counts.get(key, 0)) for key in sorted(keys)]
 
 
-def build_registry(state: WebState, ledger: LedgerCollector | None = None) -> CollectorRegistry:
+def build_registry(ledger: LedgerCollector) -> CollectorRegistry:
     """A registry for one app: the ledger read at scrape time plus `PROCESS_REGISTRY`."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ledger or LedgerCollector(state))
+    registry.register(ledger)
     registry.register(PROCESS_REGISTRY)
     return registry

@@ -15,13 +15,15 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher import leader, metrics, pipeline, schedule, sending, wiring
+from dispatcher import leader, metrics, pipeline, schedule, sending
 from dispatcher.campaign import Campaign
 from dispatcher.clock import Clock, utc_now
 from dispatcher.context import build_context, open_ledger
@@ -29,8 +31,6 @@ from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import ticks
 from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
-from dispatcher.web.server import BackgroundServer, raise_nofile_limit
 
 log = logging.getLogger("dispatcher")
 RELOAD_CHECK_SECONDS = 2.0
@@ -45,6 +45,12 @@ def _exit_now() -> None:
     )
     logging.shutdown()
     os._exit(0)
+
+
+class HttpServer(Protocol):
+    """The HTTP endpoints served beside the scheduler (`dispatcher.web.server`)."""
+
+    def stop(self) -> None: ...
 
 
 class Lane:
@@ -89,7 +95,7 @@ class Service:
         )
         self.last_reload_error: str | None = None
         self.reload_errors = 0
-        self.http: BackgroundServer | None = None
+        self.http: HttpServer | None = None
         self.leadership = leader.leadership_for(
             self.engine, campaign.id, timeout=settings.db_timeout_seconds
         )
@@ -280,36 +286,6 @@ class Service:
     def scheduler_alive(self) -> bool:
         return bool(self.scheduler.running) and not self.stop.is_set()
 
-    def web_state(self) -> WebState:
-        """The HTTP app's view of this service: same ledger, campaign and clock."""
-        return WebState(
-            settings=self.settings,
-            engine=self.engine,
-            campaign=lambda: self.campaign,
-            email_channel=lambda: wiring.email_channel(self.settings),
-            scheduler_alive=self.scheduler_alive,
-            reload_errors=lambda: self.reload_errors,
-            clock=self.clock,
-            liveness=self.liveness,
-        )
-
-    def serve_http(self) -> None:
-        """The HTTP endpoints (docs/operations.md) in this process, beside the scheduler.
-
-        The HTTP server caps its own connections (see `dispatcher.web.server`); the raised
-        descriptor limit leaves the sender's sockets room beside them."""
-        raise_nofile_limit()
-        self.http = BackgroundServer(
-            create_app(self.web_state()), self.settings.http_host, self.settings.http_port
-        )
-        self.http.start()
-        log.info(
-            "HTTP endpoints on http://%s:%s",
-            self.settings.http_host,
-            self.http.port,
-            extra={"event": "http_started"},
-        )
-
     def shutdown(self) -> None:
         """Stop claiming, let in-flight sends finish (bounded), release the rest."""
         self.stop.set()
@@ -326,8 +302,11 @@ class Service:
         self.engine.dispose()
         log.info("service stopped", extra={"event": "service_stopped"})
 
-    def run_forever(self) -> None:
-        """`dispatcher run`: serve until SIGTERM/SIGINT; SIGHUP reloads the campaign."""
+    def run_forever(self, serve: Callable[[Service], HttpServer] | None = None) -> None:
+        """`dispatcher run`: serve until SIGTERM/SIGINT; SIGHUP reloads the campaign.
+
+        `serve` starts the HTTP endpoints beside the scheduler (the web tier builds them;
+        the service only stops them on shutdown)."""
         stopping = threading.Event()
 
         def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -344,7 +323,8 @@ class Service:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
         self.check_leader()  # on SQLite, refuses to run beside another process
-        self.serve_http()
+        if serve is not None:
+            self.http = serve(self)
         self.start()
         while not stopping.wait(0.5):
             pass

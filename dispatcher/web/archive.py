@@ -25,7 +25,7 @@ from starlette.routing import Route
 from dispatcher.campaign import Channel, Item, item_from_json
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
-from dispatcher.web import WebState
+from dispatcher.web.state import WebState
 
 ATOM_TYPE = "application/atom+xml; charset=utf-8"
 _CACHE = {"Cache-Control": "public, max-age=300"}

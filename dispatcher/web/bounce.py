@@ -36,8 +36,8 @@ from starlette.routing import Route
 
 from dispatcher.addresses import InvalidAddress, normalise
 from dispatcher.ledger import subscribers as ledger
-from dispatcher.web import WebState
 from dispatcher.web.hardening import has_control_characters
+from dispatcher.web.state import WebState
 
 logger = logging.getLogger("dispatcher.web")
 

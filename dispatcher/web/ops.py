@@ -28,8 +28,8 @@ from dispatcher import metrics, schedule
 from dispatcher.campaign import Channel
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
-from dispatcher.web import WebState
 from dispatcher.web.bounce import bearer_token, token_matches
+from dispatcher.web.state import WebState
 
 READY_TIMEOUT = 3.0  #: seconds /readyz waits for the database before answering 503
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -70,8 +70,13 @@ def describe_error(error: BaseException, url: sa.URL) -> str:
 
 
 def routes(state: WebState) -> list[Route]:
-    ledger = metrics.LedgerCollector(state)
-    registry = metrics.build_registry(state, ledger)
+    ledger = metrics.LedgerCollector(
+        state.engine,
+        state.campaign,
+        state.clock,
+        cache_seconds=state.settings.metrics_cache_seconds,
+    )
+    registry = metrics.build_registry(ledger)
     probe = _Probe(state)
     # The whole page is kept for the cache period: a scrape in between costs the process
     # a few hundred microseconds, not a rendering of every collector. Concurrent scrapes

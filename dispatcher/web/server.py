@@ -37,6 +37,11 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from dispatcher import wiring
+from dispatcher.service import Service
+from dispatcher.web.app import create_app
+from dispatcher.web.state import WebState
+
 log = logging.getLogger("dispatcher.web")
 
 HEADER_TIMEOUT = 10.0  #: seconds a client has to send its request headers
@@ -324,3 +329,30 @@ def serve_forever(app: Starlette, host: str, port: int) -> None:
         app, host, port, log_level="info", max_connections=None, header_timeout=None
     )
     server.run()
+
+
+def serve_beside(service: Service) -> BackgroundServer:
+    """`dispatcher run`: the endpoints in a thread beside the scheduler, sharing its ledger,
+    campaign, clock and liveness. The server caps its own connections; the raised
+    descriptor limit leaves the sender's sockets room beside them."""
+    raise_nofile_limit()
+    settings = service.settings
+    state = WebState(
+        settings=settings,
+        engine=service.engine,
+        campaign=lambda: service.campaign,
+        email_channel=lambda: wiring.email_channel(settings),
+        scheduler_alive=service.scheduler_alive,
+        reload_errors=lambda: service.reload_errors,
+        clock=service.clock,
+        liveness=service.liveness,
+    )
+    server = BackgroundServer(create_app(state), settings.http_host, settings.http_port)
+    server.start()
+    log.info(
+        "HTTP endpoints on http://%s:%s",
+        settings.http_host,
+        server.port,
+        extra={"event": "http_started"},
+    )
+    return server

@@ -75,9 +75,9 @@ from dispatcher.addresses import (
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
-from dispatcher.web import WebState
 from dispatcher.web.hardening import has_control_characters
 from dispatcher.web.ratelimit import SlidingWindowLimiter, client_key
+from dispatcher.web.state import WebState
 
 logger = logging.getLogger("dispatcher.web")
 

@@ -12,9 +12,10 @@ from pydantic import Field, SecretStr
 from dispatcher import wiring
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
 from dispatcher.web import bounce as bounce_routes
+from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
+from dispatcher.web.state import WebState
 from tests.support.database import Database
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock, web_settings

@@ -22,8 +22,9 @@ from dispatcher import wiring
 from dispatcher.campaign import Campaign
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
+from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
+from dispatcher.web.state import WebState
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.smtpd import SmtpServer

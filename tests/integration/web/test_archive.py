@@ -20,7 +20,7 @@ from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState
+from dispatcher.web.state import WebState
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.delivery import email_time, settings_for

@@ -21,9 +21,10 @@ from dispatcher import wiring
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
 from dispatcher.web import bounce as bounce_routes
+from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
+from dispatcher.web.state import WebState
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer

@@ -39,8 +39,9 @@ from dispatcher.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
+from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
+from dispatcher.web.state import WebState
 from tests.support.browser import describe_violations, run_axe
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from dispatcher import wiring
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState
+from dispatcher.web.state import WebState
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers, tick_at
 from tests.support.smtpd import SmtpServer

@@ -25,7 +25,7 @@ from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState
+from dispatcher.web.state import WebState
 from tests.support.database import Database
 from tests.support.delivery import email_time, settings_for
 from tests.support.ledger import add_subscribers, delivery_states, tick_at

@@ -18,8 +18,9 @@ import sqlalchemy as sa
 from dispatcher.channels.base import EmailChannel
 from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
-from dispatcher.web import WebState, create_app
+from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
+from dispatcher.web.state import WebState
 from tests.support.campaigns import campaign_copy
 from tests.support.slowloris import Slowloris
 from tests.support.webapp import ROOT

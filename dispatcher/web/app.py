@@ -1,0 +1,34 @@
+"""The HTTP endpoints (docs/operations.md) as one Starlette app: small route modules —
+`subscription` (unsubscribe, double opt-in), `archive` (archive page, Atom feed), `bounce`
+(the relay's webhook) and `ops` (health, readiness, metrics) — over one `WebState`.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from dispatcher.web import archive, bounce, ops, subscription
+from dispatcher.web.hardening import Hardening
+from dispatcher.web.state import WebState
+
+
+def create_app(state: WebState) -> Starlette:
+    routes = [
+        *ops.routes(state),
+        *subscription.routes(state),
+        *archive.routes(state),
+        *bounce.routes(state),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                Hardening,
+                public_url=state.settings.public_url,
+                form_origins=state.settings.form_origins,
+            )
+        ],
+    )
+    app.state.settings = state.settings  # the server reads its connection limits from here
+    return app
