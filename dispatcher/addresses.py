@@ -1,4 +1,4 @@
-"""Subscriber addresses and subscriber CSV files, checked without any I/O or DNS.
+"""Subscriber addresses and names, checked without any I/O or DNS.
 
 One normal form per mailbox is what makes the ledger's unique `email` column
 mean "one row per person": `Erika@Example.ORG`, `erika@example.org` and
@@ -7,37 +7,14 @@ mean "one row per person": `Erika@Example.ORG`, `erika@example.org` and
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import re
-from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from dispatcher.ledger.tables import SubscriberState
-
 MAX_NAME_LENGTH = 200  #: the ledger's `subscribers.name` is String(200)
-EMAIL_HEADERS = frozenset({"email", "e-mail", "mail", "e_mail", "email-adresse", "e-mail-adresse"})
-NAME_HEADERS = frozenset({"name"})
-STATE_HEADERS = frozenset({"state"})  #: written by `subscribers export`
-DELIMITERS = (",", ";")
 #: What `str.split` leaves of the control characters (it already splits on tab, CR, LF, …).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-#: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value: str) -> str:
-    """`value` as a spreadsheet shows it as text: a leading `'` before a formula start.
-
-    `parse_csv` removes exactly that quote again, so an export imports as it was.
-    """
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
-
-
-def _restore_cell(value: str) -> str:
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
 
 
 class InvalidAddress(ValueError):  # noqa: N818 -- reads as a verdict: "raise InvalidAddress"
@@ -116,166 +93,3 @@ def clean_name(name: str | None) -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"name longer than {MAX_NAME_LENGTH} characters")
     return name
-
-
-@dataclass(frozen=True)
-class Row:
-    """One good line of a subscriber file; `email` is already normalised."""
-
-    line: int
-    email: str
-    name: str | None
-    #: Only when the file has a `state` column (an export): keeps unsubscribed
-    #: people unsubscribed when a ledger is rebuilt from an export.
-    state: SubscriberState | None = None
-
-
-@dataclass(frozen=True)
-class RowProblem:
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.line}: {self.message}"
-
-
-def parse_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
-    """Rows and problems of a subscriber file, each with its physical line number.
-
-    Line numbers count lines of the file as an editor shows them (1 = header),
-    also when a quoted name spans lines, so `FILE.csv:LINE` points at the row.
-    Duplicates are kept here; `ledger.subscribers.import_rows` merges and counts them.
-    """
-    text = text.removeprefix("\ufeff")
-    # strict: a stray or unclosed quote is an error with its line, not a name that
-    # silently swallows the following rows.
-    reader = csv.reader(
-        io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text), strict=True
-    )
-    rows: list[Row] = []
-    problems: list[RowProblem] = []
-    columns: _Columns | None = None
-    end = 0  # physical line on which the previous record ended
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            line, end = end + 1, reader.line_num
-            problems.append(RowProblem(line, _csv_error(error, line, end)))
-            continue
-        line, end = end + 1, reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
-        if columns is None:
-            columns = _header(record, line, problems)
-            if columns is None:
-                return [], problems
-            continue
-        row = _row(record, line, columns, problems)
-        if row is not None:
-            rows.append(row)
-    if columns is None:
-        problems.append(RowProblem(1, "empty file: expected a header row with an email column"))
-    return rows, problems
-
-
-def _csv_error(error: csv.Error, line: int, end: int) -> str:
-    if "end of data" in str(error):
-        return (
-            f"a quote opened in this row is never closed, so lines {line}-{end} were read "
-            'as one field and not imported; close the quote (or double a quote inside a name: "")'
-        )
-    return f'malformed CSV ({error}); write a quote inside a quoted field twice: ""'
-
-
-@dataclass(frozen=True)
-class _Columns:
-    width: int
-    email: int
-    name: int | None
-    state: int | None
-
-
-def _sniff_delimiter(text: str) -> str:
-    """`;` or `,`, whichever the header line uses more (German Excel writes `;`)."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
-    counts = {d: _count_unquoted(header, d) for d in DELIMITERS}
-    return ";" if counts[";"] > counts[","] else ","
-
-
-def _count_unquoted(line: str, delimiter: str) -> int:
-    count, quoted = 0, False
-    for char in line:
-        if char == '"':
-            quoted = not quoted
-        elif char == delimiter and not quoted:
-            count += 1
-    return count
-
-
-def _header(record: list[str], line: int, problems: list[RowProblem]) -> _Columns | None:
-    names = [cell.strip().lower() for cell in record]
-    before = len(problems)
-
-    def find(accepted: frozenset[str], label: str) -> int | None:
-        found = [i for i, name in enumerate(names) if name in accepted]
-        if len(found) > 1:
-            problems.append(RowProblem(line, f"more than one {label} column in the header"))
-        return found[0] if found else None
-
-    email, name, state = (
-        find(EMAIL_HEADERS, "email"),
-        find(NAME_HEADERS, "name"),
-        find(STATE_HEADERS, "state"),
-    )
-    if len(problems) > before:
-        return None
-    if email is None:
-        seen = ", ".join(f'"{cell.strip()}"' for cell in record)
-        problems.append(
-            RowProblem(
-                line, f"no email column in the header (found {seen}); name the address column email"
-            )
-        )
-        return None
-    return _Columns(width=len(record), email=email, name=name, state=state)
-
-
-def _row(record: list[str], line: int, columns: _Columns, problems: list[RowProblem]) -> Row | None:
-    if any(cell.strip() for cell in record[columns.width :]):
-        problems.append(
-            RowProblem(
-                line,
-                f"{len(record)} fields but the header has {columns.width}; "
-                "put names that contain the delimiter in double quotes",
-            )
-        )
-        return None
-
-    def cell(index: int | None) -> str:
-        return _restore_cell(record[index]) if index is not None and index < len(record) else ""
-
-    address = cell(columns.email)
-    if not address.strip():
-        problems.append(RowProblem(line, "no address in the email column"))
-        return None
-    try:
-        email = normalise(address)
-        name = clean_name(cell(columns.name))
-        state = _state(cell(columns.state))
-    except ValueError as error:
-        problems.append(RowProblem(line, str(error)))
-        return None
-    return Row(line=line, email=email, name=name, state=state)
-
-
-def _state(text: str) -> SubscriberState | None:
-    if not text.strip():
-        return None
-    try:
-        return SubscriberState(text.strip().lower())
-    except ValueError:
-        allowed = ", ".join(s.value for s in SubscriberState)
-        raise ValueError(f'unknown state "{text.strip()}" (use one of {allowed})') from None

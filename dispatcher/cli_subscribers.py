@@ -24,10 +24,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dispatcher.addresses import InvalidAddress, InvalidName, neutralise_cell, parse_csv
+from dispatcher.addresses import InvalidAddress, InvalidName
 from dispatcher.cli_common import EXIT_OK, EXIT_USER_ERROR, UserError, printable, settings_of
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as ledger
+from dispatcher.ledger.subscriber_csv import neutralise_cell, parse_csv
 from dispatcher.ledger.tables import SubscriberState
 from dispatcher.settings import Settings
 

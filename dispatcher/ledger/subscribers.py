@@ -27,7 +27,8 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dispatcher.addresses import Row, clean_name, normalise
+from dispatcher.addresses import clean_name, normalise
+from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import SubscriberState, deliveries, subscribers
 
 BATCH = 500  #: rows per statement: below SQLite's and PostgreSQL's parameter limits

@@ -65,13 +65,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from dispatcher import emails, mime, tokens
-from dispatcher.addresses import (
-    MAX_NAME_LENGTH,
-    InvalidAddress,
-    InvalidName,
-    clean_name,
-    normalise,
-)
+from dispatcher.addresses import MAX_NAME_LENGTH, InvalidAddress, InvalidName, clean_name, normalise
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState

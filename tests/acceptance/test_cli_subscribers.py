@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.addresses import Row
 from dispatcher.ledger import subscribers as ledger
+from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import subscribers
 from tests.support.database import Database
 

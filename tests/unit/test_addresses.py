@@ -7,14 +7,12 @@ import pytest
 from dispatcher.addresses import (
     InvalidAddress,
     InvalidName,
-    Row,
-    RowProblem,
     ascii_form,
     clean_name,
     normalise,
-    parse_csv,
     wire_form,
 )
+from dispatcher.ledger.subscriber_csv import Row, RowProblem, parse_csv
 from dispatcher.ledger.tables import SubscriberState
 
 

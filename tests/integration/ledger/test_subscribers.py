@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from dispatcher.addresses import InvalidAddress, Row
+from dispatcher.addresses import InvalidAddress
 from dispatcher.ledger import subscribers as ledger
+from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import SubscriberState
 from tests.support.database import Database
 
