@@ -17,10 +17,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dispatcher import pipeline
-from dispatcher.cli_common import campaign_of, instant, settings_of
+from dispatcher.cli.common import campaign_of, instant, settings_of
 from dispatcher.clock import clock_from
-from dispatcher.context import build_context, open_ledger
+from dispatcher.delivery import pipeline
+from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.ledger.tables import deliveries
 
 

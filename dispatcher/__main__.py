@@ -2,6 +2,6 @@
 
 import sys
 
-from dispatcher.cli import main
+from dispatcher.cli.main import main
 
 sys.exit(main())

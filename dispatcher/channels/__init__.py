@@ -2,12 +2,12 @@
 
 One module per network (`smtp`, `mastodon`, `bluesky`, `linkedin`, `webhook`), each
 declaring the settings it needs in `CREDENTIALS`. `NETWORKS` is the registry: adding a
-network is its module, one entry here, and one factory in `dispatcher.wiring`.
+network is its module, one entry here, and one factory in `dispatcher.delivery.wiring`.
 """
 
 from __future__ import annotations
 
-from dispatcher.campaign import Channel
+from dispatcher.campaign.model import Channel
 from dispatcher.channels import bluesky, linkedin, mastodon, smtp, webhook
 
 #: channel -> the settings (field names, `DISPATCHER_<NAME>`) it needs to reach its provider

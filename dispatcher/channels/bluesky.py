@@ -24,7 +24,7 @@ import requests
 
 from dispatcher.channels import http, tid
 from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt
-from dispatcher.post_length import BLUESKY_LIMIT, BLUESKY_MAX_BYTES, bluesky_fits, graphemes
+from dispatcher.content.post_length import BLUESKY_LIMIT, BLUESKY_MAX_BYTES, bluesky_fits, graphemes
 
 #: the settings this network needs (DISPATCHER_<NAME>); without them it writes to the outbox
 CREDENTIALS = ("bluesky_handle", "bluesky_app_password")

@@ -25,7 +25,7 @@ import requests
 
 from dispatcher.channels import http
 from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
-from dispatcher.post_length import LINKEDIN_LIMIT
+from dispatcher.content.post_length import LINKEDIN_LIMIT
 
 #: the settings this network needs (DISPATCHER_<NAME>); without them it writes to the outbox
 CREDENTIALS = ("linkedin_access_token", "linkedin_author_urn")

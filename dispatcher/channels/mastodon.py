@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from dispatcher import post_length
 from dispatcher.channels import http
 from dispatcher.channels.base import ChannelError, ErrorKind, Post, Receipt, readable_key
+from dispatcher.content import post_length
 
 #: the settings this network needs (DISPATCHER_<NAME>); without them it writes to the outbox
 CREDENTIALS = ("mastodon_base_url", "mastodon_access_token")

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from dispatcher.addresses import wire_form
 from dispatcher.channels.base import ChannelError, Envelope, ErrorKind, Receipt
-from dispatcher.ratelimit import RateLimiter
+from dispatcher.channels.ratelimit import RateLimiter
+from dispatcher.mail.addresses import wire_form
 
 #: the settings email needs (DISPATCHER_<NAME>); without them it writes .eml files
 CREDENTIALS = ("smtp_url",)

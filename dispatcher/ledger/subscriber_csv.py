@@ -8,8 +8,8 @@ import csv
 import io
 from dataclasses import dataclass
 
-from dispatcher.addresses import clean_name, normalise
 from dispatcher.ledger.tables import SubscriberState
+from dispatcher.mail.addresses import clean_name, normalise
 
 EMAIL_HEADERS = frozenset({"email", "e-mail", "mail", "e_mail", "email-adresse", "e-mail-adresse"})
 NAME_HEADERS = frozenset({"name"})

@@ -27,9 +27,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dispatcher.addresses import clean_name, normalise
 from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import SubscriberState, deliveries, subscribers
+from dispatcher.mail.addresses import clean_name, normalise
 
 BATCH = 500  #: rows per statement: below SQLite's and PostgreSQL's parameter limits
 INACTIVE = frozenset({SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED})

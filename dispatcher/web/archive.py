@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from dispatcher.campaign import Channel, Item, item_from_json
+from dispatcher.campaign.model import Channel, Item, item_from_json
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.web.state import WebState

@@ -34,8 +34,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dispatcher.addresses import InvalidAddress, normalise
 from dispatcher.ledger import subscribers as ledger
+from dispatcher.mail.addresses import InvalidAddress, normalise
 from dispatcher.web.hardening import has_control_characters
 from dispatcher.web.state import WebState
 

@@ -5,7 +5,7 @@
 * `GET /readyz` — readiness: the ledger answers `SELECT 1` within `READY_TIMEOUT`
   seconds and the scheduler runs (`absent` under `dispatcher web`, which has none); JSON
   with the next send per channel. 503 otherwise.
-* `GET /metrics` — Prometheus text format (see `dispatcher.metrics`), rendered at most
+* `GET /metrics` — Prometheus text format (see `dispatcher.delivery.metrics`), rendered at most
   once per `DISPATCHER_METRICS_CACHE_SECONDS` (5; 0: every scrape); with
   `DISPATCHER_METRICS_TOKEN` set it needs `Authorization: Bearer <token>` (401 otherwise).
 """
@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from dispatcher import metrics, schedule
-from dispatcher.campaign import Channel
+from dispatcher.campaign.model import Channel
+from dispatcher.delivery import metrics, schedule
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.web.bounce import bearer_token, token_matches

@@ -37,8 +37,8 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from dispatcher import wiring
-from dispatcher.service import Service
+from dispatcher.delivery import wiring
+from dispatcher.delivery.service import Service
 from dispatcher.web.app import create_app
 from dispatcher.web.state import WebState
 

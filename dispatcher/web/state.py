@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.model import Campaign
 from dispatcher.channels.base import EmailChannel
 from dispatcher.clock import Clock, utc_now
-from dispatcher.rendering import create_environment
+from dispatcher.content.rendering import create_environment
 from dispatcher.settings import Settings
 from dispatcher.web.background import Background
 

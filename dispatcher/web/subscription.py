@@ -21,7 +21,7 @@ Routes (docs/operations.md):
 - `GET /confirm/{token}`: activates the subscriber and applies the request the
   link carries (name, consent record).
 
-Tokens are `dispatcher.tokens` HMACs. The unsubscribe token is the one in every
+Tokens are `dispatcher.mail.tokens` HMACs. The unsubscribe token is the one in every
 newsletter's `List-Unsubscribe`. A token signed for another campaign with our key
 still unsubscribes: the subscriber list is one for all campaigns, and a
 withdrawal from an old mail must always work. The confirmation token expires:
@@ -64,11 +64,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from dispatcher import emails, mime, tokens
-from dispatcher.addresses import MAX_NAME_LENGTH, InvalidAddress, InvalidName, clean_name, normalise
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
+from dispatcher.mail import compose as emails
+from dispatcher.mail import mime, tokens
+from dispatcher.mail.addresses import (
+    MAX_NAME_LENGTH,
+    InvalidAddress,
+    InvalidName,
+    clean_name,
+    normalise,
+)
 from dispatcher.web.hardening import has_control_characters
 from dispatcher.web.ratelimit import SlidingWindowLimiter, client_key
 from dispatcher.web.state import WebState

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dispatcher import schedule
-from dispatcher.campaign import Channel
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.campaign.model import Channel
+from dispatcher.delivery import schedule
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState, dispatches
-from dispatcher.loading import load_campaign
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 

@@ -11,8 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.campaign import Campaign
-from dispatcher.loading import CampaignError, load_campaign_text
+from dispatcher.campaign.loading import CampaignError, load_campaign_text
+from dispatcher.campaign.model import Campaign
 
 SAMPLE = (Path(__file__).parents[2] / "config" / "campaign.yaml").read_text(encoding="utf-8")
 FILE = "config/campaign.yaml"

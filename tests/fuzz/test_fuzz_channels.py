@@ -10,16 +10,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import email_dispatch, post_dispatch, rendering, sending, wire
+from dispatcher.campaign.loading import load_campaign
 from dispatcher.channels.base import ChannelError, Post, Receipt, SocialChannel
 from dispatcher.channels.linkedin import LinkedInChannel
 from dispatcher.channels.mastodon import MastodonChannel
 from dispatcher.channels.smtp import SmtpChannel, parse_smtp_url
 from dispatcher.channels.webhook import WebhookChannel, parse_webhook_urls
-from dispatcher.context import build_context
+from dispatcher.content import rendering
+from dispatcher.delivery import email as email_dispatch
+from dispatcher.delivery import posts as post_dispatch
+from dispatcher.delivery import sending
+from dispatcher.delivery.context import build_context
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState
-from dispatcher.loading import load_campaign
+from dispatcher.mail import wire
 from tests.support.database import Database
 from tests.support.delivery import settings_for
 from tests.support.fake_linkedin import FakeLinkedIn

@@ -11,7 +11,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import tokens
+from dispatcher.mail import tokens
 from dispatcher.web.subscription import confirm_token
 from tests.support.bounce import TOKEN, bounce_settings, make_state, serve
 from tests.support.database import Database

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dispatcher import pipeline, tokens
+from dispatcher.campaign.loading import load_campaign
 from dispatcher.clock import clock_from
-from dispatcher.context import build_context
+from dispatcher.delivery import pipeline
+from dispatcher.delivery.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import SubscriberState, deliveries, dispatches
-from dispatcher.loading import load_campaign
+from dispatcher.mail import tokens
 from dispatcher.settings import Settings
 from tests.support.database import Database
 from tests.support.delivery import ROOT, SECRET, SEND_DAYS, email_time, settings_for

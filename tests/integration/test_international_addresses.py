@@ -18,10 +18,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from dispatcher.addresses import normalise
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import deliveries, subscribers
+from dispatcher.mail.addresses import normalise
 from tests.support.database import Database
 from tests.support.ledger import delivery_states, tick_at
 from tests.support.smtpd import Received, SmtpServer

@@ -38,9 +38,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from dispatcher import dkim
-from dispatcher.loading import load_campaign
-from dispatcher.mime import POLICY
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.mail import dkim
+from dispatcher.mail.mime import POLICY
 from tests.support.dkim import DOMAIN, ROOT, SELECTOR, sample_message, signer_for
 
 SPAMASSASSIN = os.environ.get("DISPATCHER_TEST_SPAMASSASSIN")

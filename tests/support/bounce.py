@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from dispatcher import wiring
-from dispatcher.loading import load_campaign
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.delivery import wiring
 from dispatcher.settings import Settings
 from dispatcher.web import bounce as bounce_routes
 from dispatcher.web.app import create_app

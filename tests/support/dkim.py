@@ -6,10 +6,13 @@ import datetime as dt
 from email.message import EmailMessage
 from pathlib import Path
 
-from dispatcher import calendar, dkim, emails, planning, rendering
-from dispatcher.campaign import Channel
-from dispatcher.loading import load_campaign
-from dispatcher.preview import PREVIEW_ADDRESS, PREVIEW_NAME, preview_day
+from dispatcher.campaign import calendar, planning
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.campaign.model import Channel
+from dispatcher.cli.preview import PREVIEW_ADDRESS, PREVIEW_NAME, preview_day
+from dispatcher.content import rendering
+from dispatcher.mail import compose as emails
+from dispatcher.mail import dkim
 
 ROOT = Path(__file__).resolve().parents[2]
 DOMAIN = "news.example.org"

@@ -13,7 +13,7 @@ app/validators/status_length_validator.rb, config/initializers/rack_attack.rb):
 - with `rate_limit` set, the token gets that many requests per window, then 429 with the
   `X-RateLimit-*` headers (the reset as ISO-8601, `iso8601(6)`).
 
-The length rule is implemented here independently of `dispatcher.post_length`, so the tests
+The length rule is implemented here independently of `dispatcher.content.post_length`, so the tests
 check the channel against Mastodon's rule rather than against itself.
 """
 

@@ -7,13 +7,13 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from dispatcher import pipeline
+from dispatcher.campaign.loading import load_campaign
 from dispatcher.clock import clock_from
-from dispatcher.context import build_context
+from dispatcher.delivery import pipeline
+from dispatcher.delivery.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import deliveries, dispatches
-from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from tests.support.database import Database
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher import wiring
-from dispatcher.campaign import Campaign
-from dispatcher.loading import load_campaign
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.campaign.model import Campaign
+from dispatcher.delivery import wiring
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer

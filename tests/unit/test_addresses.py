@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.addresses import (
+from dispatcher.ledger.subscriber_csv import Row, RowProblem, parse_csv
+from dispatcher.ledger.tables import SubscriberState
+from dispatcher.mail.addresses import (
     InvalidAddress,
     InvalidName,
     ascii_form,
@@ -12,8 +14,6 @@ from dispatcher.addresses import (
     normalise,
     wire_form,
 )
-from dispatcher.ledger.subscriber_csv import Row, RowProblem, parse_csv
-from dispatcher.ledger.tables import SubscriberState
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dispatcher.calendar import (
+from dispatcher.campaign.calendar import (
     UnknownHolidayRegion,
     check_holiday_region,
     holiday_dates,
@@ -15,7 +15,7 @@ from dispatcher.calendar import (
     local_send_time,
     send_days,
 )
-from dispatcher.campaign import Campaign, Channel
+from dispatcher.campaign.model import Campaign, Channel
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WORKDAYS = frozenset(range(5))

@@ -22,9 +22,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import emails, mime, rendering, wire
-from dispatcher.campaign import Campaign
-from dispatcher.loading import load_campaign
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.campaign.model import Campaign
+from dispatcher.content import rendering
+from dispatcher.mail import compose as emails
+from dispatcher.mail import mime, wire
 
 ROOT = Path(__file__).parents[2]
 SENDER = emails.Sender(

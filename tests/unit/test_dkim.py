@@ -1,4 +1,4 @@
-"""DKIM signing (dispatcher.dkim): real newsletters, signed and verified offline with dkimpy.
+"""DKIM signing (dispatcher.mail.dkim): real newsletters, signed and verified offline with dkimpy.
 
 Each signature is checked by `dkim.verify` with a DNS function that answers from the record
 `keygen` printed, so the test also proves that the published record fits the key.
@@ -22,9 +22,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from dispatcher import cli_dkim, dkim
-from dispatcher.mime import build_email
-from dispatcher.preview import PREVIEW_ADDRESS
+from dispatcher.cli import dkim as cli_dkim
+from dispatcher.cli.preview import PREVIEW_ADDRESS
+from dispatcher.mail import dkim
+from dispatcher.mail.mime import build_email
 from dispatcher.settings import Settings
 from tests.support.dkim import DOMAIN, MAIL_FROM, SELECTOR, sample_message, signer_for
 

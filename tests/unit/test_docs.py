@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from dispatcher import retrying, sending, service, yamlsource
+from dispatcher.campaign import yamlsource
 from dispatcher.channels.smtp import SmtpTarget
+from dispatcher.delivery import retrying, sending, service
 from dispatcher.ledger import engine, subscribers
 from dispatcher.settings import Settings
 
@@ -236,7 +237,7 @@ def test_deployment_figures_match_the_deployment_files() -> None:
 
 
 def test_metric_names_in_the_docs_are_the_ones_exported() -> None:
-    source = read(ROOT / "dispatcher" / "metrics.py")
+    source = read(ROOT / "dispatcher" / "delivery" / "metrics.py")
     exported = set(re.findall(r"\"(dispatcher_[a-z_]+)\"", source))
     # prometheus_client adds `_total` to a counter's name on the wire.
     on_the_wire = exported | {f"{name}_total" for name in exported}

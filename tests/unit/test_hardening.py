@@ -19,9 +19,11 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
-from dispatcher import emails, rendering, tokens
-from dispatcher.campaign import Campaign, Item
-from dispatcher.loading import CampaignError, load_campaign_text
+from dispatcher.campaign.loading import CampaignError, load_campaign_text
+from dispatcher.campaign.model import Campaign, Item
+from dispatcher.content import rendering
+from dispatcher.mail import compose as emails
+from dispatcher.mail import tokens
 from dispatcher.settings import DEV_SECRET_KEY, Settings
 from dispatcher.web import subscription
 from tests.support.headers import HEADERS

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.campaign import Channel, ItemStatus
-from dispatcher.loading import CampaignError, load_campaign, load_campaign_text
+from dispatcher.campaign.loading import CampaignError, load_campaign, load_campaign_text
+from dispatcher.campaign.model import Channel, ItemStatus
 
 SAMPLE = Path(__file__).parents[2] / "config" / "campaign.yaml"
 

@@ -7,7 +7,7 @@ import email
 from email.headerregistry import Address
 from email.utils import getaddresses
 
-from dispatcher import mime
+from dispatcher.mail import mime
 
 
 def test_long_list_unsubscribe_is_folded_never_encoded() -> None:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.calendar import holiday_dates, send_days
-from dispatcher.campaign import Campaign, Channel, Item, ItemStatus
-from dispatcher.planning import (
+from dispatcher.campaign.calendar import holiday_dates, send_days
+from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus
+from dispatcher.campaign.planning import (
     PastDispatch,
     Plan,
     PlanState,

@@ -1,4 +1,4 @@
-"""Length rules per network, hashtags and word-boundary shortening (dispatcher.post_length)."""
+"""Length rules per network, hashtags and word-boundary shortening (dispatcher.content.post_length)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from dispatcher import post_length as pl
+from dispatcher.content import post_length as pl
 
 URL_60 = "https://www.clusterplattform.de/reportage/2019/nordwind-abcd"
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dispatcher.ratelimit import RateLimiter
+from dispatcher.channels.ratelimit import RateLimiter
 
 
 class FakeClock:

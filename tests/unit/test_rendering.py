@@ -1,4 +1,4 @@
-"""What subscribers and followers get: the newsletter and the posts (dispatcher.rendering).
+"""What subscribers and followers get: the newsletter and the posts (dispatcher.content.rendering).
 
 The email is checked by parsing it (stdlib html.parser), the posts with each network's own
 counter, so these tests state the promise rather than the template's exact wording.
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher import post_length, rendering
-from dispatcher.campaign import Campaign, Channel, Item
+from dispatcher.campaign.model import Campaign, Channel, Item
+from dispatcher.content import post_length, rendering
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DAY = dt.date(2019, 4, 2)
@@ -384,7 +384,7 @@ def test_posts_always_fit_and_keep_link_and_hashtags(teaser: str, tags: list[str
 def test_rendering_is_pure() -> None:
     """The rendering layer must not pull in I/O libraries (the pure/I-O boundary)."""
     code = (
-        "import sys, dispatcher.rendering, dispatcher.post_length\n"
+        "import sys, dispatcher.content.rendering, dispatcher.content.post_length\n"
         "bad = {'sqlalchemy', 'requests', 'smtplib', 'apscheduler'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from dispatcher.channels.base import ChannelError, ErrorKind
+from dispatcher.delivery.retrying import decide
 from dispatcher.ledger.tables import DeliveryState
-from dispatcher.retrying import decide
 
 NOW = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)
 

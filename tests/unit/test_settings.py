@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher import settings as settings_module
-from dispatcher import wiring
-from dispatcher.campaign import Channel
+from dispatcher.campaign.model import Channel
+from dispatcher.delivery import wiring
 from dispatcher.settings import DEV_SECRET_KEY, SettingsError, load_settings
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher import tokens
+from dispatcher.mail import tokens
 from dispatcher.web import subscription
 
 SECRET = "test-secret-key-0123456789-abcdefghijkl"

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher import emails, rendering, wire
-from dispatcher.addresses import wire_form
-from dispatcher.loading import load_campaign
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.content import rendering
+from dispatcher.mail import compose as emails
+from dispatcher.mail import wire
+from dispatcher.mail.addresses import wire_form
 
 ROOT = Path(__file__).parents[2]
 SENDER = emails.Sender(

@@ -10,7 +10,7 @@ import pytest
 
 from dispatcher.channels import http, linkedin
 from dispatcher.channels.base import ChannelError, Post
-from dispatcher.post_length import linkedin_escape, linkedin_hashtag
+from dispatcher.content.post_length import linkedin_escape, linkedin_hashtag
 from tests.support.fake_linkedin import THROTTLED, FakeLinkedIn
 from tests.support.httpserver import Response
 

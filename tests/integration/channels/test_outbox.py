@@ -10,8 +10,8 @@ import pytest
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.channels.outbox import Outbox, file_name
 from dispatcher.channels.smtp import SmtpChannel
+from dispatcher.delivery.wiring import email_channel
 from dispatcher.settings import Settings
-from dispatcher.wiring import email_channel
 
 
 def envelope(body: str = "Hallo") -> Envelope:

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pytest
 
 from dispatcher.channels.base import ChannelError, Envelope
+from dispatcher.channels.ratelimit import RateLimiter
 from dispatcher.channels.smtp import SmtpChannel, SmtpTarget, is_bounce, parse_smtp_url
-from dispatcher.ratelimit import RateLimiter
 from tests.support.smtpd import SmtpServer  # fixtures smtp_server, tls_cert: tests/conftest.py
 
 SENDER = "newsletter@news.example.org"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.leader import PostgresLeader, SqliteInUseError, SqliteLeader, lock_key
+from dispatcher.delivery.leader import PostgresLeader, SqliteInUseError, SqliteLeader, lock_key
 from tests.support.database import Database
 
 

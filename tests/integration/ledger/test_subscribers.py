@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from dispatcher.addresses import InvalidAddress
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import SubscriberState
+from dispatcher.mail.addresses import InvalidAddress
 from tests.support.database import Database
 
 NOW = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)

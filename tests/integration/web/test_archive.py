@@ -13,12 +13,12 @@ import feedparser  # type: ignore[import-untyped]
 import requests
 from markupsafe import escape
 
-from dispatcher import planning
-from dispatcher.campaign import item_to_json
+from dispatcher.campaign import planning
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.campaign.model import item_to_json
 from dispatcher.channels.base import EmailChannel
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState
-from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web.state import WebState
 from tests.support.campaigns import campaign_copy

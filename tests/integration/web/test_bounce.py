@@ -17,9 +17,9 @@ import pytest
 import requests
 from pydantic import Field, SecretStr
 
-from dispatcher import wiring
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.delivery import wiring
 from dispatcher.ledger import subscribers as ledger
-from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web import bounce as bounce_routes
 from dispatcher.web.app import create_app

@@ -31,13 +31,15 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
-from dispatcher import emails, pipeline, rendering
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.campaign.model import Campaign
 from dispatcher.channels.outbox import Outbox
 from dispatcher.clock import clock_from
-from dispatcher.context import build_context
+from dispatcher.content import rendering
+from dispatcher.delivery import pipeline
+from dispatcher.delivery.context import build_context
 from dispatcher.ledger import subscribers as subscriber_store
-from dispatcher.loading import load_campaign
+from dispatcher.mail import compose as emails
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer

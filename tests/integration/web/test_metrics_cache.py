@@ -18,8 +18,8 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from dispatcher import wiring
-from dispatcher.loading import load_campaign
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.delivery import wiring
 from dispatcher.settings import Settings
 from dispatcher.web.state import WebState
 from tests.support.database import Database

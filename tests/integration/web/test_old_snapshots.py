@@ -16,7 +16,7 @@ import feedparser  # type: ignore[import-untyped]
 import pytest
 import requests
 
-from dispatcher.campaign import item_from_json, item_to_json
+from dispatcher.campaign.model import item_from_json, item_to_json
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DispatchState
 from tests.support.database import Database

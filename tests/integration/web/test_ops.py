@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from dispatcher import metrics, planning
+from dispatcher.campaign import planning
+from dispatcher.campaign.loading import load_campaign
 from dispatcher.channels.base import EmailChannel
+from dispatcher.delivery import metrics
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as subscriber_store
-from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web.state import WebState
 from tests.support.database import Database

@@ -15,8 +15,8 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
+from dispatcher.campaign.loading import load_campaign
 from dispatcher.channels.base import EmailChannel
-from dispatcher.loading import load_campaign
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer

@@ -21,9 +21,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from dispatcher import cli, emails, tokens
+from dispatcher.cli import main as cli
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import deliveries, subscribers
+from dispatcher.mail import compose as emails
+from dispatcher.mail import tokens
 from dispatcher.web.ratelimit import SlidingWindowLimiter
 from dispatcher.web.subscription import confirm_token, consent_ip, consent_source
 from tests.support.database import Database

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from dispatcher import emails
 from dispatcher.ledger import subscribers as ledger
+from dispatcher.mail import compose as emails
 from dispatcher.web.hardening import has_control_characters, origin_of
 from dispatcher.web.ratelimit import SlidingWindowLimiter, client_key
 from tests.support.database import Database

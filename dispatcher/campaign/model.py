@@ -1,7 +1,7 @@
 """The editors' queue as frozen values: a `Campaign` with its `Item`s.
 
 These types are what every other module works with. They are built only by
-`dispatcher.loading` (which validates `config/campaign.yaml` and reports errors
+`dispatcher.campaign.loading` (which validates `config/campaign.yaml` and reports errors
 with file:line:col), so any `Campaign` in hand is known to be consistent:
 pinned dates are send days, item ids are unique, channels are known.
 """

@@ -12,8 +12,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from dispatcher import planning
-from dispatcher.campaign import Campaign, Channel
+from dispatcher.campaign import planning
+from dispatcher.campaign.model import Campaign, Channel
 from dispatcher.ledger import store
 
 _UPCOMING = (planning.PlanState.PLANNED, planning.PlanState.DUE)

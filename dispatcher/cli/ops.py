@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dispatcher import logs, pipeline, rendering, schedule, wiring
-from dispatcher.campaign import Campaign, Channel, item_to_json
-from dispatcher.cli_common import (
+from dispatcher import logs
+from dispatcher.campaign.model import Campaign, Channel, item_to_json
+from dispatcher.cli.common import (
     EXIT_DELIVERY_FAILED,
     EXIT_OK,
     UserError,
@@ -29,13 +29,15 @@ from dispatcher.cli_common import (
     settings_of,
 )
 from dispatcher.clock import SimulatedClock, clock_from, utc_now
-from dispatcher.context import build_context, open_ledger
-from dispatcher.leader import SqliteInUseError
+from dispatcher.content import rendering
+from dispatcher.delivery import pipeline, schedule, wiring
+from dispatcher.delivery.context import build_context, open_ledger
+from dispatcher.delivery.leader import SqliteInUseError
+from dispatcher.delivery.service import Service
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
-from dispatcher.service import Service
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import serve_beside, serve_forever

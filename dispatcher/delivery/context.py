@@ -7,10 +7,13 @@ import functools
 
 import sqlalchemy as sa
 
-from dispatcher import dkim, emails, rendering, sending, wiring
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.model import Campaign
 from dispatcher.clock import Clock
+from dispatcher.content import rendering
+from dispatcher.delivery import sending, wiring
 from dispatcher.ledger import engine as ledger_engine
+from dispatcher.mail import compose as emails
+from dispatcher.mail import dkim
 from dispatcher.settings import Settings
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from dispatcher.addresses import InvalidAddress, InvalidName
-from dispatcher.cli_common import EXIT_OK, EXIT_USER_ERROR, UserError, printable, settings_of
+from dispatcher.cli.common import EXIT_OK, EXIT_USER_ERROR, UserError, printable, settings_of
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.subscriber_csv import neutralise_cell, parse_csv
 from dispatcher.ledger.tables import SubscriberState
+from dispatcher.mail.addresses import InvalidAddress, InvalidName
 from dispatcher.settings import Settings
 
 EXPORT_HEADER = (

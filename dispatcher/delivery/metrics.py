@@ -41,9 +41,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dispatcher import schedule
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.model import Campaign
 from dispatcher.clock import Clock
+from dispatcher.delivery import schedule
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.ledger.tables import (

@@ -17,11 +17,12 @@ from typing import Protocol
 import jinja2
 import sqlalchemy as sa
 
-from dispatcher import emails, retrying
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.model import Campaign
 from dispatcher.channels.base import ChannelError, EmailChannel, SocialTarget
 from dispatcher.clock import Clock
+from dispatcher.delivery import retrying
 from dispatcher.ledger import store
+from dispatcher.mail import compose as emails
 
 FANOUT_BATCH = 5000  #: subscribers turned into delivery rows per statement
 CLAIM_BATCH = 100  #: deliveries claimed (and at most repeated after a crash) per batch

@@ -26,8 +26,8 @@ from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from dispatcher import post_length
-from dispatcher.campaign import Campaign, Channel, Item
+from dispatcher.campaign.model import Campaign, Channel, Item
+from dispatcher.content import post_length
 
 UNSUBSCRIBE_PLACEHOLDER = "__DISPATCHER_UNSUBSCRIBE_URL__"
 GREETING_PLACEHOLDER = "__DISPATCHER_GREETING__"

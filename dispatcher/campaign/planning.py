@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dispatcher.calendar import local_send_time, send_days
-from dispatcher.campaign import Campaign, Channel, Item, ItemStatus
+from dispatcher.campaign.calendar import local_send_time, send_days
+from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus
 
 __all__ = ["PastDispatch", "Plan", "PlanState", "PlannedDispatch", "assign_items", "plan"]
 

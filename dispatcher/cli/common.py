@@ -9,10 +9,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from dispatcher import planning, schedule
-from dispatcher.campaign import Campaign
+from dispatcher.campaign import planning
+from dispatcher.campaign.loading import CampaignError, load_campaign
+from dispatcher.campaign.model import Campaign
+from dispatcher.delivery import schedule
 from dispatcher.ledger import engine as ledger_engine
-from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_DELIVERY_FAILED = 0, 1, 2, 3

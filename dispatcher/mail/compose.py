@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
 
-from dispatcher import mime, tokens
-from dispatcher.campaign import Campaign
-from dispatcher.rendering import RenderedEmail
+from dispatcher.campaign.model import Campaign
+from dispatcher.content.rendering import RenderedEmail
+from dispatcher.mail import mime, tokens
 
 
 @dataclass(frozen=True)

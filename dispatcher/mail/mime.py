@@ -21,7 +21,7 @@ from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import format_datetime, parseaddr
 
-from dispatcher.addresses import wire_form
+from dispatcher.mail.addresses import wire_form
 
 
 class _UrlListHeader(UnstructuredHeader):

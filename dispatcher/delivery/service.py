@@ -23,13 +23,13 @@ from typing import Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher import leader, metrics, pipeline, schedule, sending
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.loading import CampaignError, load_campaign
+from dispatcher.campaign.model import Campaign
 from dispatcher.clock import Clock, utc_now
-from dispatcher.context import build_context, open_ledger
+from dispatcher.delivery import leader, metrics, pipeline, schedule, sending
+from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import ticks
-from dispatcher.loading import CampaignError, load_campaign
 from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher")

@@ -15,9 +15,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dispatcher import cli_dkim, cli_ops, cli_subscribers, dkim, rendering, wiring
-from dispatcher.campaign import Campaign, Channel
-from dispatcher.cli_common import (
+from dispatcher.campaign.loading import CampaignError, load_campaign
+from dispatcher.campaign.model import Campaign, Channel
+from dispatcher.cli import dkim as cli_dkim
+from dispatcher.cli import ops as cli_ops
+from dispatcher.cli import subscribers as cli_subscribers
+from dispatcher.cli.common import (
     EXIT_OK,
     EXIT_USER_ERROR,
     UserError,
@@ -28,9 +31,11 @@ from dispatcher.cli_common import (
     printable,
     settings_of,
 )
+from dispatcher.cli.preview import write_preview
+from dispatcher.content import rendering
+from dispatcher.delivery import wiring
 from dispatcher.ledger.engine import LedgerUnavailableError
-from dispatcher.loading import CampaignError, load_campaign
-from dispatcher.preview import write_preview
+from dispatcher.mail import dkim
 
 #: What a shell reports for a program ended by SIGPIPE, as `head` expects of a writer.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE

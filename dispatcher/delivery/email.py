@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import time
 
-from dispatcher import emails, metrics, rendering, wire
-from dispatcher.campaign import item_from_json
+from dispatcher.campaign.model import item_from_json
 from dispatcher.channels.base import ChannelError, Envelope
+from dispatcher.content import rendering
+from dispatcher.delivery import metrics
+from dispatcher.delivery.sending import ChannelDown, Context, outcome_of_error
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
-from dispatcher.sending import ChannelDown, Context, outcome_of_error
+from dispatcher.mail import compose as emails
+from dispatcher.mail import wire
 
 
 class EmailDispatch:

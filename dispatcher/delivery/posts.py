@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 
-from dispatcher import metrics, rendering
-from dispatcher.campaign import Channel, item_from_json
+from dispatcher.campaign.model import Channel, item_from_json
 from dispatcher.channels.base import ChannelError, Post, SocialChannel
+from dispatcher.content import rendering
+from dispatcher.delivery import metrics
+from dispatcher.delivery.sending import ChannelDown, Context, outcome_of_error
 from dispatcher.ledger import store
 from dispatcher.ledger.tables import DeliveryState
-from dispatcher.sending import ChannelDown, Context, outcome_of_error
 
 
 class PostDispatch:

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 
 from pydantic import SecretStr
 
-from dispatcher.campaign import Channel
+from dispatcher.campaign.model import Channel
 from dispatcher.channels import NETWORKS, bluesky, linkedin, mastodon, webhook
 from dispatcher.channels.base import EmailChannel, SocialChannel, SocialTarget
 from dispatcher.channels.outbox import Outbox, PostOutbox
+from dispatcher.channels.ratelimit import RateLimiter
 from dispatcher.channels.smtp import SmtpChannel, parse_smtp_url
 from dispatcher.clock import Clock
-from dispatcher.ratelimit import RateLimiter
 from dispatcher.settings import Settings
 
 

@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from dispatcher import calendar
-from dispatcher.campaign import (
+from dispatcher.campaign import calendar
+from dispatcher.campaign.model import (
     CONTROL_CHARACTERS,
     MULTILINE_FIELDS,
     WEEKDAY_KEYS,
@@ -30,7 +30,7 @@ from dispatcher.campaign import (
     ItemStatus,
     control_characters,
 )
-from dispatcher.yamlsource import (
+from dispatcher.campaign.yamlsource import (
     MAX_CHARACTERS,
     Document,
     Path,

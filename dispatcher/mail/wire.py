@@ -18,9 +18,14 @@ import datetime as dt
 import functools
 from email.utils import format_datetime
 
-from dispatcher import emails, mime
-from dispatcher.campaign import Campaign
-from dispatcher.rendering import GREETING_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER, RenderedEmail
+from dispatcher.campaign.model import Campaign
+from dispatcher.content.rendering import (
+    GREETING_PLACEHOLDER,
+    UNSUBSCRIBE_PLACEHOLDER,
+    RenderedEmail,
+)
+from dispatcher.mail import compose as emails
+from dispatcher.mail import mime
 
 # Non-ASCII on purpose: it makes the email package pick quoted-printable for both parts.
 _TEXT = "ä__DISPATCHER_WIRE_TEXT__"

@@ -30,14 +30,17 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from dispatcher import email_dispatch, planning, post_dispatch, schedule
-from dispatcher.campaign import Channel, item_to_json
-from dispatcher.email_dispatch import EmailDispatch
+from dispatcher.campaign import planning
+from dispatcher.campaign.model import Channel, item_to_json
+from dispatcher.delivery import email as email_dispatch
+from dispatcher.delivery import posts as post_dispatch
+from dispatcher.delivery import schedule
+from dispatcher.delivery.email import EmailDispatch
+from dispatcher.delivery.posts import PostDispatch
+from dispatcher.delivery.sending import ChannelDown, Context, DispatchSender
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
 from dispatcher.ledger.tables import DeliveryState, DispatchState
-from dispatcher.post_dispatch import PostDispatch
-from dispatcher.sending import ChannelDown, Context, DispatchSender
 
 IMPLEMENTED_CHANNELS = tuple(Channel)
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import jinja2
 
-from dispatcher import calendar, emails, planning, rendering
-from dispatcher.campaign import Campaign, Channel, Item
+from dispatcher.campaign import calendar, planning
+from dispatcher.campaign.model import Campaign, Channel, Item
+from dispatcher.content import rendering
+from dispatcher.mail import compose as emails
 from dispatcher.settings import Settings
 
 PREVIEW_NAME = "Erika Mustermann"

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from dispatcher.campaign import Campaign
+from dispatcher.campaign.model import Campaign
 
 __all__ = [
     "UnknownHolidayRegion",

@@ -6,8 +6,8 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from dispatcher import dkim
-from dispatcher.cli_common import EXIT_OK, UserError, settings_of
+from dispatcher.cli.common import EXIT_OK, UserError, settings_of
+from dispatcher.mail import dkim
 
 DEFAULT_DIR = Path("var/dkim")
 

@@ -1,0 +1,1 @@
+"""The editors' queue: campaign types, loading with file:line:col errors, the calendar and the pure plan."""
