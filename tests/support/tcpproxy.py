@@ -49,6 +49,11 @@ class SwallowingProxy:
         with self._lock:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
+            # shutdown, not only close: a close() does not wake the pump thread blocked in
+            # recv() on it, and the peer (PostgreSQL) would keep the session — and the
+            # scheduler's advisory lock — until that thread ends.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
     def _accept(self) -> None:
