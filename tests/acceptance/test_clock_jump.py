@@ -9,7 +9,6 @@ Every scenario runs against aiosmtpd and the ledger on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,29 +20,14 @@ import pytest
 import sqlalchemy as sa
 
 from dispatcher.ledger.tables import dispatches
-from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
+from tests.support.processes import environment
 from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]
 DAY_1 = "2019-04-02T08:00:05+02:00"  # Tuesday's email
 DAY_4 = "2019-04-05T08:00:05+02:00"  # Friday's: Wednesday and Thursday lie in between
-
-
-def environment(database: Database, smtp: SmtpServer, directory: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env.update(
-        DISPATCHER_DATABASE_URL=database.url,
-        DISPATCHER_SMTP_URL=smtp.url,
-        DISPATCHER_CAMPAIGN_FILE=str(campaign_copy(directory)),
-        DISPATCHER_TEMPLATES_DIR=str(ROOT / "templates"),
-        DISPATCHER_OUTBOX_DIR=str(directory / "outbox"),
-        DISPATCHER_MAIL_FROM="Clusterplattform <newsletter@news.example.org>",
-        DISPATCHER_LOG_FORMAT="json",
-        DISPATCHER_HTTP_PORT="0",
-    )
-    return env
 
 
 def dispatcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ the log must stay free of descriptor-exhaustion tracebacks.
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
 import statistics
@@ -24,9 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
+from tests.support.processes import environment
 from tests.support.slowloris import Slowloris
 from tests.support.smtpd import SmtpServer
 
@@ -98,17 +97,7 @@ def test_ten_thousand_slow_clients_leave_sending_on_time_and_healthz_answering(
         pytest.skip("run on PostgreSQL: its sockets share the descriptor limit with the attack")
     addresses = set(add_subscribers(database, SUBSCRIBERS))
     directory = Path(tempfile.mkdtemp(prefix="dispatcher-slowloris-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    env.update(
-        DISPATCHER_DATABASE_URL=database.url,
-        DISPATCHER_SMTP_URL=smtp_server.url,
-        DISPATCHER_CAMPAIGN_FILE=str(campaign_copy(directory)),
-        DISPATCHER_OUTBOX_DIR=str(directory / "outbox"),
-        DISPATCHER_TEMPLATES_DIR=str(ROOT / "templates"),
-        DISPATCHER_MAIL_FROM="Clusterplattform <newsletter@news.example.org>",
-        DISPATCHER_LOG_FORMAT="json",
-        DISPATCHER_HTTP_PORT="0",
-    )
+    env = environment(database, smtp_server, directory)
     # The rehearsal clock starts LEAD seconds before the first newsletter (08:00 Berlin).
     due = time.monotonic() + LEAD
     service = subprocess.Popen(

@@ -15,9 +15,12 @@ from tests.support.smtpd import SmtpServer
 ROOT = Path(__file__).parents[2]
 
 
-def environment(database: Database, smtp: SmtpServer, **extra: str) -> dict[str, str]:
-    """Email only (the social channels have their own tests), outbox in a fresh directory."""
-    directory = Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
+def environment(
+    database: Database, smtp: SmtpServer, directory: Path | None = None, **extra: str
+) -> dict[str, str]:
+    """Email only (the social channels have their own tests); campaign copy and outbox in
+    `directory` (default: a fresh one)."""
+    directory = directory or Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
     # The developer's own DISPATCHER_* settings must not leak into the process under test.
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env.update(
