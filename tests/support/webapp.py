@@ -21,6 +21,7 @@ import pytest
 from dispatcher.campaign.loading import load_campaign
 from dispatcher.campaign.model import Campaign
 from dispatcher.delivery import wiring
+from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
@@ -108,3 +109,11 @@ def webapp(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Itera
     Use as a plugin (`pytest_plugins = [..., "tests.support.webapp"]`) or wrap `serve_webapp`.
     """
     yield from serve_webapp(database, smtp_server, tmp_path)
+
+
+def subscriber_row(app: WebApp, address: str) -> subscriber_store.SubscriberRow:
+    """The ledger's row for `address` (which must exist)."""
+    with app.database.engine.connect() as connection:
+        row = subscriber_store.get(connection, address)
+    assert row is not None, address
+    return row

@@ -30,7 +30,7 @@ from dispatcher.ledger.tables import SubscriberState
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
-from tests.support.webapp import START, WebApp, serve_webapp
+from tests.support.webapp import START, WebApp, serve_webapp, subscriber_row
 
 ACTIVE = "leser00000@example.org"
 PENDING = "leser00001@example.org"
@@ -41,13 +41,6 @@ ROUNDS = 30
 @pytest.fixture
 def app(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[WebApp]:
     yield from serve_webapp(database, smtp_server, tmp_path)
-
-
-def _row(app: WebApp, address: str) -> ledger.SubscriberRow:
-    with app.database.engine.connect() as conn:
-        row = ledger.get(conn, address)
-    assert row is not None, address
-    return row
 
 
 def _make(app: WebApp, address: str, state: str) -> None:
@@ -123,13 +116,13 @@ def test_an_anonymous_request_changes_nobody_until_the_link_is_used(
 ) -> None:
     add_subscribers(app.database, 1, named=True)
     _make(app, ACTIVE, state)
-    before = _row(app, ACTIVE)
+    before = subscriber_row(app, ACTIVE)
     assert before.name == "Leserin 0"
 
     app.clock.advance(hours=2)
     _post(app, ACTIVE, name="Jemand Anderes")
     assert app.state.background.join()
-    after = _row(app, ACTIVE)
+    after = subscriber_row(app, ACTIVE)
     assert (after.state, after.name) == (state, "Leserin 0")
     assert (after.consent_at, after.consent_source, after.consent_ip) == (
         before.consent_at,
@@ -142,7 +135,7 @@ def test_an_anonymous_request_changes_nobody_until_the_link_is_used(
     app.clock.advance(minutes=10)
     confirmed = requests.get(app.url + _confirm_path(mail), timeout=10)
     assert confirmed.status_code == 200
-    now_active = _row(app, ACTIVE)
+    now_active = subscriber_row(app, ACTIVE)
     assert (now_active.state, now_active.name) == ("active", "Jemand Anderes")
     assert now_active.consent_at == START + dt.timedelta(hours=2)
     assert now_active.consent_source == "web:/subscribe"
@@ -165,4 +158,4 @@ def test_a_link_whose_request_was_altered_is_404(app: WebApp, smtp_server: SmtpS
     )
     response = requests.get(f"{app.url}/confirm/{minutes}.{forged}.{rest}", timeout=10)
     assert response.status_code == 404
-    assert _row(app, ACTIVE).state == "unsubscribed"
+    assert subscriber_row(app, ACTIVE).state == "unsubscribed"

@@ -32,7 +32,7 @@ from tests.support.database import Database
 from tests.support.delivery import email_time, settings_for
 from tests.support.ledger import add_subscribers, delivery_states, tick_at
 from tests.support.smtpd import SmtpServer
-from tests.support.webapp import PUBLIC_URL, SECRET, START, WebApp, serve_webapp
+from tests.support.webapp import PUBLIC_URL, SECRET, START, WebApp, serve_webapp, subscriber_row
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 FORM = "application/x-www-form-urlencoded"
@@ -46,17 +46,10 @@ def app(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator
     yield from serve_webapp(database, smtp_server, tmp_path)
 
 
-def _row(app: WebApp, address: str) -> ledger.SubscriberRow:
-    with app.database.engine.connect() as conn:
-        row = ledger.get(conn, address)
-    assert row is not None, address
-    return row
-
-
 def _unsubscribe_path(app: WebApp, address: str = READER) -> str:
     sender = emails.Sender(app.settings.mail_from, app.settings.public_url, SECRET)
     url = emails.unsubscribe_url(
-        sender, subscriber_id=_row(app, address).id, campaign_id=app.campaign.id
+        sender, subscriber_id=subscriber_row(app, address).id, campaign_id=app.campaign.id
     )
     return urlsplit(url).path
 
@@ -90,14 +83,14 @@ def test_one_click_post_as_gmail_sends_it(app: WebApp) -> None:
     assert _is_html_page(first, 200), first.text
     assert "set-cookie" not in first.headers and "location" not in first.headers
     assert "abgemeldet" in first.text and READER in first.text
-    row = _row(app, READER)
+    row = subscriber_row(app, READER)
     assert row.state == "unsubscribed" and row.unsubscribed_at == START
-    assert _row(app, "leser00001@example.org").state == "active"  # only this one
+    assert subscriber_row(app, "leser00001@example.org").state == "active"  # only this one
 
     app.clock.advance(hours=1)
     again = _one_click(url)  # idempotent: 200 again, the first time stays recorded
     assert _is_html_page(again, 200)
-    assert _row(app, READER).unsubscribed_at == START
+    assert subscriber_row(app, READER).unsubscribed_at == START
 
 
 def test_one_click_post_as_multipart(app: WebApp) -> None:
@@ -109,7 +102,7 @@ def test_one_click_post_as_multipart(app: WebApp) -> None:
         )
         assert response.request.headers["Content-Type"].startswith("multipart/form-data")
         assert _is_html_page(response, 200)
-    assert _row(app, READER).state == "unsubscribed"
+    assert subscriber_row(app, READER).state == "unsubscribed"
 
 
 def test_get_shows_who_and_what_and_changes_nothing(app: WebApp) -> None:
@@ -125,10 +118,10 @@ def test_get_shows_who_and_what_and_changes_nothing(app: WebApp) -> None:
     assert page.headers["cache-control"] == "no-store"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert requests.head(url, timeout=10).status_code == 200
-    assert _row(app, READER).state == "active"  # link scanners unsubscribe nobody
+    assert subscriber_row(app, READER).state == "active"  # link scanners unsubscribe nobody
 
     requests.post(url, data={"List-Unsubscribe": "One-Click"}, timeout=10)  # the page's form
-    assert _row(app, READER).state == "unsubscribed"
+    assert subscriber_row(app, READER).state == "unsubscribed"
     after = requests.get(url, timeout=10)
     assert "bereits" in after.text and "Abmelden</button>" not in after.text
 
@@ -160,7 +153,10 @@ def test_tampered_unknown_and_erased_tokens_get_a_404_page(app: WebApp) -> None:
             )
             assert _is_html_page(response, 404), (candidate, method, response.text)
             assert "ungültig" in response.text
-    assert {_row(app, READER).state, _row(app, "leser00001@example.org").state} == {"active"}
+    assert {
+        subscriber_row(app, READER).state,
+        subscriber_row(app, "leser00001@example.org").state,
+    } == {"active"}
 
     with app.database.engine.begin() as conn:
         assert ledger.erase(conn, READER, now=START)
@@ -222,7 +218,7 @@ def test_double_opt_in_round_trip(app: WebApp, smtp_server: SmtpServer) -> None:
     sent = _subscribe(app, email=" Neu@Example.org ", name="Erika Neu", consent="ja")
     assert _is_html_page(sent, 200)
     assert "Bitte bestätigen Sie" in sent.text
-    pending = _row(app, NEW)
+    pending = subscriber_row(app, NEW)
     assert (pending.state, pending.name, pending.source) == ("pending", "Erika Neu", "web")
     assert pending.consent_at == START and pending.confirmation_sent_at == START
     assert pending.consent_ip == "127.0.0.0"  # truncated to /24 by default
@@ -243,7 +239,7 @@ def test_double_opt_in_round_trip(app: WebApp, smtp_server: SmtpServer) -> None:
 
     confirmed = requests.get(app.url + path, timeout=10)
     assert _is_html_page(confirmed, 200) and "Anmeldung bestätigt" in confirmed.text
-    active = _row(app, NEW)
+    active = subscriber_row(app, NEW)
     assert active.state == "active" and active.confirmed_at == START + dt.timedelta(minutes=30)
     assert active.consent_at == START  # the consent record is the request's
     assert _is_html_page(requests.get(app.url + path, timeout=10), 200)  # second click
@@ -252,7 +248,7 @@ def test_double_opt_in_round_trip(app: WebApp, smtp_server: SmtpServer) -> None:
     known = _subscribe(app, email=NEW, consent="ja")  # active: same page, no mail
     assert _is_html_page(known, 200) and "Bitte bestätigen Sie" in known.text
     assert len(_confirmations(smtp_server, NEW)) == 1
-    assert _row(app, NEW).state == "active"
+    assert subscriber_row(app, NEW).state == "active"
 
 
 def test_the_answer_does_not_tell_addresses_apart(app: WebApp, smtp_server: SmtpServer) -> None:
@@ -267,12 +263,12 @@ def test_the_answer_does_not_tell_addresses_apart(app: WebApp, smtp_server: Smtp
     assert {r.status_code for r in pages.values()} == {200}
     assert len(set(bodies.values())) == 1
     assert {r.rcpt_tos[0] for r in smtp_server.received} == {"leser00001@example.org", NEW}
-    assert _row(app, READER).state == "active"
+    assert subscriber_row(app, READER).state == "active"
     # Back only by confirming: until then the request changed nothing about the subscriber.
-    assert _row(app, "leser00001@example.org").state == "unsubscribed"
+    assert subscriber_row(app, "leser00001@example.org").state == "unsubscribed"
     [mail] = _confirmations(smtp_server, "leser00001@example.org")
     assert requests.get(app.url + _confirm_path(mail), timeout=10).status_code == 200
-    assert _row(app, "leser00001@example.org").state == "active"
+    assert subscriber_row(app, "leser00001@example.org").state == "active"
 
 
 def test_confirm_links_expire_and_tampered_ones_are_404(
@@ -287,7 +283,7 @@ def test_confirm_links_expire_and_tampered_ones_are_404(
         f"{int(minutes) + 60}.{rest}",  # a later issue time: the signature no longer fits
         token[:-1] + ("A" if token[-1] != "A" else "B"),
         rest,
-        _unsubscribe_token(app, _row(app, NEW).id),
+        _unsubscribe_token(app, subscriber_row(app, NEW).id),
         "1.2.3",
     ):
         assert _is_html_page(requests.get(f"{app.url}/confirm/{bad}", timeout=10), 404), bad
@@ -296,13 +292,13 @@ def test_confirm_links_expire_and_tampered_ones_are_404(
     expired = requests.get(app.url + path, timeout=10)
     assert _is_html_page(expired, 410)
     assert "/subscribe" in expired.text and "erneut" in expired.text
-    assert _row(app, NEW).state == "pending"
+    assert subscriber_row(app, NEW).state == "pending"
 
     _subscribe(app, email=NEW, consent="ja")  # a new request after the hour: a new mail
     fresh = _confirmations(smtp_server, NEW)
     assert len(fresh) == 2
     assert requests.get(app.url + _confirm_path(fresh[1]), timeout=10).status_code == 200
-    assert _row(app, NEW).state == "active"
+    assert subscriber_row(app, NEW).state == "active"
 
 
 def test_an_old_confirm_link_cannot_undo_an_unsubscribe(
@@ -315,7 +311,7 @@ def test_an_old_confirm_link_cannot_undo_an_unsubscribe(
     assert _one_click(app.url + _unsubscribe_path(app, NEW)).status_code == 200
     app.clock.advance(minutes=5)
     assert _is_html_page(requests.get(app.url + path, timeout=10), 410)
-    assert _row(app, NEW).state == "unsubscribed"
+    assert subscriber_row(app, NEW).state == "unsubscribed"
 
 
 def _unsubscribe_token(app: WebApp, subscriber_id: int) -> str:
@@ -405,7 +401,7 @@ def test_export_has_the_consent_record_and_erase_keeps_the_counts(
     assert record["unsubscribed_at"] == ""
     assert rows[READER]["consent_at"] == ""  # imported rows have no web consent record
 
-    new_id = _row(app, NEW).id
+    new_id = subscriber_row(app, NEW).id
     erased = _cli(database, capsys, monkeypatch, "remove", "NEU@example.org", "--erase")
     assert erased.returncode == 0, erased.stderr
     assert f"erased-{new_id}@invalid" in erased.stdout
