@@ -321,6 +321,9 @@ class _Pages:
         return self.render(
             "subscribe.html.j2",
             status=status,
+            # The form's own URL holds no token; with `no-referrer` a browser would post it
+            # with `Origin: null`, which the Origin check must refuse (a sandboxed frame).
+            headers={"Referrer-Policy": "same-origin"},
             values=values or {"email": "", "name": "", "consent": ""},
             errors=errors or {},
             consent_text=self.state.settings.consent_text,

@@ -18,6 +18,7 @@ import email
 import email.policy
 import os
 import re
+import socket
 import struct
 import time
 import zlib
@@ -121,13 +122,17 @@ def image_host() -> Iterator[ImageHost]:
 
 @pytest.fixture
 def site(sqlite_database: Database, tmp_path: Path, image_host: ImageHost) -> Iterator[Site]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=sqlite_database.url,
         campaign_file=campaign_copy(tmp_path, image_base=f"{image_host.url}/bilder"),
         outbox_dir=tmp_path / "outbox",
         templates_dir=ROOT / "templates",
-        public_url="http://127.0.0.1:8080",  # replaced by the real address once bound
+        # Links in pages and emails and the form's Origin check use PUBLIC_URL: the real port.
+        public_url=f"http://127.0.0.1:{port}",
         mail_from="Clusterplattform <newsletter@news.example.org>",
         secret_key=SecretStr(SECRET),
     )
@@ -149,11 +154,9 @@ def site(sqlite_database: Database, tmp_path: Path, image_host: ImageHost) -> It
         campaign=lambda: campaign,
         email_channel=lambda: Outbox(confirmations),
     )
-    server = BackgroundServer(create_app(state), "127.0.0.1", 0)
+    server = BackgroundServer(create_app(state), "127.0.0.1", port)
     server.start()
-    url = f"http://127.0.0.1:{server.port}"
-    # Links in pages and emails are built from PUBLIC_URL at request time.
-    state.settings = settings.model_copy(update={"public_url": url})
+    url = settings.public_url
     try:
         yield Site(url, sqlite_database, state.settings, campaign, confirmations)
     finally:
