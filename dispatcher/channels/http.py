@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -21,6 +25,7 @@ from dispatcher.clock import Clock, utc_now
 CONNECT_TIMEOUT = 5.0  #: seconds to open the connection: nothing was sent before it
 READ_TIMEOUT = 30.0  #: seconds for the answer: after it, the provider may have acted
 USER_AGENT = f"cluster-week-dispatcher/{__version__}"
+IMAGE_DEADLINE = 60.0  #: seconds for a whole image download (a trickling host cannot hold a lane)
 
 __all__ = ["Clock", "utc_now"]  # the channels' clock is the one clock (dispatcher.clock)
 
@@ -124,3 +129,92 @@ def json_detail(response: requests.Response, *keys: str) -> str:
             if body.get(key):
                 return str(body[key])[:500]
     return str(body)[:300]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A post image as downloaded: the bytes and their media type (`image/png`)."""
+
+    data: bytes
+    content_type: str
+
+
+class ImageError(ChannelError):
+    """The post image could not be fetched. `kind` says whether a later attempt may succeed
+    (no answer, an HTTP error: `temporary`) or not (not an image, too big: `permanent`);
+    `status` is the image host's HTTP status when it answered. Each channel decides what a
+    missing image means for its post (docs/architecture.md, channels)."""
+
+    def __init__(self, message: str, *, kind: ErrorKind, status: int | None = None) -> None:
+        super().__init__(message, kind=kind)
+        self.status = status
+
+
+def fetch_image(
+    session: requests.Session,
+    url: str,
+    *,
+    network: str,
+    max_bytes: int,
+    types: Collection[str] = (),
+    timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    deadline: float = IMAGE_DEADLINE,
+) -> Image:
+    """The image at `url`, streamed and size-checked, or `ImageError` saying why not.
+
+    Sent without any credential (pass a session whose headers carry none): the image host is a
+    third party. `types`, if given, are the media types the provider accepts; otherwise any
+    `image/*`. `deadline` bounds the whole download, not just each read.
+    """
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ImageError(
+            f"{network}: image {url!r} is not an http(s) URL", kind=ErrorKind.PERMANENT
+        )
+    try:
+        response = send(session, "GET", url, network=network, timeout=timeout, stream=True)
+    except ChannelError as error:
+        # The image host being down says nothing about the provider: a plain temporary failure.
+        reason = error.message.removeprefix(f"{network}: ").split("; the post may", 1)[0]
+        kind = ErrorKind.PERMANENT if error.permanent else ErrorKind.TEMPORARY
+        raise ImageError(f"{network}: image {url}: {reason}", kind=kind) from None
+    started = time.monotonic()
+    with response:
+        status = response.status_code
+        if status != 200:
+            raise ImageError(
+                f"{network}: image {url}: HTTP {status}", kind=ErrorKind.TEMPORARY, status=status
+            )
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        accepted = content_type in types if types else content_type.startswith("image/")
+        if not accepted:
+            wanted = ", ".join(sorted(types)) if types else "an image"
+            raise ImageError(
+                f"{network}: image {url} is {content_type or 'untyped'}, not {wanted}",
+                kind=ErrorKind.PERMANENT,
+                status=status,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ImageError(
+                        f"{network}: image {url} is larger than {max_bytes:,} bytes",
+                        kind=ErrorKind.PERMANENT,
+                        status=status,
+                    )
+                if time.monotonic() - started > deadline:
+                    raise ImageError(
+                        f"{network}: image {url}: not downloaded within {deadline:g} s",
+                        kind=ErrorKind.TEMPORARY,
+                        status=status,
+                    )
+                chunks.append(chunk)
+        except requests.RequestException as error:
+            raise ImageError(
+                f"{network}: image {url}: download broke off ({type(error).__name__})",
+                kind=ErrorKind.TEMPORARY,
+                status=status,
+            ) from None
+    return Image(b"".join(chunks), content_type)

@@ -228,42 +228,10 @@ class MastodonChannel:
 
     def _download(self, url: str) -> tuple[bytes, str]:
         """The image bytes and their type; without the token (it is another host)."""
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ChannelError(
-                f"mastodon: image {url!r} is not an http(s) URL", kind=ErrorKind.PERMANENT
-            )
-        try:
-            response = http.send(
-                self._session, "GET", url, network=KIND, timeout=self._timeout, stream=True
-            )
-        except ChannelError as error:
-            # The image host being down says nothing about Mastodon: a plain temporary failure.
-            raise ChannelError(f"mastodon: image {url}: {_reason(error)}") from None
-        with response:
-            if response.status_code != 200:
-                raise ChannelError(f"mastodon: image {url}: HTTP {response.status_code}")
-            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if not content_type.startswith("image/"):
-                raise ChannelError(
-                    f"mastodon: image {url} is {content_type or 'untyped'}, not an image",
-                    kind=ErrorKind.PERMANENT,
-                )
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > MAX_IMAGE_BYTES:
-                        raise ChannelError(
-                            f"mastodon: image {url} exceeds {MAX_IMAGE_BYTES // 2**20} MB",
-                            kind=ErrorKind.PERMANENT,
-                        )
-                    chunks.append(chunk)
-            except requests.RequestException as error:
-                raise ChannelError(
-                    f"mastodon: image {url}: download broke off ({type(error).__name__})"
-                ) from None
-        return b"".join(chunks), content_type
+        image = http.fetch_image(
+            self._session, url, network=KIND, max_bytes=MAX_IMAGE_BYTES, timeout=self._timeout
+        )
+        return image.data, image.content_type
 
 
 def _before_posting(error: ChannelError) -> ChannelError:
