@@ -13,13 +13,26 @@ Docs (learn.microsoft.com/linkedin/marketing/community-management/shares/posts-a
 `LinkedIn-Version: YYYYMM` and `X-Restli-Protocol-Version: 2.0.0` on every call; 201 with the
 new URN in `x-restli-id`. Rate limits (…/shared/api-guide/concepts/rate-limits) are daily,
 reset at midnight UTC and a 429 names no wait, so `retry_after` stays None.
+
+The reportage image becomes the article's thumbnail: downloaded (`http.fetch_image`), uploaded
+through the Images API (`POST /rest/images?action=initializeUpload` with the author as owner,
+then `PUT` of the bytes to the returned `uploadUrl`), and named in `content.article.thumbnail`
+with the alt text in `content.article.thumbnailAltText`. A missing image never costs the post:
+any failure on that path (download, upload, a thumbnail LinkedIn refuses) posts without it and
+logs a warning. Uploads create no post, so they cannot double one; an uploaded image is
+remembered per process (`Thumbnails`) so a retry of the same post does not upload it again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 import re
+import threading
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -42,6 +55,14 @@ VERSION_SETTING = "DISPATCHER_LINKEDIN_VERSION"
 _VERSION = re.compile(r"\d{6}(?:\.\d{2})?")  # YYYYMM, or YYYYMM.RR for a revision
 _AUTHOR = re.compile(r"urn:li:(?:person|organization):[A-Za-z0-9_-]+")
 _DUPLICATE_URN = re.compile(r"duplicate of (urn:li:(?:share|ugcPost|activity):\d+)")
+_IMAGE_URN = re.compile(r"urn:li:image:[A-Za-z0-9_-]+")
+#: Images API (…/community-management/shares/images-api): JPG, PNG and GIF. LinkedIn documents a
+#: pixel limit (36,152,320), not a byte limit; ours keeps memory bounded like Mastodon's.
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif"})
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+THUMBNAIL_REUSE = 3600.0  #: seconds an uploaded image is reused for a retry of the same post
+
+log = logging.getLogger(__name__)
 
 
 def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipient: str) -> str:
@@ -61,14 +82,26 @@ def describe_request(
     author_urn: str,
     version: str,
     base_url: str = "https://api.linkedin.com",
+    thumbnail: str | None = None,
 ) -> dict[str, Any]:
     """The exact request, without the Authorization header (the channel adds only that).
 
-    An article post: LinkedIn does not scrape the link, so title and description are given.
-    No thumbnail: that would need an upload through the Images API first.
+    An article post: LinkedIn does not scrape the link, so title, description and thumbnail
+    (an image URN from the Images API, with the post's alt text) are given. Without an uploaded
+    `thumbnail` (the outbox uploads nothing) `thumbnail_source` names the image the channel
+    would upload; it is not part of the request.
     """
     del key  # LinkedIn has no idempotency key; accepted for the uniform signature
-    return {
+    article: dict[str, Any] = {
+        "source": post.link,
+        "title": post.title,
+        "description": post.description,
+    }
+    if thumbnail:
+        article["thumbnail"] = thumbnail
+        if post.image_alt:
+            article["thumbnailAltText"] = post.image_alt
+    request: dict[str, Any] = {
         "method": "POST",
         "url": f"{base_url.rstrip('/')}/rest/posts",
         "headers": {
@@ -85,17 +118,50 @@ def describe_request(
                 "targetEntities": [],
                 "thirdPartyDistributionChannels": [],
             },
-            "content": {
-                "article": {
-                    "source": post.link,
-                    "title": post.title,
-                    "description": post.description,
-                }
-            },
+            "content": {"article": article},
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": False,
         },
     }
+    if post.image_url and not thumbnail:
+        request["thumbnail_source"] = post.image_url
+        request["thumbnail_alt"] = post.image_alt
+    return request
+
+
+class Thumbnails:
+    """Images already uploaded, by (API, author, sha256 of the bytes) → image URN.
+
+    A post that failed after its image was uploaded (429, LinkedIn down) is retried within
+    minutes by the same process: it reuses the URN instead of leaving another unattached image
+    behind. Kept for `THUMBNAIL_REUSE` seconds only, since LinkedIn does not document how long
+    an image that no post uses stays available; a URN it no longer knows costs the thumbnail
+    (the post is sent again without it), never the post.
+    """
+
+    def __init__(self, reuse: float = THUMBNAIL_REUSE) -> None:
+        self._reuse = reuse
+        self._lock = threading.Lock()
+        self._urns: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        with self._lock:
+            urn, stored = self._urns.get(key, ("", 0.0))
+            return urn if urn and time.monotonic() - stored < self._reuse else None
+
+    def put(self, key: tuple[str, str, str], urn: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._urns = {k: v for k, v in self._urns.items() if now - v[1] < self._reuse}
+            self._urns[key] = (urn, now)
+
+    def forget(self, urn: str) -> None:
+        with self._lock:
+            self._urns = {k: v for k, v in self._urns.items() if v[0] != urn}
+
+
+#: one per process: the channel is opened anew for every dispatch run, retries included
+UPLOADED = Thumbnails()
 
 
 class LinkedInChannel:
@@ -112,6 +178,7 @@ class LinkedInChannel:
         version: str = DEFAULT_VERSION,
         base_url: str = "https://api.linkedin.com",
         clock: http.Clock = http.utc_now,
+        thumbnails: Thumbnails = UPLOADED,
     ) -> None:
         if not _VERSION.fullmatch(version):
             raise ValueError(
@@ -130,7 +197,10 @@ class LinkedInChannel:
         self.version = version
         self.base_url = base_url
         self._clock = clock
+        # The token goes per request, never on the session: the session also downloads the
+        # image from a third-party host.
         self._session = http.new_session()
+        self._thumbnails = thumbnails
 
     def __repr__(self) -> str:
         return f"LinkedInChannel(author_urn={self.author_urn!r}, version={self.version!r})"
@@ -142,18 +212,23 @@ class LinkedInChannel:
                 f"{LINKEDIN_LIMIT}; it was not sent",
                 kind=ErrorKind.PERMANENT,
             )
-        request = describe_request(
-            post, key=key, author_urn=self.author_urn, version=self.version, base_url=self.base_url
-        )
-        response = http.send(
-            self._session,
-            request["method"],
-            request["url"],
-            network=KIND,
-            timeout=(http.CONNECT_TIMEOUT, http.READ_TIMEOUT),
-            headers={**request["headers"], "Authorization": f"Bearer {self._token}"},
-            json=request["json"],
-        )
+        details: dict[str, str] = {}
+        thumbnail = self._thumbnail(post, key, details)
+        response = self._post(post, key, thumbnail)
+        if thumbnail and response.status_code in (400, 422) and _duplicate_of(response) is None:
+            # Refused, so nothing was posted: the image must not cost the post.
+            reason = http.json_detail(response, "message")
+            log.warning(
+                "linkedin: %s: LinkedIn refused the post with thumbnail %s (HTTP %s: %s); "
+                "posting it without the image",
+                key,
+                thumbnail,
+                response.status_code,
+                reason,
+            )
+            self._thumbnails.forget(thumbnail)
+            details["thumbnail"] = f"omitted: refused with the post (HTTP {response.status_code})"
+            response = self._post(post, key, None)
         if response.status_code in (200, 201):
             urn = response.headers.get("x-restli-id")
             if not urn:
@@ -163,11 +238,11 @@ class LinkedInChannel:
                     "the post was probably created, check the page before sending again",
                     kind=ErrorKind.AMBIGUOUS,
                 )
-            return Receipt(urn, {"version": self.version})
+            return Receipt(urn, {"version": self.version, **details})
         if response.status_code == 422:
             duplicate = _duplicate_of(response)
             if duplicate:
-                return Receipt(duplicate, {"duplicate": "true"})
+                return Receipt(duplicate, {"duplicate": "true", **details})
             if duplicate is not None:
                 raise ChannelError(
                     f"{KIND}: HTTP 422: LinkedIn calls this post a duplicate but names no URN; "
@@ -178,6 +253,112 @@ class LinkedInChannel:
 
     def close(self) -> None:
         self._session.close()
+
+    def _post(self, post: Post, key: str, thumbnail: str | None) -> requests.Response:
+        request = describe_request(
+            post,
+            key=key,
+            author_urn=self.author_urn,
+            version=self.version,
+            base_url=self.base_url,
+            thumbnail=thumbnail,
+        )
+        return http.send(
+            self._session,
+            request["method"],
+            request["url"],
+            network=KIND,
+            timeout=(http.CONNECT_TIMEOUT, http.READ_TIMEOUT),
+            headers={**request["headers"], "Authorization": f"Bearer {self._token}"},
+            json=request["json"],
+        )
+
+    # -- the thumbnail: Images API ------------------------------------------------------------
+
+    def _thumbnail(self, post: Post, key: str, details: dict[str, str]) -> str | None:
+        """The image URN of the post's thumbnail, or None (why: in `details` and the log).
+
+        Only a refused token stops the post here (it would be refused alike); anything else
+        on this path degrades to an article without picture. Nothing here can post.
+        """
+        if not post.image_url:
+            return None
+        try:
+            image = http.fetch_image(
+                self._session,
+                post.image_url,
+                network=KIND,
+                max_bytes=MAX_IMAGE_BYTES,
+                types=IMAGE_TYPES,
+            )
+            cache_key = (self.base_url, self.author_urn, hashlib.sha256(image.data).hexdigest())
+            urn = self._thumbnails.get(cache_key)
+            if urn is None:
+                urn = self._upload(image)
+                self._thumbnails.put(cache_key, urn)
+                details["thumbnail"] = f"{urn} (uploaded, {len(image.data):,} bytes)"
+            else:
+                details["thumbnail"] = f"{urn} (uploaded before)"
+            return urn
+        except _TokenRefusedError as refused:
+            raise refused.error from None
+        except ChannelError as error:
+            reason = _reason(error)
+            log.warning(
+                "linkedin: %s: posting without the image %s: %s", key, post.image_url, reason
+            )
+            details["thumbnail"] = f"omitted: {reason}"
+            return None
+
+    def _upload(self, image: http.Image) -> str:
+        """initializeUpload, then PUT the bytes: the image URN, or a `ChannelError`."""
+        headers = {
+            "LinkedIn-Version": self.version,
+            "X-Restli-Protocol-Version": "2.0.0",
+            "Authorization": f"Bearer {self._token}",
+        }
+        response = http.send(
+            self._session,
+            "POST",
+            f"{self.base_url.rstrip('/')}/rest/images",
+            network=KIND,
+            params={"action": "initializeUpload"},
+            headers=headers,
+            json={"initializeUploadRequest": {"owner": self.author_urn}},
+        )
+        if response.status_code != 200:
+            raise self._refused(response, "initializing the image upload")
+        value = _json_object(response).get("value")
+        value = value if isinstance(value, dict) else {}
+        upload_url, urn = str(value.get("uploadUrl") or ""), str(value.get("image") or "")
+        if not _IMAGE_URN.fullmatch(urn) or urlsplit(upload_url).scheme not in ("http", "https"):
+            raise ChannelError(f"{KIND}: initializeUpload answered without uploadUrl and image")
+        put_headers = {"Content-Type": "application/octet-stream"}
+        if self._is_linkedin(upload_url):
+            put_headers["Authorization"] = headers["Authorization"]
+        response = http.send(
+            self._session, "PUT", upload_url, network=KIND, headers=put_headers, data=image.data
+        )
+        if response.status_code not in (200, 201):
+            raise self._refused(response, "uploading the image")
+        return urn
+
+    def _refused(self, response: requests.Response, step: str) -> Exception:
+        """A refused upload step. A refused token would refuse the post alike: that one stops
+        the send (`_TokenRefusedError`); any other refusal costs only the thumbnail."""
+        error = self._error(response)
+        if response.status_code == 401:
+            return _TokenRefusedError(error)
+        return ChannelError(f"{error.message} ({step})", kind=error.kind)
+
+    def _is_linkedin(self, url: str) -> bool:
+        """The upload URL is LinkedIn's own (it wants the token there), not a third party's."""
+        host = (urlsplit(url).hostname or "").lower()
+        return (
+            host == (urlsplit(self.base_url).hostname or "").lower()
+            or host == "linkedin.com"
+            or host.endswith(".linkedin.com")
+        )
 
     def _error(self, response: requests.Response) -> ChannelError:
         status = response.status_code
@@ -200,6 +381,29 @@ class LinkedInChannel:
         return http.error_for(
             response, network=KIND, credential=CREDENTIAL, detail=detail, retry_after=None
         )
+
+
+class _TokenRefusedError(Exception):
+    """The Images API refused the token (401): the post's own error, raised past the
+    thumbnail's "post without it" handling."""
+
+    def __init__(self, error: ChannelError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _reason(error: ChannelError) -> str:
+    """The error's message without the network prefix and `http.send`'s "the post may have
+    been created" (on the image path nothing can have been posted)."""
+    return error.message.removeprefix(f"{KIND}: ").split("; the post may", 1)[0]
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _duplicate_of(response: requests.Response) -> str | None:
