@@ -158,5 +158,6 @@ class SocialTarget:
     key: Callable[
         ..., str
     ]  #: the module's `delivery_key(campaign_id=, day=, send_at=, recipient=)`
-    #: the real channel (reading rate-limit resets against the given clock), or the outbox
+    #: the real channel (reading rate-limit resets against the given clock, the wall clock
+    #: `utc_now` even in a rehearsal), or the outbox
     open: Callable[[Clock], SocialChannel]

@@ -27,7 +27,9 @@ READ_TIMEOUT = 30.0  #: seconds for the answer: after it, the provider may have 
 USER_AGENT = f"cluster-week-dispatcher/{__version__}"
 IMAGE_DEADLINE = 60.0  #: seconds for a whole image download (a trickling host cannot hold a lane)
 
-__all__ = ["Clock", "utc_now"]  # the channels' clock is the one clock (dispatcher.clock)
+# The channels' clock is the one clock (dispatcher.clock), and it is always the real one
+# (`utc_now`): channels only read provider waits with it, which are wall-clock time.
+__all__ = ["Clock", "utc_now"]
 
 
 def new_session() -> requests.Session:
@@ -75,7 +77,9 @@ def send(
 
 
 def retry_after_header(response: requests.Response, *, now: dt.datetime) -> float | None:
-    """RFC 9110 `Retry-After`: seconds or an HTTP date."""
+    """RFC 9110 `Retry-After`: seconds or an HTTP date. `now` is the wall clock (`utc_now`),
+    never a rehearsal's: a provider's date is real time, and only the resulting duration is
+    applied to the dispatch's clock (see docs/architecture.md, "Provider waits")."""
     value = response.headers.get("Retry-After")
     if not value:
         return None
@@ -85,7 +89,21 @@ def retry_after_header(response: requests.Response, *, now: dt.datetime) -> floa
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" in an HTTP date still means UTC
+        when = when.replace(tzinfo=dt.UTC)
     return max((when - now).total_seconds(), 0.0)
+
+
+def seconds(value: float) -> str:
+    """A wait as people read it: `3 s`, `1 min 30 s`, `2 h 5 min`."""
+    total = round(value)
+    if total < 60:
+        return f"{total} s"
+    minutes, rest = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {rest} s" if rest else "")
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
 
 
 def error_for(
@@ -95,27 +113,47 @@ def error_for(
     credential: str,
     detail: str,
     retry_after: float | None = None,
+    cause: str | None = None,
+    kind: ErrorKind | None = None,
+    refused: ErrorKind = ErrorKind.UNAVAILABLE,
+    location: str | None = None,
 ) -> ChannelError:
-    """Classify a non-success answer. `credential` names the setting to renew on 401/403;
-    `detail` is the provider's own message, already extracted from its error body."""
+    """Classify a non-success answer into a message that names the cause and what to do.
+
+    `detail` is the provider's own message, already extracted from its error body; `cause`
+    (with `kind`) is the channel's reading of a documented provider error code, which wins.
+    Without one: 401 → renew `credential`; 403 → a permission of `credential`; 404 → the
+    address (`location`, the setting holding it) is wrong. `refused` is the kind of those:
+    `unavailable` where the credential serves the whole channel (no verdict on the post: it
+    waits in the queue until the setting is fixed), `permanent` for one webhook target among
+    several (it must not hold up the others). A token never appears: only setting names.
+    """
     status = response.status_code
     prefix = f"{network}: HTTP {status}"
-    if status in (401, 403):
+    said = f"{prefix}: {detail}" if detail else prefix
+    if cause is not None:
+        return ChannelError(f"{said}; {cause}", kind=kind or refused, retry_after=retry_after)
+    if status == 401:
+        return ChannelError(f"{said}; the credential was refused: renew {credential}", kind=refused)
+    if status == 403:
         return ChannelError(
-            f"{prefix}: {detail}; the credential was refused, renew {credential}",
-            kind=ErrorKind.PERMANENT,
+            f"{said}; the account behind {credential} may not do this: check its "
+            "permissions with the provider",
+            kind=refused,
         )
+    if status == 404 and location is not None:
+        return ChannelError(f"{said}; nothing there: check {location}", kind=refused)
     if status == 429:
-        wait = "" if retry_after is None else f" for {retry_after:.0f} s"
-        return ChannelError(f"{prefix}: rate limited{wait}: {detail}", retry_after=retry_after)
+        asked = (
+            "" if retry_after is None else f" (the provider asks to wait {seconds(retry_after)})"
+        )
+        return ChannelError(f"{prefix}: rate limited{asked}: {detail}", retry_after=retry_after)
     if status >= 500:
         # The provider may have stored the post before failing: only a key makes a retry safe.
-        return ChannelError(
-            f"{prefix}: {detail}", kind=ErrorKind.AMBIGUOUS, retry_after=retry_after
-        )
+        return ChannelError(said, kind=ErrorKind.AMBIGUOUS, retry_after=retry_after)
     if status == 408:
-        return ChannelError(f"{prefix}: {detail}", kind=ErrorKind.AMBIGUOUS)
-    return ChannelError(f"{prefix}: {detail}", kind=ErrorKind.PERMANENT)
+        return ChannelError(said, kind=ErrorKind.AMBIGUOUS)
+    return ChannelError(said, kind=ErrorKind.PERMANENT)
 
 
 def json_detail(response: requests.Response, *keys: str) -> str:

@@ -38,6 +38,35 @@ CREDENTIALS = ("mastodon_base_url", "mastodon_access_token")
 
 KIND = "mastodon"
 CREDENTIAL = "DISPATCHER_MASTODON_ACCESS_TOKEN"
+BASE_URL_SETTING = "DISPATCHER_MASTODON_BASE_URL"
+SCOPES = "write:statuses and write:media"  #: what the token needs
+#: Mastodon's 403 `error` strings (app/controllers/api/base_controller.rb, application_controller.rb)
+#: and what to do about each; `functional?` is false for a disabled *or suspended* account.
+_FORBIDDEN = (
+    (
+        "outside the authorized scopes",
+        "the access token lacks a scope: create a token with {scopes} and set {credential}",
+    ),
+    (
+        "login is currently disabled",
+        "the account is disabled or suspended on {host}: ask its moderators (or appeal in the "
+        "account's settings); a new token will not help",
+    ),
+    (
+        "account is currently suspended",
+        "the account is suspended on {host}: ask its moderators (or appeal in the account's "
+        "settings); a new token will not help",
+    ),
+    (
+        "missing a confirmed e-mail",
+        "the account's e-mail address is not confirmed: follow the link in its sign-up mail",
+    ),
+    ("pending approval", "{host} has not approved the account yet: wait for its moderators"),
+    (
+        "requires two-factor",
+        "{host} requires two-factor authentication: enable it for the account",
+    ),
+)
 MAX_IMAGE_BYTES = 16 * 1024 * 1024  #: Mastodon's default image limit is 16 MB (was 10 MB)
 
 
@@ -160,13 +189,33 @@ class MastodonChannel:
             wait = rate_limit_wait(response, now=self._clock())
         else:
             wait = http.retry_after_header(response, now=self._clock())
+        detail = http.json_detail(response, "error", "error_description")
         raise http.error_for(
             response,
             network=KIND,
             credential=CREDENTIAL,
-            detail=http.json_detail(response, "error", "error_description"),
+            detail=detail,
             retry_after=wait,
+            cause=self._cause(response.status_code, detail),
         )
+
+    def _cause(self, status: int, detail: str) -> str | None:
+        """What Mastodon's `error` string means and what to do (Api::BaseController,
+        doorkeeper), or None for `http.error_for`'s reading of the status."""
+        if status == 401 or (status == 422 and "requires an authenticated user" in detail):
+            return (
+                f"the access token was refused: create a new one for the account (Preferences → "
+                f"Development, scopes {SCOPES}) and set {CREDENTIAL}"
+            )
+        if status == 404 and detail != "Record not found":
+            return f"{self.base_url} does not answer as a Mastodon API: check {BASE_URL_SETTING}"
+        if status != 403:
+            return None
+        host = urlsplit(self.base_url).hostname
+        for needle, cause in _FORBIDDEN:
+            if needle in detail.lower():
+                return cause.format(host=host, credential=CREDENTIAL, scopes=SCOPES)
+        return None
 
     def _instance_limits(self) -> tuple[int, int]:
         """`(max_characters, characters_reserved_per_url)`, asked once per channel.

@@ -8,6 +8,7 @@ import time
 
 from dispatcher.campaign.model import Channel, item_from_json
 from dispatcher.channels.base import ChannelError, Post, SocialChannel
+from dispatcher.clock import utc_now
 from dispatcher.content import rendering
 from dispatcher.delivery import metrics
 from dispatcher.delivery.sending import ChannelDown, Context, outcome_of_error
@@ -24,7 +25,9 @@ class PostDispatch:
         self.ctx, self.dispatch = ctx, dispatch
         self.post = render_post(ctx, dispatch)
         self.opened: dict[str, SocialChannel] = {
-            target.recipient: target.open(ctx.clock)
+            # The real clock, not the dispatch's: a channel only reads provider waits with it,
+            # which are wall-clock time even in an `--at` rehearsal (docs/architecture.md).
+            target.recipient: target.open(utc_now)
             for target in ctx.social_targets(dispatch.channel)
         }
         expire_unsafe_claims(ctx, dispatch, self.opened)

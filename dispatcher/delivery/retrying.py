@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from dispatcher.channels.base import ChannelError
+from dispatcher.channels.http import seconds
 from dispatcher.ledger.tables import DeliveryState
 
 FIRST_BACKOFF = dt.timedelta(minutes=1)
@@ -21,6 +22,7 @@ MAX_ATTEMPTS = 6  #: 1 + 5 retries over about half an hour (1, 2, 4, 8, 16 min)
 class RetryDecision:
     state: DeliveryState
     next_attempt_at: dt.datetime | None = None
+    wait: dt.timedelta | None = None  #: deferred: the wait actually applied (backoff or provider's)
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -50,7 +52,18 @@ def decide(
         return RetryDecision(DeliveryState.UNKNOWN)
     if error.permanent or attempts >= max_attempts:
         return RetryDecision(DeliveryState.UNKNOWN if doubtful else DeliveryState.FAILED)
+    # A provider's wait is a duration measured on the wall clock (see docs/architecture.md,
+    # "Provider waits"); it is applied to the dispatch's clock `now`, so a rehearsal with
+    # `--at` waits as long as a live run.
     wait = backoff(attempts)
     if error.retry_after is not None:
         wait = max(wait, dt.timedelta(seconds=error.retry_after))
-    return RetryDecision(DeliveryState.DEFERRED, now + wait)
+    return RetryDecision(DeliveryState.DEFERRED, now + wait, wait)
+
+
+def explain(error: ChannelError, decision: RetryDecision) -> str:
+    """The error as the ledger keeps it: a deferral says the wait actually applied, which is
+    the longer of the backoff and the provider's (e.g. "next attempt in 1 min")."""
+    if decision.wait is None:
+        return error.message
+    return f"{error.message}; next attempt in {seconds(decision.wait.total_seconds())}"

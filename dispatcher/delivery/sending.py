@@ -115,7 +115,7 @@ def outcome_of_error(
     return store.Outcome(
         delivery.id,
         decision.state,
-        error=error.message,
+        error=retrying.explain(error, decision),
         next_attempt_at=decision.next_attempt_at,
         bounced_subscriber_id=bounced,
         doubtful=error.ambiguous,

@@ -17,8 +17,9 @@ from dispatcher.channels import NETWORKS, bluesky, linkedin, mastodon, webhook
 from dispatcher.channels.base import EmailChannel, SocialChannel, SocialTarget
 from dispatcher.channels.outbox import Outbox, PostOutbox
 from dispatcher.channels.ratelimit import RateLimiter
-from dispatcher.channels.smtp import SmtpChannel, parse_smtp_url
+from dispatcher.channels.smtp import SmtpChannel, helo_name, parse_smtp_url
 from dispatcher.clock import Clock
+from dispatcher.mail.dkim import address_domain
 from dispatcher.settings import Settings
 
 
@@ -57,7 +58,8 @@ def email_channel(settings: Settings) -> EmailChannel:
     if settings.smtp_url is None:
         return Outbox(settings.outbox_dir)
     target = parse_smtp_url(settings.smtp_url.get_secret_value())
-    return SmtpChannel(target, rate_limiter=RateLimiter(settings.send_rate))
+    helo = helo_name(settings.smtp_helo, address_domain(settings.mail_from))
+    return SmtpChannel(target, rate_limiter=RateLimiter(settings.send_rate), helo=helo)
 
 
 def _secret(value: SecretStr | None) -> str:

@@ -8,7 +8,9 @@ codes, headers, idempotency semantics and rate limits.
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from pydantic import SecretStr
 
 from dispatcher.ledger.tables import deliveries, dispatches
 from dispatcher.settings import Settings
-from tests.support import fake_bluesky
+from tests.support import fake_bluesky, fake_webhooks
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.fake_bluesky import FakeBluesky
@@ -163,12 +165,28 @@ def test_mastodon_500_after_posting_retries_into_the_same_status(
     assert len(keys) == 1  # the same key on both attempts
 
 
+def waits(error: str) -> tuple[float, float]:
+    """The provider's wait and the wait applied, in seconds, as a deferral's message states
+    them: "rate limited (the provider asks to wait 9 min 59 s): …; next attempt in 10 min"."""
+
+    def parse(text: str) -> float:
+        units = {"h": 3600, "min": 60, "s": 1}
+        return sum(float(n) * units[u] for n, u in re.findall(r"(\d+) (h|min|s)\b", text))
+
+    asked = re.search(r"asks to wait ([^)]*)\)", error)
+    applied = re.search(r"; next attempt in (.*)$", error)
+    assert applied is not None, error
+    return (parse(asked.group(1)) if asked else -1.0), parse(applied.group(1))
+
+
 def test_429_delays_the_retry_by_the_networks_reset_header(
     database: Database, providers: Providers, tmp_path: Path
 ) -> None:
+    """Mastodon's reset is an instant on the real clock: a rehearsal in 2019 waits as long as
+    a live run would (5 min), instead of computing a wait against 2019."""
     settings = settings_for(database, providers, tmp_path, ("mastodon",))
     at = local(SEND_DAYS[0], 8, 5)
-    reset = at.astimezone(dt.UTC) + dt.timedelta(seconds=300)
+    reset = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=300)
     providers.mastodon.fail_next(
         "/api/v1/statuses",
         Response(
@@ -180,11 +198,60 @@ def test_429_delays_the_retry_by_the_networks_reset_header(
     tick_at(settings, database, at)
     with database.engine.connect() as connection:
         retry_at = connection.execute(sa.select(deliveries.c.next_attempt_at)).scalar_one()
-    assert abs((retry_at - reset).total_seconds()) < 5
+    assert abs((retry_at - at).total_seconds() - 300) < 5
+    [(_, _, state, error)] = social_rows(database)
+    assert state == "deferred"
+    assert error is not None and error.startswith("mastodon: HTTP 429: rate limited (the provider")
+    assert 295 <= waits(error)[1] <= 300
     tick_at(settings, database, at + dt.timedelta(seconds=120))  # before the reset: nothing
     assert providers.mastodon.statuses == []
-    tick_at(settings, database, reset + dt.timedelta(seconds=5))
+    tick_at(settings, database, at + dt.timedelta(seconds=305))
     assert len(providers.mastodon.statuses) == 1
+
+
+def test_retry_after_as_an_http_date_is_real_time_in_a_rehearsal(
+    database: Database, providers: Providers, tmp_path: Path
+) -> None:
+    """`Retry-After: <HTTP date>` (RFC 9110) from Slack, read in a tick at 2019: the wait is the
+    10 minutes the date is ahead of the real clock, not "242,093,975 s"."""
+    settings = settings_for(database, providers, tmp_path, ("webhook",))
+    at = local(SEND_DAYS[0], 8, 0)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    retry_after = email.utils.format_datetime(until, usegmt=True)
+    providers.webhooks.fail_next(
+        fake_webhooks.SLACK_PATH,
+        fake_webhooks.slack_error(429, "rate_limited", {"Retry-After": retry_after}),
+    )
+    tick_at(settings, database, at)
+    [slack] = [row for row in social_rows(database) if row[1].startswith("webhook:slack:")]
+    assert slack[2] == "deferred"
+    assert slack[3] is not None and slack[3].startswith("webhook webhook:slack:")
+    asked, applied = waits(slack[3])
+    assert 595 <= asked == applied <= 600
+    tick_at(settings, database, at + dt.timedelta(minutes=9))
+    assert providers.webhooks.slack == []
+    tick_at(settings, database, at + dt.timedelta(minutes=10, seconds=5))
+    assert len(providers.webhooks.slack) == 1
+
+
+def test_a_short_provider_wait_is_reported_as_the_backoff_actually_applied(
+    database: Database, providers: Providers, tmp_path: Path
+) -> None:
+    """Matrix asks for 3 s; the first backoff is 1 min, and that is the wait the message shows."""
+    settings = settings_for(database, providers, tmp_path, ("webhook",))
+    at = local(SEND_DAYS[0], 8, 0)
+    providers.webhooks.fail_next("/_matrix/", fake_webhooks.matrix_rate_limited(3000))
+    tick_at(settings, database, at)
+    [matrix] = [row for row in social_rows(database) if row[1].startswith("webhook:matrix:")]
+    assert matrix[2] == "deferred"
+    assert matrix[3] is not None
+    assert "rate limited (the provider asks to wait 3 s): M_LIMIT_EXCEEDED" in matrix[3]
+    assert matrix[3].endswith("; next attempt in 1 min")
+    with database.engine.connect() as connection:
+        retry_at = connection.execute(
+            sa.select(deliveries.c.next_attempt_at).where(deliveries.c.recipient == matrix[1])
+        ).scalar_one()
+    assert abs((retry_at - at).total_seconds() - 60) < 5
 
 
 def test_linkedin_outcome_unknown_is_not_retried(
@@ -203,18 +270,25 @@ def test_linkedin_outcome_unknown_is_not_retried(
     assert len(providers.linkedin.posts) == 1  # posted once, never again automatically
 
 
-def test_a_refused_token_fails_with_the_setting_to_renew(
+def test_a_refused_token_keeps_the_post_until_the_token_is_renewed(
     database: Database, providers: Providers, tmp_path: Path
 ) -> None:
-    settings = settings_for(database, providers, tmp_path, ("mastodon",))
-    settings = settings.model_copy(
-        update={"mastodon_access_token": SecretStr("expired-token-value")}
-    )
-    tick_at(settings, database, local(SEND_DAYS[0], 8, 5))
-    [(_, _, state, error)] = social_rows(database)
-    assert state == "failed"
-    assert error is not None and "DISPATCHER_MASTODON_ACCESS_TOKEN" in error
-    assert "expired-token-value" not in error
+    """A 401 is about the account, not the post: the tick names the setting to renew, the post
+    waits without using an attempt, and the tick after the renewal posts it."""
+    good = settings_for(database, providers, tmp_path, ("mastodon",))
+    expired = good.model_copy(update={"mastodon_access_token": SecretStr("expired-token-value")})
+    at = local(SEND_DAYS[0], 8, 5)
+    report = tick_at(expired, database, at)
+    failures = " ".join(str(failure) for failure in report.channel_errors)
+    assert "DISPATCHER_MASTODON_ACCESS_TOKEN" in failures
+    assert "expired-token-value" not in failures
+    [(_, _, state, _)] = social_rows(database)
+    assert state == "pending"
+    assert providers.mastodon.statuses == []
+
+    tick_at(good, database, at + dt.timedelta(hours=1))
+    assert [row[2] for row in social_rows(database)] == ["sent"]
+    assert len(providers.mastodon.statuses) == 1
 
 
 def test_without_credentials_each_channel_writes_its_exact_request(

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from dispatcher.channels import mastodon
-from dispatcher.channels.base import ChannelError, Post
+from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from dispatcher.channels.mastodon import MastodonChannel, delivery_key, describe_request
 from tests.support.fake_mastodon import PNG, FakeMastodon
 from tests.support.httpserver import Response
@@ -229,12 +229,67 @@ def test_401_names_the_setting_and_hides_the_token(fake: FakeMastodon) -> None:
     channel.close()
 
     error = caught.value
-    assert error.permanent
-    assert "DISPATCHER_MASTODON_ACCESS_TOKEN" in error.message
-    assert "The access token is invalid" in error.message
-    assert token not in str(error)
+    # The account's credential, not the post: no verdict, the post waits for the new token.
+    assert error.kind is ErrorKind.UNAVAILABLE
+    assert error.message == (
+        "mastodon: HTTP 401: The access token is invalid; the access token was refused: create "
+        "a new one for the account (Preferences → Development, scopes write:statuses and "
+        "write:media) and set DISPATCHER_MASTODON_ACCESS_TOKEN"
+    )
     assert token not in repr(channel)
     assert fake.statuses == []
+
+
+# Mastodon's own 403 bodies (app/controllers/api/base_controller.rb, application_controller.rb)
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (
+            "This action is outside the authorized scopes",
+            "the access token lacks a scope: create a token with write:statuses and "
+            "write:media and set DISPATCHER_MASTODON_ACCESS_TOKEN",
+        ),
+        (
+            "Your login is currently disabled",
+            "the account is disabled or suspended on 127.0.0.1: ask its moderators",
+        ),
+        (
+            "Your login is missing a confirmed e-mail address",
+            "the account's e-mail address is not confirmed",
+        ),
+        (
+            "Your login is currently pending approval",
+            "127.0.0.1 has not approved the account yet: wait for its moderators",
+        ),
+    ],
+)
+def test_403_says_what_mastodon_refused_and_what_to_do(
+    fake: FakeMastodon, channel: MastodonChannel, error: str, says: str
+) -> None:
+    fake.fail_next("/api/v1/statuses", Response(403, json={"error": error}))
+
+    with pytest.raises(ChannelError) as caught:
+        channel.send(make_post(), key=KEY)
+
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.message.startswith(f"mastodon: HTTP 403: {error}; {says}")
+    assert fake.token not in caught.value.message
+    assert fake.statuses == []
+
+
+def test_an_address_without_mastodon_names_the_base_url_setting(
+    fake: FakeMastodon, channel: MastodonChannel
+) -> None:
+    html = Response(404, body=b"<html>Not Found</html>", headers={"Content-Type": "text/html"})
+    fake.fail_next("/api/v1/statuses", html)
+
+    with pytest.raises(ChannelError) as caught:
+        channel.send(make_post(), key=KEY)
+
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.message.endswith(
+        f"{fake.url} does not answer as a Mastodon API: check DISPATCHER_MASTODON_BASE_URL"
+    )
 
 
 def test_422_over_long_is_permanent_with_mastodons_message() -> None:
