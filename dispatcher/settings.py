@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("templates")
     smtp_url: SecretStr | None = None
     smtp_connections: int = Field(4, ge=1, le=64)
+    smtp_helo: str | None = None  #: the EHLO name; unset: the machine's FQDN, else From's domain
     send_rate: float = Field(0, ge=0)
     outbox_dir: Path = Path("var/outbox")
     mail_from: str = "Clusterplattform <newsletter@localhost>"

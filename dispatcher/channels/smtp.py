@@ -19,12 +19,20 @@ cannot have accepted a message it never saw end. A loss or timeout *after* it le
 outcome open: the relay may have queued the message and lost only its reply. That is
 never retried here; the error is marked `ambiguous`, and the pipeline resends it at most
 once more before recording `unknown` (see docs/architecture.md).
+
+Only the replies to RCPT TO and to the message itself are verdicts on a recipient. A server
+that refuses the session — at connect, EHLO, STARTTLS, AUTH or MAIL FROM (`451 4.7.1` from
+a relay whose milter is down, `452` for a full queue disk, `421`, greylisting of the
+sender) — refuses every message alike: that is the channel's outage (`unavailable`), which
+costs no recipient an attempt and backs the whole channel off.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import smtplib
+import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -49,6 +57,7 @@ _BOUNCE_TEXT = re.compile(
     re.IGNORECASE,
 )
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+_HOST_NAME = re.compile(r"(?i)^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,45 @@ class SmtpTarget:
         scheme = "smtps" if self.security == "tls" else "smtp"
         user = f"{self.username}@" if self.username else ""
         return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def helo_name(configured: str | None, from_domain: str | None, fqdn: str | None = None) -> str:
+    """The name we give in EHLO: `DISPATCHER_SMTP_HELO`, else this machine's fully
+    qualified name, else the From domain — never an IP literal, which relays and
+    receivers' spam filters count against a sender (smtplib's own fallback).
+
+    Raises ValueError (naming the setting) for a configured value that is no host name.
+    """
+    if configured is not None:
+        name = configured.strip().rstrip(".")
+        if not _is_host_name(name):
+            raise ValueError(
+                "DISPATCHER_SMTP_HELO must be a fully qualified host name such as "
+                f"mail.example.org (no IP address, no brackets), not {configured!r}"
+            )
+        return name.encode("idna").decode("ascii")
+    fqdn = socket.getfqdn() if fqdn is None else fqdn
+    if "." in fqdn and _is_host_name(fqdn) and not fqdn.endswith((".localdomain", ".local")):
+        return fqdn
+    if from_domain:
+        try:
+            return from_domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+    return "localhost"
+
+
+def _is_host_name(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return False
+    except ValueError:
+        pass
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return "." in ascii_name and _HOST_NAME.match(ascii_name) is not None
 
 
 def _invalid(problem: str) -> ValueError:
@@ -147,13 +195,18 @@ def parse_smtp_url(url: str) -> SmtpTarget:
 
 @dataclass
 class _Progress:
-    """Whether a lost connection leaves the outcome open.
+    """How far one message got: where a lost connection happened, and whether it leaves
+    the outcome open (`in_doubt`: from the moment the end marker went out until the
+    server's final reply arrives, the server may have queued the message and lost only
+    its reply)."""
 
-    True from the moment the body and its end marker went out until the server's
-    final reply arrives: the server may have queued the message and lost only its reply.
-    """
-
+    stage: str = "MAIL FROM"
     in_doubt: bool = False
+
+    @property
+    def before_recipient(self) -> bool:
+        """Nothing about the recipient was asked yet: a failure is the session's."""
+        return self.stage == "MAIL FROM"
 
 
 class _ConnectionLostError(OSError):
@@ -172,8 +225,12 @@ class SmtpChannel:
         *,
         rate_limiter: RateLimiter | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        helo: str | None = None,
     ) -> None:
+        """`helo`: the name given in EHLO (see `helo_name`); smtplib's own default is an
+        IP literal on a host without a dotted name, which relays and receivers score."""
         self.target = target
+        self.helo = helo
         self._rate_limiter = rate_limiter
         self._ssl_context = ssl_context or _default_context(target.verify)
         self._local = threading.local()
@@ -184,6 +241,7 @@ class SmtpChannel:
         if self._rate_limiter is not None:
             self._rate_limiter.acquire()
         last = ""
+        progress = _Progress()
         for _attempt in range(2):
             connection = self._connection()
             progress = _Progress()
@@ -198,7 +256,14 @@ class SmtpChannel:
                         f"({last}); the server may have accepted it",
                         kind=ErrorKind.AMBIGUOUS,
                     ) from None
-        raise ChannelError(f"SMTP connection to {self.target} lost twice while sending ({last})")
+        if progress.before_recipient:  # a fresh connection was dropped before any recipient
+            raise ChannelError(
+                f"SMTP server {self.target} closed the session at MAIL FROM twice ({last})",
+                kind=ErrorKind.UNAVAILABLE,
+            )
+        raise ChannelError(
+            f"SMTP connection to {self.target} lost twice at {progress.stage} ({last})"
+        )
 
     def close(self) -> None:
         """QUIT all connections; call once the workers are done (it is not per thread)."""
@@ -258,21 +323,40 @@ class SmtpChannel:
         connection: smtplib.SMTP
         if target.security == "tls":
             connection = smtplib.SMTP_SSL(
-                target.host, target.port, timeout=target.timeout, context=self._ssl_context
+                target.host,
+                target.port,
+                local_hostname=self.helo,
+                timeout=target.timeout,
+                context=self._ssl_context,
             )
         else:
-            connection = smtplib.SMTP(target.host, target.port, timeout=target.timeout)
+            connection = smtplib.SMTP(
+                target.host, target.port, local_hostname=self.helo, timeout=target.timeout
+            )
         try:
-            connection.ehlo()
+            self._greet(connection)
             if target.security == "starttls":
                 connection.starttls(context=self._ssl_context)  # raises if not offered
-                connection.ehlo()  # RFC 3207: forget what the server said in clear text
+                self._greet(connection)  # RFC 3207: forget what the server said in clear text
             if target.username:
                 connection.login(target.username, target.password or "")
         except BaseException:
             connection.close()
             raise
         return connection
+
+    def _greet(self, connection: smtplib.SMTP) -> None:
+        """EHLO, or HELO for a server without ESMTP; a refusal is the session's, so no
+        message is tried on it (smtplib itself ignores the EHLO reply)."""
+        code, reply = connection.ehlo()
+        if 500 <= code < 600 and code != 554:  # 554 is a refusal, not "EHLO unknown"
+            code, reply = connection.helo()
+        if code != 250:
+            raise ChannelError(
+                f"SMTP server {self.target} refused the session at EHLO: "
+                f"{code} {_reply_text(reply)}",
+                kind=ErrorKind.UNAVAILABLE,
+            )
 
     def _transact(
         self, connection: smtplib.SMTP, envelope: Envelope, progress: _Progress
@@ -283,12 +367,15 @@ class SmtpChannel:
         code, reply = connection.mail(mail_from, options)
         if code != 250:
             raise self._refused(connection, "MAIL FROM", code, reply)
+        progress.stage = "RCPT TO"
         code, reply = connection.rcpt(rcpt_to)
         if code not in (250, 251):
             raise self._refused(connection, "RCPT TO", code, reply)
+        progress.stage = "DATA"
         code, reply = connection.docmd("DATA")
         if code != 354:
             raise self._refused(connection, "DATA", code, reply)
+        progress.stage = "end of DATA"
         # If sending fails part-way, the end marker did not go out: the server cannot accept.
         connection.send(_dot_stuff(envelope.data) + b".\r\n")
         progress.in_doubt = True
@@ -325,10 +412,21 @@ class SmtpChannel:
             return ChannelError(
                 f"{message}; check DISPATCHER_MAIL_FROM", kind=ErrorKind.UNAVAILABLE
             )
+        if 400 <= code < 500 and (stage == "MAIL FROM" or _system_trouble(code, text)):
+            # Every message would get this answer now: the channel backs off, no attempt used.
+            return ChannelError(message, kind=ErrorKind.UNAVAILABLE)
         if 400 <= code < 500:
             return ChannelError(message)
         bounced = stage != "MAIL FROM" and is_bounce(code, text)
         return ChannelError(message, kind=ErrorKind.BOUNCED if bounced else ErrorKind.PERMANENT)
+
+
+def _system_trouble(code: int, text: str) -> bool:
+    """A temporary reply about the server, not the recipient: `452` (RFC 5321: insufficient
+    system storage; we send one recipient per transaction, so never "too many recipients")
+    or an enhanced status of class X.3 (RFC 3463: mail system status, e.g. 4.3.1 full)."""
+    match = _ENHANCED.match(text)
+    return code == 452 or (match is not None and match.group(1).split(".")[1] == "3")
 
 
 def is_bounce(code: int, text: str) -> bool:

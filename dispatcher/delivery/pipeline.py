@@ -13,6 +13,9 @@ Invariants:
   it does not drop it (a dropped `sent` would be sent again once the lease expires).
 - Channels progress independently: each channel's dispatches run in a lane of their
   own, so a hanging relay delays only the email.
+- A channel that refuses the whole session (down, `451` at EHLO/MAIL FROM, login refused)
+  costs no delivery an attempt: the batch goes back to the queue and the channel is left
+  alone, by every process, until its outage's retry time (`ledger.outages`).
 - Each loop unit returns whether there is more work, so a stop request is honoured
   between batches.
 See docs/architecture.md for the reasoning.
@@ -20,6 +23,7 @@ See docs/architecture.md for the reasoning.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
@@ -27,6 +31,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import sqlalchemy as sa
 
@@ -39,12 +44,13 @@ from dispatcher.delivery.email import EmailDispatch
 from dispatcher.delivery.posts import PostDispatch
 from dispatcher.delivery.sending import ChannelDown, Context, DispatchSender
 from dispatcher.ledger import engine as ledger_engine
-from dispatcher.ledger import store, ticks
+from dispatcher.ledger import outages, store, ticks
 from dispatcher.ledger.tables import DeliveryState, DispatchState
 
 IMPLEMENTED_CHANNELS = tuple(Channel)
 
 log = logging.getLogger("dispatcher")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def write_to_ledger(ctx: Context, what: str, write: Callable[[sa.Connection], object]) -> None:
+def write_to_ledger(ctx: Context, what: str, write: Callable[[sa.Connection], T]) -> T:
     """Run `write` in a transaction until the ledger takes it.
 
     Used for outcomes of messages that already left: dropping them would send those
@@ -242,7 +248,7 @@ def write_to_ledger(ctx: Context, what: str, write: Callable[[sa.Connection], ob
     while True:
         try:
             with ctx.engine.begin() as connection:
-                write(connection)
+                result = write(connection)
         except sa.exc.DBAPIError as error:
             if ctx.stop.is_set():
                 log.error(
@@ -263,7 +269,7 @@ def write_to_ledger(ctx: Context, what: str, write: Callable[[sa.Connection], ob
             delay = min(delay * 2, 10.0)
             continue
         ctx.beat()
-        return
+        return result
 
 
 @dataclass(frozen=True)
@@ -356,18 +362,6 @@ def send_batch(
                     "error": outcome.error,
                 },
             )
-    if down_message is not None:
-        log.error(
-            "channel %s unavailable, %d deliveries back in the queue: %s",
-            dispatch.channel,
-            len(unsent),
-            down_message,
-            extra={
-                "event": "channel_unavailable",
-                "channel": dispatch.channel,
-                "error": down_message,
-            },
-        )
     return down_message is None and not ctx.stop.is_set(), down_message
 
 
@@ -407,7 +401,7 @@ def run_dispatch(
     finally:
         sender.close()
     if down is not None:
-        report.channel_errors.append(ChannelFailure(dispatch.channel, down))
+        report.channel_errors.append(channel_refused(ctx, dispatch.channel, down))
     with ctx.engine.begin() as connection:
         final = store.finish_if_complete(connection, dispatch, now=ctx.clock())
         counts = store.delivery_counts(connection, dispatch.id)
@@ -450,10 +444,55 @@ def due_dispatches(ctx: Context, channel: str | None = None) -> list[store.Dispa
     ]
 
 
+def channel_refused(ctx: Context, channel: str, message: str) -> ChannelFailure:
+    """Record one more refused try of a channel (the outage's backoff grows), log it —
+    once per backoff, since no process tries the channel again before `retry_at`."""
+    now = ctx.clock()
+    outage = write_to_ledger(
+        ctx,
+        f"the outage of channel {channel}",
+        lambda connection: outages.record_refusal(connection, channel, message, now=now),
+    )
+    wait = outage.retry_at - now
+    log.error(
+        "channel %s unavailable since %s (refused %d times), deliveries stay queued; "
+        "next try in %d s: %s",
+        channel,
+        f"{outage.since:%Y-%m-%d %H:%M:%S} UTC",
+        outage.failures,
+        wait.total_seconds(),
+        message,
+        extra={
+            "event": "channel_unavailable",
+            "channel": channel,
+            "error": message,
+            "failures": outage.failures,
+            "retry_at": outage.retry_at.isoformat(),
+        },
+    )
+    return ChannelFailure(channel, f"{message}; next try at {_local(ctx, outage.retry_at)}")
+
+
+def _local(ctx: Context, instant: dt.datetime) -> str:
+    return f"{instant.astimezone(ctx.campaign.zone):%Y-%m-%d %H:%M:%S %Z}"
+
+
 def run_lane(ctx: Context, channel: str, report: TickReport) -> None:
     """Every due dispatch of one channel, each once, until none is left or the channel is
     down. The list is read again after each dispatch, so one that became due meanwhile
-    starts without waiting for another tick."""
+    starts without waiting for another tick. A channel in an outage is left alone until
+    its retry time; the first dispatch that gets through ends the outage."""
+    with ledger_engine.reader(ctx.engine).connect() as connection:
+        outage = outages.outages(connection).get(channel)
+    if outage is not None and outage.blocks(ctx.clock()):
+        report.channel_errors.append(
+            ChannelFailure(
+                channel,
+                f"unavailable since {_local(ctx, outage.since)} ({outage.error}); "
+                f"next try at {_local(ctx, outage.retry_at)}",
+            )
+        )
+        return
     tried: set[int] = set()
     while not ctx.stop.is_set():
         waiting = [d for d in due_dispatches(ctx, channel) if d.id not in tried]
@@ -466,6 +505,23 @@ def run_lane(ctx: Context, channel: str, report: TickReport) -> None:
             report.finished[dispatch.id] = final
         if any(failure.channel == channel for failure in report.channel_errors):
             return  # the channel is down: its other dispatches wait for the next tick
+        if outage is not None:
+            _end_outage(ctx, channel)
+            outage = None
+
+
+def _end_outage(ctx: Context, channel: str) -> None:
+    ended = write_to_ledger(
+        ctx,
+        f"the end of channel {channel}'s outage",
+        lambda connection: outages.end_outage(connection, channel),
+    )
+    if ended:
+        log.info(
+            "channel %s works again",
+            channel,
+            extra={"event": "channel_recovered", "channel": channel},
+        )
 
 
 def finish_report(ctx: Context, report: TickReport) -> TickReport:

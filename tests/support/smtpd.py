@@ -16,6 +16,11 @@ server accepts normally. `at="data"` scripts the reply to the end of DATA
 (any recipient of the message matches), `at="mail"` the reply to MAIL FROM
 (keyed by the sender). The reply `"DROP"` closes the connection without a reply.
 
+Session refusals: `server.refusal = "451 4.7.1 Service unavailable - try again later"`
+answers EHLO, HELO and MAIL FROM with that reply until it is set back to None — what
+Postfix does while its milter is down (`milter_default_action = tempfail`), or with a full
+queue disk (452). `server.helo_names` lists the names clients gave in EHLO/HELO.
+
 Slow relays: `data_delay` seconds pass at the end of DATA before the message is stored
 (a tarpitting or hanging relay), `reply_delay` seconds after it was stored before the
 reply goes out (a relay whose answer to the final "." comes late).
@@ -92,6 +97,8 @@ class SmtpServer:
         self._started = False
         self.data_delay = 0.0
         self.reply_delay = 0.0
+        self.refusal: str | None = None
+        self.helo_names: list[str] = []
         context = None
         if tls_cert is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -238,9 +245,29 @@ class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
 
-    async def handle_MAIL(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.server.helo_names.append(hostname)
+        if self.server.refusal is not None:
+            return [self.server.refusal]
+        session.host_name = hostname  # this style of hook must accept the name itself
+        return responses
+
+    async def handle_HELO(  # noqa: N802
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        self.server.helo_names.append(hostname)
+        if self.server.refusal is not None:
+            return self.server.refusal
+        session.host_name = hostname
+        return f"250 {smtp.hostname}"
+
+    async def handle_MAIL(  # noqa: N802
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if self.server.refusal is not None:
+            return self.server.refusal
         reply = self.server._next_reply("mail", [address])
         if reply is not None and not reply.startswith("2"):
             return _answer(smtp, reply)

@@ -11,9 +11,15 @@ from urllib.parse import quote
 
 import pytest
 
-from dispatcher.channels.base import ChannelError, Envelope
+from dispatcher.channels.base import ChannelError, Envelope, ErrorKind
 from dispatcher.channels.ratelimit import RateLimiter
-from dispatcher.channels.smtp import SmtpChannel, SmtpTarget, is_bounce, parse_smtp_url
+from dispatcher.channels.smtp import (
+    SmtpChannel,
+    SmtpTarget,
+    helo_name,
+    is_bounce,
+    parse_smtp_url,
+)
 from tests.support.smtpd import SmtpServer  # fixtures smtp_server, tls_cert: tests/conftest.py
 
 SENDER = "newsletter@news.example.org"
@@ -195,6 +201,96 @@ def test_no_reply_to_the_end_of_data_is_ambiguous(smtp_server: SmtpServer) -> No
     assert caught.value.ambiguous and not caught.value.permanent
     assert "may have accepted" in caught.value.message
     assert len(smtp_server.received) == 1  # exactly one copy: the channel did not resend
+
+
+# --- a server refusing the session is no verdict on any recipient ----------------------------
+
+#: What Postfix answers at EHLO and MAIL FROM while its milter is down, with a full queue
+#: disk, or when it is shutting down.
+SESSION_REFUSALS = [
+    "451 4.7.1 Service unavailable - try again later",
+    "452 4.3.1 Insufficient system storage",
+    "421 4.3.2 Service shutting down and closing transmission channel",
+]
+
+
+@pytest.mark.parametrize("reply", SESSION_REFUSALS)
+def test_a_refused_session_makes_the_channel_unavailable(
+    smtp_server: SmtpServer, channel: SmtpChannel, reply: str
+) -> None:
+    smtp_server.refusal = reply
+    with pytest.raises(ChannelError) as caught:
+        channel.send(envelope("a@example.org"), key="1")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE, caught.value.message
+    assert reply.split()[0] in caught.value.message
+    assert smtp_server.received == []
+
+    smtp_server.refusal = None  # the relay is back: the next send opens a working session
+    channel.send(envelope("a@example.org"), key="1")
+    assert len(smtp_server.received) == 1
+
+
+@pytest.mark.parametrize(
+    "reply", ["451 4.3.0 Temporary lookup failure", "452 Insufficient system storage"]
+)
+def test_a_temporary_refusal_of_the_sender_is_the_channels(
+    smtp_server: SmtpServer, channel: SmtpChannel, reply: str
+) -> None:
+    """Greylisting of the sender, a relay without disk: every message would get it."""
+    smtp_server.script(SENDER, reply, at="mail")
+    with pytest.raises(ChannelError) as caught:
+        channel.send(envelope("a@example.org"), key="1")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    channel.send(envelope("a@example.org"), key="2")
+    assert len(smtp_server.received) == 1 and smtp_server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("450 4.2.0 <a@example.org>: Recipient address rejected: Greylisted", ErrorKind.TEMPORARY),
+        ("451 4.2.1 Mailbox temporarily unavailable", ErrorKind.TEMPORARY),
+        ("452 4.3.1 Insufficient system storage", ErrorKind.UNAVAILABLE),
+    ],
+)
+def test_a_temporary_refusal_of_a_recipient_is_only_about_the_system_when_it_says_so(
+    smtp_server: SmtpServer, channel: SmtpChannel, reply: str, kind: ErrorKind
+) -> None:
+    smtp_server.script("a@example.org", reply)
+    with pytest.raises(ChannelError) as caught:
+        channel.send(envelope("a@example.org"), key="1")
+    assert caught.value.kind is kind
+
+
+def test_helo_is_a_host_name_never_an_ip_literal(smtp_server: SmtpServer) -> None:
+    channel = SmtpChannel(
+        parse_smtp_url(smtp_server.url + "?timeout=5"), helo="mail.news.example.org"
+    )
+    channel.send(envelope(), key="1")
+    channel.close()
+    assert smtp_server.helo_names == ["mail.news.example.org"]
+
+
+@pytest.mark.parametrize(
+    ("configured", "from_domain", "fqdn", "expected"),
+    [
+        (None, "news.example.org", "relay7.example.net", "relay7.example.net"),
+        (None, "news.example.org", "c0ffee12", "news.example.org"),  # a container's short name
+        (None, "news.example.org", "localhost.localdomain", "news.example.org"),
+        (None, "bücher.example", "c0ffee12", "xn--bcher-kva.example"),
+        ("mail.example.org.", "news.example.org", "c0ffee12", "mail.example.org"),
+    ],
+)
+def test_helo_name_defaults(
+    configured: str | None, from_domain: str, fqdn: str, expected: str
+) -> None:
+    assert helo_name(configured, from_domain, fqdn) == expected
+
+
+@pytest.mark.parametrize("configured", ["[127.0.0.1]", "192.0.2.1", "::1", "mail", "a b.org"])
+def test_a_configured_helo_must_be_a_host_name(configured: str) -> None:
+    with pytest.raises(ValueError, match="DISPATCHER_SMTP_HELO"):
+        helo_name(configured, "news.example.org", "relay7.example.net")
 
 
 def test_rfc_5321_timeouts_are_the_defaults() -> None:
