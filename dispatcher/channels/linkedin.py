@@ -290,6 +290,7 @@ class LinkedInChannel:
                 network=KIND,
                 max_bytes=MAX_IMAGE_BYTES,
                 types=IMAGE_TYPES,
+                timeout=(http.CONNECT_TIMEOUT, http.READ_TIMEOUT),
             )
             cache_key = (self.base_url, self.author_urn, hashlib.sha256(image.data).hexdigest())
             urn = self._thumbnails.get(cache_key)
@@ -317,11 +318,13 @@ class LinkedInChannel:
             "X-Restli-Protocol-Version": "2.0.0",
             "Authorization": f"Bearer {self._token}",
         }
+        timeout = (http.CONNECT_TIMEOUT, http.READ_TIMEOUT)
         response = http.send(
             self._session,
             "POST",
             f"{self.base_url.rstrip('/')}/rest/images",
             network=KIND,
+            timeout=timeout,
             params={"action": "initializeUpload"},
             headers=headers,
             json={"initializeUploadRequest": {"owner": self.author_urn}},
@@ -337,7 +340,13 @@ class LinkedInChannel:
         if self._is_linkedin(upload_url):
             put_headers["Authorization"] = headers["Authorization"]
         response = http.send(
-            self._session, "PUT", upload_url, network=KIND, headers=put_headers, data=image.data
+            self._session,
+            "PUT",
+            upload_url,
+            network=KIND,
+            timeout=timeout,
+            headers=put_headers,
+            data=image.data,
         )
         if response.status_code not in (200, 201):
             raise self._refused(response, "uploading the image")
@@ -352,12 +361,14 @@ class LinkedInChannel:
         return ChannelError(f"{error.message} ({step})", kind=error.kind)
 
     def _is_linkedin(self, url: str) -> bool:
-        """The upload URL is LinkedIn's own (it wants the token there), not a third party's."""
-        host = (urlsplit(url).hostname or "").lower()
-        return (
-            host == (urlsplit(self.base_url).hostname or "").lower()
-            or host == "linkedin.com"
-            or host.endswith(".linkedin.com")
+        """The upload URL is LinkedIn's own (it wants the token there), not a third party's:
+        the API's own origin, or https on linkedin.com (uploads go to www.linkedin.com)."""
+        parts, api = urlsplit(url), urlsplit(self.base_url)
+        if (parts.scheme, parts.netloc.lower()) == (api.scheme, api.netloc.lower()):
+            return True
+        host = (parts.hostname or "").lower()
+        return parts.scheme == "https" and (
+            host == "linkedin.com" or host.endswith(".linkedin.com")
         )
 
     def _error(self, response: requests.Response) -> ChannelError:

@@ -9,14 +9,26 @@ URN in `x-restli-id`.
 The trap: LinkedIn publishes "little" text and silently cuts it at the first *unescaped*
 reserved character while still answering 201. `Published.text` is what a reader would see,
 so a test can prove that escaping matters. `{hashtag|\\#|Tag}` elements render as "#Tag".
+
+The Images API (learn.microsoft.com/linkedin/marketing/community-management/shares/images-api):
+`POST /rest/images?action=initializeUpload` with `{"initializeUploadRequest": {"owner": …}}`,
+same headers and token checks, answers 200 `{"value": {"uploadUrlExpiresAt": <ms>, "uploadUrl":
+…, "image": "urn:li:image:…"}}`; an owner the token may not post as gets 403 ("Not enough
+permissions to access: …"). The bytes go by `PUT` to the upload URL (with the token, as in the
+docs' curl example): 201, empty body. A post whose `content.article.thumbnail` names an image
+that was not uploaded (or belongs to another owner) is refused with a 422 on that field. Also an
+image host: `images` maps `/images/…` paths to (bytes, Content-Type), served without a token.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support.fake_mastodon import PNG
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 
 RESERVED = frozenset("\\|{}@[]()<>#*_~")
@@ -31,6 +43,22 @@ class Published:
     commentary: str  #: as sent (escaped)
     text: str  #: as LinkedIn shows it: unescaped, cut at the first unescaped reserved char
     body: dict[str, Any]
+
+    @property
+    def article(self) -> dict[str, Any]:
+        article: dict[str, Any] = self.body["content"]["article"]
+        return article
+
+
+@dataclass
+class Upload:
+    """One image registered with initializeUpload; `data` is None until its bytes are PUT."""
+
+    urn: str
+    owner: str
+    path: str  #: the upload URL's path on this server
+    data: bytes | None = None
+    content_type: str = ""
 
 
 def render_little(commentary: str) -> str:
@@ -77,31 +105,36 @@ class FakeLinkedIn(FakeHTTPServer):
         self.author = author
         self.sunset: set[str] = {"202401", "202507"}
         self.posts: list[Published] = []
+        self.uploads: dict[str, Upload] = {}  #: by image URN
+        self.images: dict[str, tuple[bytes, str]] = {"/images/werft.png": (PNG, "image/png")}
         self._next = 7_260_000_000_000_000_001
+        self._image_ids = itertools.count(1)
 
     def reset(self) -> None:
-        """Forget posts, requests and scripted faults: one server can serve a whole module."""
+        """Forget posts, uploads, requests and scripted faults: one server serves a module."""
         with self._lock:
             self.posts.clear()
+            self.uploads.clear()
+            self.images = {"/images/werft.png": (PNG, "image/png")}
             self.requests.clear()
             self._faults.clear()
 
     def handle(self, request: Request) -> Response:
-        if request.method != "POST" or request.path != "/rest/posts":
+        if request.method == "GET" and request.path.startswith("/images/"):
+            if request.path not in self.images:
+                return Response(404, body=b"not found", headers={"Content-Type": "text/plain"})
+            data, content_type = self.images[request.path]
+            return Response(200, body=data, headers={"Content-Type": content_type})
+        if request.method == "PUT" and request.path.startswith("/dms-uploads/"):
+            return self._put_image(request)
+        route = (request.method, request.path)
+        if route not in (("POST", "/rest/posts"), ("POST", "/rest/images")):
             return error(404, f"No resource found for {request.method} {request.path}")
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return UNAUTHORIZED
-        version = request.headers.get("linkedin-version", "")
-        if not re.fullmatch(r"\d{6}", version):
-            return error(
-                400, f"Invalid LinkedIn-Version header: {version!r}", code="VERSION_MISSING"
-            )
-        if version in self.sunset:
-            return error(
-                426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
-            )
-        if request.headers.get("x-restli-protocol-version") != "2.0.0":
-            return error(400, "X-Restli-Protocol-Version 2.0.0 is required")
+        refused = self._refuse_headers(request)
+        if refused is not None:
+            return refused
+        if request.path == "/rest/images":
+            return self._initialize_upload(request)
         body = request.json()
         if not isinstance(body, dict):
             return error(
@@ -122,6 +155,15 @@ class FakeLinkedIn(FakeHTTPServer):
                 serviceErrorCode=100,
                 code="ACCESS_DENIED",
             )
+        thumbnail = ((body.get("content") or {}).get("article") or {}).get("thumbnail")
+        if thumbnail is not None:
+            upload = self.uploads.get(str(thumbnail))
+            if upload is None or upload.data is None or upload.owner != body["author"]:
+                return error(
+                    422,
+                    f"ERROR :: /content/article/thumbnail :: {thumbnail} is not an available "
+                    "image of this author\n",
+                )
         commentary = str(body["commentary"])
         if len(commentary) > 3000:
             return error(422, f"ERROR :: /commentary :: length {len(commentary)} exceeds 3000")
@@ -134,6 +176,64 @@ class FakeLinkedIn(FakeHTTPServer):
             Published(urn, body["author"], commentary, render_little(commentary), body)
         )
         return Response(201, headers={"x-restli-id": urn})
+
+    def _refuse_headers(self, request: Request) -> Response | None:
+        """Token and version headers, checked alike on every /rest/ call."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return UNAUTHORIZED
+        version = request.headers.get("linkedin-version", "")
+        if not re.fullmatch(r"\d{6}", version):
+            return error(
+                400, f"Invalid LinkedIn-Version header: {version!r}", code="VERSION_MISSING"
+            )
+        if version in self.sunset:
+            return error(
+                426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
+            )
+        if request.headers.get("x-restli-protocol-version") != "2.0.0":
+            return error(400, "X-Restli-Protocol-Version 2.0.0 is required")
+        return None
+
+    def _initialize_upload(self, request: Request) -> Response:
+        if request.query.get("action") != ["initializeUpload"]:
+            return error(400, "Unsupported or missing action parameter", code="ILLEGAL_ARGUMENT")
+        body = request.json()
+        upload_request = body.get("initializeUploadRequest") if isinstance(body, dict) else None
+        owner = upload_request.get("owner") if isinstance(upload_request, dict) else None
+        if not owner:
+            return error(
+                422,
+                "ERROR :: /initializeUploadRequest/owner :: field is required but not found "
+                "and has no default value\n",
+            )
+        if owner != self.author:
+            version = request.headers["linkedin-version"]
+            return error(
+                403,
+                f"Not enough permissions to access: partnerApiImages.ACTION.{version}01",
+                serviceErrorCode=100,
+                code="ACCESS_DENIED",
+            )
+        number = next(self._image_ids)
+        urn = f"urn:li:image:D4E10AQH{number:011d}"
+        path = f"/dms-uploads/sp/v2/D4E10AQH{number:011d}/uploaded-image/0"
+        self.uploads[urn] = Upload(urn, str(owner), path)
+        expires = int((time.time() + 86_400) * 1000)
+        upload_url = f"{self.url}{path}?ca=vector_feedshare&cn=uploads&ut=upload-token-{number}"
+        return Response(
+            200,
+            json={"value": {"uploadUrlExpiresAt": expires, "uploadUrl": upload_url, "image": urn}},
+        )
+
+    def _put_image(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return UNAUTHORIZED
+        for upload in self.uploads.values():
+            if upload.path == request.path:
+                upload.data = request.body
+                upload.content_type = request.headers.get("content-type", "")
+                return Response(201)
+        return error(404, f"No upload found for {request.path}")
 
     @staticmethod
     def _duplicate(urn: str) -> Response:
