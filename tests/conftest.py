@@ -17,7 +17,12 @@ import pytest
 from tests.support import database as databases
 from tests.support.database import Database
 
-pytest_plugins = ["tests.support.smtpd", "tests.support.pds", "tests.support.browser"]
+pytest_plugins = [
+    "tests.support.smtpd",
+    "tests.support.pds",
+    "tests.support.browser",
+    "tests.support.synapse",
+]
 
 __all__ = ["Database"]  # for test modules written before Database moved to tests/support
 

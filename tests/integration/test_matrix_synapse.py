@@ -1,0 +1,191 @@
+"""The Matrix webhook target against a REAL homeserver (Synapse, tests/support/synapse.py).
+
+The dispatcher's ticks run as `dispatcher tick --at` runs them; what counts is what a room
+member sees: the room's messages, read back through the client API. Skipped unless
+DISPATCHER_TEST_SYNAPSE is set (`scripts/synapse-setup`, `.ci/run`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from dispatcher.ledger.tables import deliveries, dispatches
+from dispatcher.settings import Settings
+from tests.support.campaigns import campaign_copy
+from tests.support.database import Database
+from tests.support.faultproxy import Fault, FaultProxy
+from tests.support.ledger import tick_at
+from tests.support.synapse import SynapseServer
+
+ROOT = Path(__file__).parents[2]
+BERLIN = dt.timezone(dt.timedelta(hours=2))  # CEST, all of April 2019
+SEND_DAYS = [dt.date(2019, 4, d) for d in (2, 3, 4, 5, 8, 9, 10, 11)]
+
+
+def local(day: dt.date, hour: int, minute: int, second: int = 5) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute, second), tzinfo=BERLIN)
+
+
+def matrix_settings(database: Database, tmp_path: Path, *urls: str) -> Settings:
+    """The sample week, posts to `urls` only (the webhook goes out at 08:00)."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database.url,
+        campaign_file=campaign_copy(tmp_path, channels=("webhook",)),
+        templates_dir=ROOT / "templates",
+        outbox_dir=tmp_path / "outbox",
+        webhook_urls=SecretStr(",".join(urls)),
+        # Ticking only around the send times jumps from Friday to Monday.
+        clock_jump_hours=24 * 4,
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    day: dt.date
+    link: str  #: the day's reportage URL (every post carries it)
+    state: str
+    attempts: int
+    provider_id: str | None
+    last_error: str | None
+    next_attempt_at: dt.datetime | None
+
+
+def rows(database: Database) -> list[Row]:
+    query = (
+        sa.select(
+            dispatches.c.day,
+            dispatches.c.content,
+            deliveries.c.state,
+            deliveries.c.attempts,
+            deliveries.c.provider_id,
+            deliveries.c.last_error,
+            deliveries.c.next_attempt_at,
+        )
+        .join(dispatches, dispatches.c.id == deliveries.c.dispatch_id)
+        .order_by(dispatches.c.day, deliveries.c.id)
+    )
+    with database.engine.connect() as connection:
+        return [
+            Row(day, json.loads(content)["url"], state, attempts, provider_id, error, retry)
+            for day, content, state, attempts, provider_id, error, retry in connection.execute(
+                query
+            )
+        ]
+
+
+def bodies(events: list[dict[str, Any]]) -> list[str]:
+    return [str(event["content"]["body"]) for event in events]
+
+
+def test_a_week_of_repeated_ticks_posts_one_message_per_day(
+    synapse: SynapseServer, sqlite_database: Database, tmp_path: Path
+) -> None:
+    bot = synapse.register("bot", rate_limited=False)
+    room = synapse.create_room(invite=(bot,))
+    settings = matrix_settings(sqlite_database, tmp_path, synapse.webhook_url(room, bot))
+
+    for day in SEND_DAYS:
+        for at in (local(day, 7, 59), local(day, 8, 0), local(day, 8, 5), local(day, 12, 0)):
+            tick_at(settings, sqlite_database, at)
+        # after each day exactly the days so far are in the room
+        assert len(synapse.messages(room)) == SEND_DAYS.index(day) + 1
+
+    events = synapse.messages(room)
+    ledger = rows(sqlite_database)
+    assert [row.state for row in ledger] == ["sent"] * 8
+    assert [event["sender"] for event in events] == [bot.user_id] * 8
+    # one message per day, in order, each the day's post (its link) and recorded by its id
+    assert [row.provider_id for row in ledger] == [event["event_id"] for event in events]
+    for row, body in zip(ledger, bodies(events), strict=True):
+        assert row.link in body
+    assert len(set(bodies(events))) == 8
+    formatted = events[0]["content"]
+    assert formatted["format"] == "org.matrix.custom.html"
+    assert f'<a href="{ledger[0].link}">' in formatted["formatted_body"]
+
+
+@pytest.mark.parametrize("fault", ["502", "drop"])
+def test_an_answer_lost_after_synapse_stored_the_event_still_gives_one_message(
+    synapse: SynapseServer, sqlite_database: Database, tmp_path: Path, fault: Fault
+) -> None:
+    bot = synapse.register("bot", rate_limited=False)
+    room = synapse.create_room(invite=(bot,))
+    with FaultProxy(synapse.url) as proxy:
+        url = synapse.webhook_url(room, bot, base=proxy.url)
+        settings = matrix_settings(sqlite_database, tmp_path, url)
+        proxy.fail_next("PUT", "/send/m.room.message/", fault)
+        at = local(SEND_DAYS[0], 8, 0)
+
+        tick_at(settings, sqlite_database, at)
+
+        [row] = rows(sqlite_database)
+        assert row.state == "deferred"  # no verdict: retried with the same txnId
+        assert row.last_error is not None
+        assert ("HTTP 502" if fault == "502" else "connection failed") in row.last_error
+        assert bot.access_token not in row.last_error
+        [stored] = synapse.messages(room)  # Synapse did store it before the answer was lost
+
+        assert row.next_attempt_at is not None
+        tick_at(settings, sqlite_database, row.next_attempt_at + dt.timedelta(seconds=1))
+        for later in (local(SEND_DAYS[0], 9, 0), local(SEND_DAYS[0], 12, 0)):
+            tick_at(settings, sqlite_database, later)
+
+        puts = [f for f in proxy.forwarded if f.method == "PUT"]
+    assert [f.fault for f in puts] == [fault, None]
+    assert puts[0].path == puts[1].path  # the same txnId both times
+    assert [f.status for f in puts] == [200, 200]  # the second: Synapse's deduplicated answer
+    [row] = rows(sqlite_database)
+    assert row.state == "sent" and row.attempts == 2
+    assert [event["event_id"] for event in synapse.messages(room)] == [stored["event_id"]]
+    assert row.provider_id == stored["event_id"]
+
+
+def test_default_rate_limits_429s_are_honoured_and_every_room_gets_its_post_once(
+    synapse: SynapseServer, sqlite_database: Database, tmp_path: Path
+) -> None:
+    """One bot, twelve rooms: Synapse's default `rc_message` (0.2/s, burst 10) answers the
+    posts past the burst with `429 M_LIMIT_EXCEEDED`; each comes again later, once."""
+    bot = synapse.register("bot", rate_limited=False)  # joining counts against rc_message
+    rooms = [synapse.create_room(invite=(bot,)) for _ in range(12)]
+    synapse.restore_rate_limits(bot)  # from now on limited like any real bot account
+    settings = matrix_settings(
+        sqlite_database, tmp_path, *(synapse.webhook_url(room, bot) for room in rooms)
+    )
+    at = local(SEND_DAYS[0], 8, 0)
+
+    tick_at(settings, sqlite_database, at)
+
+    first = rows(sqlite_database)
+    limited = [row for row in first if row.state == "deferred"]
+    assert limited, "Synapse's default limits answered no post with 429"
+    assert {row.state for row in first} == {"sent", "deferred"}
+    for row in limited:
+        assert row.last_error is not None
+        assert "HTTP 429" in row.last_error and "M_LIMIT_EXCEEDED" in row.last_error
+        assert row.next_attempt_at is not None and row.next_attempt_at > at
+    posted = [room for room in rooms if synapse.messages(room)]
+    assert len(posted) == len(first) - len(limited)
+
+    for _ in range(6):  # bounded: Synapse frees one post per 5 s of real time
+        waiting = [row for row in rows(sqlite_database) if row.state == "deferred"]
+        if not waiting:
+            break
+        time.sleep(5.5 * len(waiting))
+        due = max(row.next_attempt_at for row in waiting if row.next_attempt_at is not None)
+        at = max(at, due) + dt.timedelta(seconds=1)
+        tick_at(settings, sqlite_database, at)
+
+    final = rows(sqlite_database)
+    assert [row.state for row in final] == ["sent"] * 12
+    assert [len(synapse.messages(room)) for room in rooms] == [1] * 12
+    assert sum(row.attempts for row in final) > 12  # the limited ones really came again
