@@ -284,23 +284,12 @@ class BlueskyChannel:
         is a plain temporary error: nothing is posted yet, and the image host is not the
         channel (so never `unavailable`)."""
         try:
-            response = http.send(self._http, "GET", url, network=KIND, stream=True)
-        except ChannelError as error:
-            if error.permanent:
-                return error.message
+            image = http.fetch_image(self._http, url, network=KIND, max_bytes=THUMB_MAX_BYTES)
+        except http.ImageError as error:
+            if error.permanent or (error.status is not None and error.status < 500):
+                return error.message.removeprefix(f"{KIND}: ")
             raise ChannelError(f"bluesky: cannot fetch thumbnail: {error.message}") from None
-        with response:
-            mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            if response.status_code >= 500:
-                raise ChannelError(f"bluesky: thumbnail {url}: HTTP {response.status_code}")
-            if response.status_code != 200 or not mime.startswith("image/"):
-                return f"HTTP {response.status_code}, {mime or 'no content type'}"
-            data = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                data += chunk
-                if len(data) >= THUMB_MAX_BYTES:
-                    return f"image is {THUMB_MAX_BYTES:,} bytes or more"
-        return bytes(data), mime
+        return image.data, image.content_type
 
     # -- XRPC and the session ---------------------------------------------------------------
 

@@ -277,7 +277,7 @@ def test_thumbnail_that_is_no_image_or_refused_leaves_a_card_without_picture(
 ) -> None:
     html = pds.add_image("seite.html", b"<html></html>", "text/html")
     receipt = channel.send(make_post(image_url=html), key=key_for("a"))
-    assert receipt.details["thumb"] == "omitted: HTTP 200, text/html"
+    assert receipt.details["thumb"] == f"omitted: image {html} is text/html, not an image"
 
     image = pds.add_image("bild.gif", b"GIF89a" + b"x" * 100, "image/gif")
     pds.fail_next("/xrpc/com.atproto.repo.uploadBlob", error(400, "InvalidRequest", "Bad blob"))
