@@ -44,7 +44,7 @@ from prometheus_client.registry import Collector
 from dispatcher.campaign.model import Campaign
 from dispatcher.clock import Clock
 from dispatcher.delivery import schedule
-from dispatcher.ledger import stats
+from dispatcher.ledger import outages, stats
 from dispatcher.ledger.engine import reader
 from dispatcher.ledger.tables import (
     DeliveryState,
@@ -146,6 +146,7 @@ class LedgerCollector(Collector):
             dispatched = stats.dispatch_counts(connection)
             people = stats.subscriber_counts(connection)
             plan = schedule.ledger_plan(connection, campaign, self._now())
+            down = outages.outages(connection)
         upcoming = schedule.next_sends(plan, campaign)
         channels = sorted({str(c) for c in campaign.channels} | {c for c, _ in delivered})
         deliveries = GaugeMetricFamily(
@@ -176,7 +177,21 @@ class LedgerCollector(Collector):
         for channel, at in upcoming.items():
             if at is not None:
                 next_dispatch.add_metric([str(channel)], at.timestamp())
-        return [deliveries, dispatches, subscribers, next_dispatch]
+        unavailable = GaugeMetricFamily(
+            "dispatcher_channel_unavailable",
+            "1 while a channel refuses whole sessions (its deliveries wait, no attempt used).",
+            labels=["channel"],
+        )
+        next_try = GaugeMetricFamily(
+            "dispatcher_channel_next_try_timestamp_seconds",
+            "Unix time a channel in an outage is tried again (absent: no outage).",
+            labels=["channel"],
+        )
+        for name in sorted(set(channels) | set(down)):
+            unavailable.add_metric([name], 1 if name in down else 0)
+            if name in down:
+                next_try.add_metric([name], down[name].retry_at.timestamp())
+        return [deliveries, dispatches, subscribers, next_dispatch, unavailable, next_try]
 
 
 def delivery_counts(connection: sa.Connection) -> dict[tuple[str, str], int]:

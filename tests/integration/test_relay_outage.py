@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
+from dispatcher.campaign.loading import load_campaign
+from dispatcher.cli.ops import format_status, status_rows
+from dispatcher.clock import clock_from
+from dispatcher.delivery.metrics import LedgerCollector
 from dispatcher.ledger import outages
 from dispatcher.ledger.tables import deliveries
+from dispatcher.settings import Settings
 from tests.support.database import Database
 from tests.support.delivery import SEND_DAYS, email_time, settings_for
 from tests.support.ledger import add_subscribers, delivery_states, tick_at
@@ -33,6 +40,23 @@ def attempts_used(database: Database) -> int:
 def outage_of(database: Database) -> outages.Outage | None:
     with database.engine.connect() as connection:
         return outages.outages(connection).get("email")
+
+
+@dataclass
+class OpsView:
+    status: dict[str, Any]  #: `dispatcher status --json`
+    metrics: dict[tuple[str, str], float]  #: (sample name, channel) -> value, from /metrics
+
+
+def ops_view(settings: Settings, database: Database, at: dt.datetime) -> OpsView:
+    campaign = load_campaign(settings.campaign_file)
+    collector = LedgerCollector(database.engine, lambda: campaign, clock_from(at), cache_seconds=0)
+    metrics = {
+        (sample.name, sample.labels.get("channel", "")): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
+    return OpsView(status_rows(settings, campaign, at), metrics)
 
 
 def test_a_60_minute_outage_uses_no_attempt_and_delivers_everything_once_after(
@@ -57,6 +81,12 @@ def test_a_60_minute_outage_uses_no_attempt_and_delivers_everything_once_after(
     assert outage.failures <= 12
     assert smtp_server.connections <= 4 * outage.failures  # each of 4 connections, per try
     assert smtp_server.received == []
+    shown = ops_view(settings, database, start + dt.timedelta(minutes=60))
+    assert shown.status["outages"]["email"]["refused_tries"] == outage.failures
+    assert "unavailable: email since" in format_status(shown.status)
+    assert shown.metrics[("dispatcher_channel_unavailable", "email")] == 1
+    retry_at = shown.metrics[("dispatcher_channel_next_try_timestamp_seconds", "email")]
+    assert retry_at == outage.retry_at.timestamp()
 
     smtp_server.refusal = None  # the milter is back
     back = start + dt.timedelta(minutes=61)
@@ -66,6 +96,9 @@ def test_a_60_minute_outage_uses_no_attempt_and_delivers_everything_once_after(
     assert Counter(r.rcpt_tos[0] for r in smtp_server.received) == Counter(readers)
     assert outage_of(database) is None  # the first send that got through ended it
     assert attempts_used(database) == 40
+    shown = ops_view(settings, database, back + dt.timedelta(minutes=11))
+    assert shown.status["outages"] == {}
+    assert shown.metrics[("dispatcher_channel_unavailable", "email")] == 0
 
 
 def test_a_full_relay_disk_mid_batch_stops_the_channel_without_a_verdict(
