@@ -306,14 +306,22 @@ class WebhookChannel:
         else:
             detail = http.json_detail(response, "message", "error")
         detail = _scrub(detail or response.reason or "", self.target)
-        if status in (404, 410) and kind in ("slack", "discord", "teams"):
-            detail += f"; the webhook is gone, replace it in {CREDENTIAL}"
+        code = response.text.strip() if kind == "slack" else str(body.get("errcode") or "")
+        if kind == "discord":
+            code = str(body.get("code") or "")
+        elif kind == "teams" and isinstance(body.get("error"), dict):
+            code = str(body["error"].get("code") or "")
+        cause = _cause(kind, status, code, str(body.get("error") or ""), body)
         return http.error_for(
             response,
             network=self._name,
             credential=CREDENTIAL,
             detail=detail,
             retry_after=self._retry_after(response, body) if status in (429, 503) else None,
+            cause=None if cause is None else _scrub(cause, self.target),
+            # One target among several in its dispatch: a refusal fails this delivery only
+            # instead of holding up the others (docs/architecture.md, "Errors name the cause").
+            refused=ErrorKind.PERMANENT,
         )
 
     def _retry_after(self, response: requests.Response, body: dict[str, Any]) -> float | None:
@@ -362,3 +370,109 @@ def _scrub(message: str, target: WebhookTarget) -> str:
     for secret in sorted(set(secrets), key=len, reverse=True):
         message = message.replace(secret, "***").replace(quote(secret, safe=""), "***")
     return message
+
+
+_REPLACE = f"replace it in {CREDENTIAL}"
+#: Slack's incoming-webhook error codes (api.slack.com/messaging/webhooks, "Handling errors"),
+#: plain text in the body, and what to do about each.
+_SLACK = {
+    "invalid_token": "Slack no longer accepts this webhook (revoked, or its app was removed): "
+    f"create a new incoming webhook and {_REPLACE}",
+    "no_service": f"the webhook was disabled or removed: create a new one and {_REPLACE}",
+    "no_team": f"the Slack workspace no longer exists: {_REPLACE}",
+    "team_disabled": f"the Slack workspace is disabled: {_REPLACE}",
+    "channel_not_found": f"the webhook's channel was deleted: create a webhook for another "
+    f"channel and {_REPLACE}",
+    "channel_is_archived": "the webhook's channel is archived: unarchive it, or create a "
+    f"webhook for another channel and {_REPLACE}",
+    "is_archived": "the channel is archived: unarchive it, or create a webhook for another "
+    f"channel and {_REPLACE}",
+    "action_prohibited": "a workspace admin restricted posting to this channel: ask them to "
+    "allow the app there",
+    "posting_to_general_channel_denied": "only admins may post to #general: create a webhook "
+    f"for another channel and {_REPLACE}",
+    "not_in_channel": "the app is not a member of the channel: add it (/invite @app) there",
+}
+#: Discord's JSON error codes (discord.com/developers/docs/topics/opcodes-and-status-codes).
+_DISCORD = {
+    "50027": "Discord does not accept the webhook's token (it was reset, or the webhook "
+    f"recreated): copy the webhook URL again and {_REPLACE}",
+    "10015": f"the webhook was deleted: create a new one and {_REPLACE}",
+    "10003": f"the webhook's channel was deleted: create a webhook in another channel and {_REPLACE}",
+    "50013": "the webhook may not post in its channel any more: check the channel's "
+    "permissions for webhooks",
+}
+
+
+def _cause(kind: str, status: int, code: str, error: str, body: dict[str, Any]) -> str | None:
+    """What a provider's documented error code means and what to do, or None (the status
+    alone then speaks: 401 renew, 403 permissions)."""
+    if kind == "slack":
+        return _SLACK.get(code)
+    if kind == "discord":
+        return _DISCORD.get(code)
+    if kind == "matrix":
+        return _matrix_cause(status, code, error, body)
+    if kind == "teams" and status == 401:
+        return (
+            "the workflow URL's signature (sig) is not valid: copy the URL again from the "
+            f"workflow's trigger and {_REPLACE}"
+        )
+    if kind == "teams" and status == 404:
+        return f"the workflow was deleted or turned off: turn it on, or {_REPLACE}"
+    if status == 404:
+        return f"nothing answers at this URL: check it in {CREDENTIAL}"
+    return None
+
+
+_NOT_IN_ROOM = re.compile(r"User (?P<user>@\S+) not in room (?P<room>![^\s(]+)")
+
+
+def _matrix_cause(status: int, errcode: str, error: str, body: dict[str, Any]) -> str | None:
+    """The Matrix `errcode`s of `PUT /rooms/{room}/send` (client-server spec §Standard error
+    response; Synapse synapse/api/errors.py, event_auth.py, handlers/message.py)."""
+    token = f"the access_token of the URL in {CREDENTIAL}"
+    if errcode == "M_UNKNOWN_TOKEN":
+        if body.get("soft_logout") is True:
+            return f"the bot's access token expired: log the bot in again and renew {token}"
+        return (
+            "the homeserver does not know the access token (logged out or revoked): log the bot "
+            f"in again and renew {token}"
+        )
+    if errcode == "M_MISSING_TOKEN":
+        return f"no access token reached the homeserver: check {token} (and any proxy in between)"
+    if errcode == "M_USER_LOCKED":
+        return "the bot's account is locked by the homeserver's admins: ask them to unlock it"
+    if errcode == "M_USER_DEACTIVATED":
+        return (
+            "the bot's account is deactivated: create a new account, invite it to the room and "
+            f"put its token into {CREDENTIAL}"
+        )
+    if errcode == "M_USER_SUSPENDED":
+        return "the bot's account is suspended by the homeserver's admins: ask them to lift it"
+    if status == 403 and (match := _NOT_IN_ROOM.search(error)):
+        return (
+            f"the bot {match['user']} is not a member of room {match['room']}: invite it to the "
+            "room and let it join (POST /_matrix/client/v3/join/<room ID>), then "
+            "`dispatcher retry`"
+        )
+    if (status == 403 and "not in room" in error) or errcode.endswith("NOT_JOINED"):
+        return (
+            "the bot is not a member of the room: invite it to the room and let it join, then "
+            "`dispatcher retry`"
+        )
+    if status == 403 and error == "Unknown room":
+        return f"the homeserver knows no room with this ID: check the room ID (!…) in {CREDENTIAL}"
+    if errcode.endswith("INSUFFICIENT_POWER") or "don't have permission to post" in error:
+        return (
+            "the bot's power level in the room is too low to send messages: raise it in the "
+            "room's settings (Roles & Permissions)"
+        )
+    if errcode == "M_NOT_FOUND":
+        return f"the homeserver found no such room: check the room ID (!…) in {CREDENTIAL}"
+    if errcode == "M_UNRECOGNIZED":
+        return (
+            "the server does not know this Matrix endpoint: check the homeserver and "
+            f"/_matrix/client/v3/rooms/<room ID> in {CREDENTIAL}"
+        )
+    return None

@@ -283,6 +283,149 @@ def test_matrix_unknown_token_is_permanent_and_hidden(fake: FakeWebhooks) -> Non
     assert "syt_revokedToken_99" not in str(caught.value)
 
 
+# Synapse's own answers to `PUT /rooms/{room}/send/…` (synapse/api/errors.py, event_auth.py,
+# handlers/message.py): the message names the cause and what to do, never the token.
+BOT = "@dispatcher:example.org"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (
+            403,
+            {"errcode": "M_FORBIDDEN", "error": f"User {BOT} not in room {fw.MATRIX_ROOM} (None)"},
+            f"the bot {BOT} is not a member of room {fw.MATRIX_ROOM}: invite it to the room and "
+            "let it join",
+        ),
+        (
+            401,
+            {
+                "errcode": "M_UNKNOWN_TOKEN",
+                "error": "Access token has expired",
+                "soft_logout": True,
+            },
+            "the bot's access token expired: log the bot in again and renew the access_token of "
+            "the URL in DISPATCHER_WEBHOOK_URLS",
+        ),
+        (
+            401,
+            {"errcode": "M_UNKNOWN_TOKEN", "error": "Unrecognised access token"},
+            "does not know the access token (logged out or revoked)",
+        ),
+        (
+            401,
+            {"errcode": "M_USER_LOCKED", "error": "User account has been locked"},
+            "the bot's account is locked by the homeserver's admins",
+        ),
+        (
+            403,
+            {"errcode": "M_USER_DEACTIVATED", "error": "This account has been deactivated"},
+            "the bot's account is deactivated: create a new account",
+        ),
+        (
+            403,
+            {
+                "errcode": "M_USER_SUSPENDED",
+                "error": "Sending messages while account is suspended is not allowed.",
+            },
+            "the bot's account is suspended",
+        ),
+        (
+            403,
+            {"errcode": "M_FORBIDDEN", "error": "Unknown room"},
+            "the homeserver knows no room with this ID: check the room ID (!…) in "
+            "DISPATCHER_WEBHOOK_URLS",
+        ),
+        (
+            403,
+            {
+                "errcode": "M_FORBIDDEN",
+                "error": "You don't have permission to post that to the room. "
+                "user_level (0) < send_level (50)",
+            },
+            "the bot's power level in the room is too low to send messages",
+        ),
+        (
+            404,
+            {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"},
+            "the server does not know this Matrix endpoint",
+        ),
+    ],
+)
+def test_matrix_errors_name_the_cause_and_the_fix(
+    fake: FakeWebhooks, status: int, body: dict[str, object], says: str
+) -> None:
+    fake.fail_next("/_matrix/", Response(status, json=body))
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.matrix_url).send(post(), key="k1")
+    message = caught.value.message
+    assert caught.value.permanent  # this target only: the other targets are not held up
+    assert message.startswith("webhook webhook:matrix:")
+    assert f"HTTP {status}: {body['errcode']} {body['error']}; " in message
+    assert says in message.split("; ", 1)[1]
+    assert "the credential was refused" not in message
+    assert_no_secret(message)
+
+
+def test_matrix_not_in_room_from_the_fake_homeserver(fake: FakeWebhooks) -> None:
+    other_room = fake.matrix_url.replace("clusterwoche", "elsewhere")
+    with pytest.raises(ChannelError) as caught:
+        channel(other_room).send(post(), key="k1")
+    assert "is not a member of room !elsewhere:example.org: invite it" in caught.value.message
+    assert "renew" not in caught.value.message
+
+
+# Slack's incoming-webhook codes (api.slack.com/messaging/webhooks, "Handling errors")
+@pytest.mark.parametrize(
+    ("status", "code", "says"),
+    [
+        (403, "invalid_token", "Slack no longer accepts this webhook (revoked"),
+        (404, "no_service", "the webhook was disabled or removed"),
+        (404, "channel_not_found", "the webhook's channel was deleted"),
+        (410, "channel_is_archived", "the webhook's channel is archived: unarchive it"),
+        (403, "action_prohibited", "a workspace admin restricted posting to this channel"),
+        (403, "posting_to_general_channel_denied", "only admins may post to #general"),
+        (404, "team_disabled", "the Slack workspace is disabled"),
+    ],
+)
+def test_slack_errors_name_the_cause_and_the_fix(
+    fake: FakeWebhooks, status: int, code: str, says: str
+) -> None:
+    fake.fail_next("/services/", fw.slack_error(status, code))
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.slack_url).send(post(), key="k")
+    assert caught.value.permanent
+    assert f"HTTP {status}: {code}; {says}" in caught.value.message
+    assert_no_secret(caught.value.message)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (
+            401,
+            {"message": "Invalid Webhook Token", "code": 50027},
+            "Discord does not accept the webhook's token",
+        ),
+        (404, {"message": "Unknown Webhook", "code": 10015}, "the webhook was deleted"),
+        (
+            403,
+            {"message": "Missing Permissions", "code": 50013},
+            "the webhook may not post in its channel",
+        ),
+    ],
+)
+def test_discord_errors_name_the_cause_and_the_fix(
+    fake: FakeWebhooks, status: int, body: dict[str, object], says: str
+) -> None:
+    fake.fail_next("/api/webhooks/", Response(status, json=body))
+    with pytest.raises(ChannelError) as caught:
+        channel(fake.discord_url).send(post(), key="k")
+    assert caught.value.permanent
+    assert f"HTTP {status}: {body['message']}; {says}" in caught.value.message
+    assert_no_secret(caught.value.message)
+
+
 def test_generic_accepts_any_2xx(fake: FakeWebhooks) -> None:
     receipt = channel(fake.generic_url).send(post(), key="k")
     assert fake.generic == [
