@@ -154,10 +154,14 @@ class SocialTarget:
     """One place a social dispatch posts to: one delivery row in the ledger."""
 
     channel: str  #: the campaign channel: mastodon, bluesky, linkedin or webhook
-    recipient: str  #: the ledger's name for it; never a secret (webhook URLs are hashed)
+    #: the ledger's name for it: what the target *is* (network, host, account, room), never
+    #: a token, so renewing a credential keeps it (docs/architecture.md, "Social targets")
+    recipient: str
     key: Callable[
         ..., str
     ]  #: the module's `delivery_key(campaign_id=, day=, send_at=, recipient=)`
     #: the real channel (reading rate-limit resets against the given clock, the wall clock
     #: `utc_now` even in a rehearsal), or the outbox
     open: Callable[[Clock], SocialChannel]
+    #: names earlier versions gave this target; the ledger's rows under them are renamed
+    former: tuple[str, ...] = ()

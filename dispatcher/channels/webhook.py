@@ -1,8 +1,11 @@
 """Chat webhooks: Slack, Discord, Teams (Workflows), Matrix rooms and generic JSON endpoints.
 
 `DISPATCHER_WEBHOOK_URLS` is a comma-separated list. Each URL is a secret (its path or query
-holds the token), so the ledger names a target `webhook:<kind>:<sha256(url)[:12]>`, and
-`describe_request`, errors and `repr` show the URL with its secret parts as `***`.
+holds the token), so `describe_request`, errors and `repr` show it with its secret parts as
+`***`, and the ledger names a target by what it *is*, never by its token (`target_name`; see
+docs/architecture.md, "Social targets"): renewing a token or reordering the list keeps the
+name. An entry may be named explicitly as `NAME=URL` (`NAME=kind+URL`); two entries that would
+get the same name must be.
 
 The kind comes from the URL, or is given as `kind+https://…`:
 - slack: `https://hooks.slack.com/services/T…/B…/…` → 200 "ok"; errors are plain-text codes
@@ -48,6 +51,9 @@ KINDS: tuple[Kind, ...] = get_args(Kind)
 _EXPLICIT = re.compile(r"(?P<kind>[A-Za-z]+)\+(?P<url>.+)", re.DOTALL)
 _DISCORD_PATH = re.compile(r"(?P<base>/api(?:/v\d+)?/webhooks/\d+)/(?P<token>[^/?#]+)/?")
 _MATRIX_PATH = re.compile(r"(?P<base>.*/_matrix/client/(?:v3|r0))/rooms/(?P<room>[^/]+)/?")
+_NAMED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,63})=(?P<rest>.+)", re.DOTALL)
+_SLACK_IDS = re.compile(r"/services/(?P<team>T[A-Z0-9]+)/(?P<hook>B[A-Z0-9]+)/[^/]+/?")
+_TEAMS_WORKFLOW = re.compile(r"/workflows/(?P<id>[0-9A-Za-z-]+)/")
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,18 @@ class WebhookTarget:
 
     kind: Kind
     url: str = field(repr=False)
-    recipient: str  #: the ledger's name for it: `webhook:<kind>:<hash>`, never the URL
+    recipient: str  #: the ledger's name for it (`target_name`), never a secret
 
     @classmethod
-    def create(cls, kind: Kind, url: str) -> WebhookTarget:
-        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
-        return cls(kind, url, f"webhook:{kind}:{digest}")
+    def create(cls, kind: Kind, url: str, name: str | None = None) -> WebhookTarget:
+        return cls(kind, url, target_name(kind, url, name))
+
+    @property
+    def former_names(self) -> tuple[str, ...]:
+        """The name earlier versions gave this target (a hash of the whole URL, token
+        included): the ledger's rows under it are renamed to `recipient` at start."""
+        digest = hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:12]
+        return (f"webhook:{self.kind}:{digest}",)
 
     @property
     def shown_url(self) -> str:
@@ -78,12 +90,40 @@ def parse_webhook_urls(text: str) -> list[WebhookTarget]:
         target = _parse_one(entry, number)
         if any(t.url == target.url for t in targets):
             raise ValueError(f"{CREDENTIAL} entry {number} repeats an earlier one ({target.kind})")
+        for earlier, other in enumerate(targets, start=1):
+            if other.recipient == target.recipient:
+                raise ValueError(
+                    f"{CREDENTIAL} entries {earlier} and {number} are both {target.recipient}; "
+                    "name each of them: NAME=URL (a name of letters, digits, '.', '_', '-')"
+                )
         targets.append(target)
     return targets
 
 
+def target_name(kind: Kind, url: str, name: str | None = None) -> str:
+    """What the target *is*, without any secret: `webhook:<kind>:<name>` for an entry named
+    `NAME=URL`, else Matrix `host/room ID`, Slack `team/webhook ID`, Discord the webhook's
+    id, Teams the workflow's id, otherwise the host (docs/architecture.md, "Social targets")."""
+    if name:
+        return f"{KIND}:{kind}:{name}"
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower() + (f":{parts.port}" if parts.port else "")
+    if kind == "matrix" and (matrix := _MATRIX_PATH.fullmatch(parts.path)):
+        return f"{KIND}:matrix:{host}/{unquote(matrix['room'])}"
+    if kind == "slack" and (slack := _SLACK_IDS.fullmatch(parts.path)):
+        return f"{KIND}:slack:{slack['team']}/{slack['hook']}"
+    if kind == "discord" and (discord := _DISCORD_PATH.fullmatch(parts.path)):
+        return f"{KIND}:discord:{discord['base'].rsplit('/', 1)[1]}"
+    if kind == "teams" and (teams := _TEAMS_WORKFLOW.search(parts.path)):
+        return f"{KIND}:teams:{teams['id']}"
+    return f"{KIND}:{kind}:{host}"
+
+
 def _parse_one(entry: str, number: int) -> WebhookTarget:
     where = f"{CREDENTIAL} entry {number}"
+    name: str | None = None
+    if named := _NAMED.fullmatch(entry):
+        name, entry = named["name"], named["rest"].strip()
     explicit = _EXPLICIT.fullmatch(entry)
     kind: str | None = None
     url = entry
@@ -108,7 +148,7 @@ def _parse_one(entry: str, number: int) -> WebhookTarget:
             raise ValueError(f"{where} ({host}): use …/_matrix/client/v3/rooms/<room ID, !…>")
         if not dict(parse_qsl(parts.query)).get("access_token"):
             raise ValueError(f"{where} ({host}): a Matrix URL needs ?access_token=…")
-    return WebhookTarget.create(cast(Kind, detected), url)
+    return WebhookTarget.create(cast(Kind, detected), url, name)
 
 
 def _detect(host: str, path: str) -> Kind:
@@ -284,7 +324,9 @@ class WebhookChannel:
         details = {"kind": self.target.kind, "status": str(response.status_code)}
         body = _json(response)
         if self.target.kind == "matrix":
-            return Receipt(str(body.get("event_id", "")), {**details, "txn_id": key})
+            match = _MATRIX_PATH.fullmatch(urlsplit(self.target.url).path)
+            room = unquote(match["room"]) if match else ""
+            return Receipt(str(body.get("event_id", "")), {**details, "txn_id": key, "room": room})
         if self.target.kind in ("discord", "generic") and body.get("id"):
             if body.get("channel_id"):
                 details["channel_id"] = str(body["channel_id"])
@@ -364,7 +406,8 @@ def _scrub(message: str, target: WebhookTarget) -> str:
         v for k, v in parse_qsl(parts.query) if _secret_param(target.kind, k) and len(v) >= 6
     ]
     if target.kind != "matrix":  # a room ID is no secret; every other path may hold one
-        secrets += [s for s in parts.path.split("/") if len(s) >= 16]
+        # …but the ids the target's name shows (Discord webhook id, Teams workflow id) are not
+        secrets += [s for s in parts.path.split("/") if len(s) >= 16 and s not in target.recipient]
         secrets += [parts.path] if parts.path.strip("/") else []
     secrets += [parts.query] if parts.query else []
     for secret in sorted(set(secrets), key=len, reverse=True):

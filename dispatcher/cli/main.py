@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from dispatcher.campaign.loading import CampaignError, load_campaign
 from dispatcher.campaign.model import Campaign, Channel
 from dispatcher.cli import dkim as cli_dkim
@@ -33,9 +35,11 @@ from dispatcher.cli.common import (
 )
 from dispatcher.cli.preview import write_preview
 from dispatcher.content import rendering
-from dispatcher.delivery import wiring
+from dispatcher.delivery import targets, wiring
+from dispatcher.delivery.context import open_ledger
 from dispatcher.ledger.engine import LedgerUnavailableError
 from dispatcher.mail import dkim
+from dispatcher.settings import Settings
 
 #: What a shell reports for a program ended by SIGPIPE, as `head` expects of a writer.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -63,6 +67,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     warning = dkim.alignment_warning(settings.mail_from, settings.dkim_domain)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    for line in [] if campaign is None else _stranded_posts(settings, campaign):
+        print(printable(f"warning: {line}"), file=sys.stderr)
     for line in problems:
         print(line)
     if problems:
@@ -75,6 +81,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"({ready} ready), channels {', '.join(campaign.channels)}"
     )
     return EXIT_OK
+
+
+def _stranded_posts(settings: Settings, campaign: Campaign) -> list[str]:
+    """Posts of the ledger whose target is configured no more (docs/operations.md); nothing
+    when there is no ledger yet or it cannot be opened (`status` says why)."""
+    try:
+        url = sa.engine.make_url(settings.database_url)
+    except sa.exc.ArgumentError:
+        return []
+    if url.get_backend_name() == "sqlite" and not (url.database and Path(url.database).exists()):
+        return []
+    try:
+        engine = open_ledger(settings)
+    except LedgerUnavailableError:
+        return []
+    try:
+        with engine.connect() as connection:
+            return targets.stranded_problems(connection, campaign.id, settings)
+    finally:
+        engine.dispose()
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

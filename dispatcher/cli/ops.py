@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from dispatcher import logs
 from dispatcher.campaign.model import Campaign, Channel, item_to_json
+from dispatcher.channels import links
 from dispatcher.cli.common import (
     EXIT_DELIVERY_FAILED,
     EXIT_OK,
@@ -31,12 +34,14 @@ from dispatcher.cli.common import (
 from dispatcher.clock import SimulatedClock, clock_from, utc_now
 from dispatcher.content import rendering
 from dispatcher.delivery import pipeline, schedule, wiring
+from dispatcher.delivery import targets as delivery_targets
 from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.delivery.leader import SqliteInUseError
 from dispatcher.delivery.service import Service
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
+from dispatcher.ledger import targets as ledger_targets
 from dispatcher.ledger.tables import DeliveryState, SubscriberState
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
@@ -50,15 +55,46 @@ FORCE_HELP = (
 )
 
 
-def _report_lines(report: pipeline.TickReport) -> list[str]:
-    """One line per dispatch the tick touched: created, finished (with counts) or missed."""
-    lines = [f"dispatch {d.id} {d.day} {d.channel} {d.item_id}: MISSED" for d in report.missed]
-    described = {d.id: f"{d.day} {d.channel} {d.item_id}" for d in report.created}
-    for dispatch_id, state in report.finished.items():
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(report.counts[dispatch_id].items()))
-        lines.append(f"dispatch {dispatch_id} {described.pop(dispatch_id, '')}: {state} ({counts})")
-    lines += [f"dispatch {i} {what}: started, not finished yet" for i, what in described.items()]
-    return [" ".join(line.split()) for line in lines] or ["nothing due"]
+def _describe(d: store.DispatchRow) -> str:
+    return f"dispatch {d.id} {d.day} {d.channel} {d.item_id}"
+
+
+def _report_lines(report: pipeline.TickReport, engine: sa.Engine) -> tuple[list[str], list[str]]:
+    """One line per dispatch the tick touched (created, finished with counts, or missed), each
+    naming day, channel and item — also one created by an earlier tick; and one line per
+    failed or unknown delivery of a finished dispatch, with its reason (for stderr)."""
+    lines = [f"{_describe(d)}: MISSED" for d in report.missed]
+    described = {d.id: _describe(d) for d in report.created}
+    errors: list[str] = []
+    with ledger_engine.reader(engine).connect() as connection:
+        for dispatch_id, state in report.finished.items():
+            dispatch = store.dispatch_by_id(connection, dispatch_id)
+            what = described.pop(dispatch_id, None) or (
+                _describe(dispatch) if dispatch else f"dispatch {dispatch_id}"
+            )
+            counts = report.counts[dispatch_id]
+            listed = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            lines.append(f"{what}: {state} ({listed})")
+            if not (counts.get(DeliveryState.FAILED) or counts.get(DeliveryState.UNKNOWN)):
+                continue
+            if dispatch is not None and dispatch.channel != Channel.EMAIL:
+                errors += [
+                    f"{what}: {post.target} {post.state}: {_first_line(post.error)}"
+                    for post in ledger_targets.posts(connection, [dispatch_id])
+                    if post.state in (DeliveryState.FAILED, DeliveryState.UNKNOWN)
+                ]
+            else:
+                errors += [
+                    f"{what}: {_first_line(error)}"
+                    for error in store.recent_errors(connection, dispatch_id)
+                ]
+    lines += [f"{what}: started, not finished yet" for what in described.values()]
+    return [" ".join(line.split()) for line in lines] or ["nothing due"], errors
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else "(no reason recorded)"
 
 
 def cmd_tick(args: argparse.Namespace) -> int:
@@ -75,6 +111,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
         force=args.force,
     )
     helpers: list[subprocess.Popen[bytes]] = []
+    errors: list[str] = []
     try:
         report = pipeline.TickReport()
         if not args.worker:
@@ -92,6 +129,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
                 for _ in range(settings.workers - 1)
             ]
         report = pipeline.tick(context, schedule=False, report=report)
+        lines, errors = _report_lines(report, engine)
     finally:
         for helper in helpers:
             helper.wait()
@@ -100,8 +138,10 @@ def cmd_tick(args: argparse.Namespace) -> int:
     if any(helper.returncode not in (EXIT_OK, EXIT_DELIVERY_FAILED) for helper in helpers):
         print("error: a helper worker process failed (see its log)", file=sys.stderr)
         return EXIT_DELIVERY_FAILED
-    for line in _report_lines(report):
+    for line in lines:
         print(line)
+    for line in errors:
+        print(printable(f"error: {line}"), file=sys.stderr)
     for error in report.channel_errors:
         print(f"error: channel {error} (deliveries stay queued)", file=sys.stderr)
     failed = report.failed_deliveries or report.channel_errors
@@ -168,27 +208,52 @@ def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dic
     try:
         with ledger_engine.reader(engine).connect() as connection:
             rows = []
-            for d in store.list_dispatches(connection, campaign.id):
-                rows.append(
+            listed = store.list_dispatches(connection, campaign.id)
+            posts: dict[int, list[dict[str, Any]]] = {}
+            social = [d.id for d in listed if d.channel != Channel.EMAIL]
+            channel_of = {d.id: d.channel for d in listed}
+            for post in ledger_targets.posts(connection, social):
+                posts.setdefault(post.dispatch_id, []).append(
                     {
-                        "id": d.id,
-                        "day": d.day.isoformat(),
-                        "channel": d.channel,
-                        "item": d.item_id,
-                        "state": d.state,
-                        "counts": store.delivery_counts(connection, d.id),
-                        "errors": store.recent_errors(connection, d.id),
+                        "target": post.target,
+                        "state": post.state,
+                        "attempts": post.attempts,
+                        "provider_id": post.provider_id,
+                        "link": post.provider_url
+                        or links.post_url(
+                            channel_of[post.dispatch_id], post.provider_id, recipient=post.target
+                        ),
+                        "error": None if post.state == DeliveryState.SENT else post.error,
                     }
                 )
+            for d in listed:
+                row = {
+                    "id": d.id,
+                    "day": d.day.isoformat(),
+                    "channel": d.channel,
+                    "item": d.item_id,
+                    "state": d.state,
+                    "counts": store.delivery_counts(connection, d.id),
+                    "errors": store.recent_errors(connection, d.id),
+                }
+                if d.channel != Channel.EMAIL:
+                    row["posts"] = posts.get(d.id, [])
+                rows.append(row)
             plan = schedule.ledger_plan(connection, campaign, now)
             subscribers = subscriber_store.count_by_state(connection)
+            stranded = delivery_targets.stranded_problems(connection, campaign.id, settings)
     finally:
         engine.dispose()
     next_send = {
         str(channel): None if at is None else at.isoformat()
         for channel, at in schedule.next_sends(plan, campaign).items()
     }
-    return {"dispatches": rows, "next_send": next_send, "subscribers": subscribers}
+    return {
+        "dispatches": rows,
+        "next_send": next_send,
+        "subscribers": subscribers,
+        "stranded": stranded,
+    }
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -200,9 +265,16 @@ def format_status(status: dict[str, Any]) -> str:
             f"{row['id']:>4}  {row['day']:<10}  {row['channel']:<9} {row['item']:<26} "
             f"{row['state']:<9}{counts}"
         )
-        lines += [f"      error: {error}" for error in row["errors"]]
+        if "posts" in row:
+            for post in row["posts"]:
+                attempts = f"{post['attempts']} attempt{'' if post['attempts'] == 1 else 's'}"
+                what = post["link"] or post["provider_id"] or post["error"] or ""
+                lines.append(f"      {post['target']}: {post['state']}, {attempts}  {what}")
+        else:
+            lines += [f"      error: {error}" for error in row["errors"]]
     if not status["dispatches"]:
         lines.append("(no dispatches yet)")
+    lines += [f"warning: {problem}" for problem in status["stranded"]]
     lines.append(
         "next send: " + ", ".join(f"{c} {t or '—'}" for c, t in status["next_send"].items())
     )
@@ -229,6 +301,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     campaign = campaign_of(settings)
+    if args.target is not None:
+        return _retry_to_target(settings, campaign, args)
+    if args.source is not None:
+        raise UserError("--from names the old target of `retry --target NEW --from OLD`")
     engine = open_ledger(settings)
     try:
         with engine.begin() as connection:
@@ -250,6 +326,76 @@ def cmd_retry(args: argparse.Namespace) -> int:
         engine.dispose()
     what = "failed and unknown" if args.force else "failed"
     print(f"re-queued {count} {what} deliveries; the next tick sends them")
+    return EXIT_OK
+
+
+def _retry_to_target(settings: Settings, campaign: Campaign, args: argparse.Namespace) -> int:
+    """Move deliveries of a target that is configured no more (or of `--from OLD`) to the
+    configured target NEW: the same rows, so the same idempotency keys (docs/operations.md)."""
+    configured = delivery_targets.configured(settings)
+    channel = next(
+        (c for c, found in configured.items() if any(t.recipient == args.target for t in found)),
+        None,
+    )
+    if channel is None:
+        names = [t.recipient for found in configured.values() for t in found]
+        raise UserError(
+            f"--target {args.target} is not a configured target; configured: "
+            f"{', '.join(names) or 'none'} (`dispatcher status` lists them per post)"
+        )
+    current = [t.recipient for t in configured[channel]]
+    now = dt.datetime.now(dt.UTC)
+    engine = open_ledger(settings)
+    try:
+        with engine.begin() as connection:
+            if args.source is not None:
+                sources = [args.source]
+            else:
+                stranded = ledger_targets.stranded(connection, campaign.id, {channel: current})
+                sources = sorted({row.target for row in stranded})
+                if len(sources) > 1:
+                    raise UserError(
+                        f"{len(sources)} {channel} targets are not configured any more: "
+                        f"{', '.join(sources)}; say which to move with --from OLD"
+                    )
+            states = [DeliveryState.FAILED, DeliveryState.PENDING, DeliveryState.DEFERRED]
+            moved = ledger_targets.move(
+                connection,
+                campaign_id=campaign.id,
+                channel=channel,
+                sources=sources,
+                target=args.target,
+                states=states + ([DeliveryState.UNKNOWN] if args.force else []),
+                dispatch_id=args.dispatch,
+                now=now,
+            )
+            others = [name for name in current if name not in sources]
+            left = [
+                row
+                for row in ledger_targets.stranded(connection, campaign.id, {channel: others})
+                if row.target in sources
+                and row.state == DeliveryState.UNKNOWN
+                and args.dispatch in (None, row.dispatch_id)
+            ]
+    finally:
+        engine.dispose()
+    source = ", ".join(sources) or "(none)"
+    for entry in moved:
+        what = f"dispatch {entry.dispatch_id} {entry.day} {channel} {entry.item_id}"
+        if entry.moved:
+            print(f"moved {what} ({entry.state}) from {source} to {args.target}")
+        else:
+            print(f"kept {what} ({entry.state}): it already has a delivery for {args.target}")
+    for row in left:
+        print(
+            f"left dispatch {row.dispatch_id} {row.day} {channel} {row.item_id} (unknown: it may "
+            f"have been posted to {row.target}); check there, then add --force to move it"
+        )
+    count = sum(1 for entry in moved if entry.moved)
+    print(
+        f"moved {count} deliveries to {args.target}; the next tick sends them with their "
+        "idempotency keys"
+    )
     return EXIT_OK
 
 
@@ -298,7 +444,7 @@ def cmd_reopen(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     settings = settings_of(args)
-    ledger_engine.open_ledger(settings.database_url).dispose()
+    open_ledger(settings).dispose()
     print(f"database {ledger_engine.redacted(settings.database_url)} is up to date")
     return EXIT_OK
 
@@ -359,7 +505,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for at in service.send_times():
         clock.set(at)
         report = service.on_time()
-        lines = _report_lines(report) if report else ["tick failed (see the log)"]
+        lines = (
+            _report_lines(report, service.engine)[0] if report else ["tick failed (see the log)"]
+        )
         for line in lines if lines != ["nothing due"] else []:
             print(f"{at.astimezone(campaign.zone):%a %d.%m. %H:%M}  {line}")
     print()
@@ -399,6 +547,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     retry = commands.add_parser("retry", help="re-queue failed deliveries")
     retry.add_argument("--dispatch", type=int, help="only this dispatch id")
     retry.add_argument("--force", action="store_true", help="also unknown outcomes (may repeat)")
+    retry.add_argument(
+        "--target",
+        metavar="NEW",
+        help="move failed (--force: and unknown) posts of a target configured no more to NEW",
+    )
+    retry.add_argument(
+        "--from", dest="source", metavar="OLD", help="with --target: the old target's name"
+    )
     retry.set_defaults(handler=cmd_retry)
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from dispatcher.campaign.model import Campaign
 from dispatcher.clock import Clock
 from dispatcher.content import rendering
-from dispatcher.delivery import sending, wiring
+from dispatcher.delivery import sending, targets, wiring
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.mail import compose as emails
 from dispatcher.mail import dkim
@@ -18,8 +18,11 @@ from dispatcher.settings import Settings
 
 
 def open_ledger(settings: Settings) -> sa.Engine:
-    """The ledger's engine, migrated to the current schema (applied on every start)."""
-    return ledger_engine.open_ledger(settings.database_url, timeout=settings.db_timeout_seconds)
+    """The ledger's engine, migrated to the current schema (applied on every start), its
+    social deliveries under their targets' current names (docs/architecture.md)."""
+    engine = ledger_engine.open_ledger(settings.database_url, timeout=settings.db_timeout_seconds)
+    targets.adopt_former_names(engine, settings)
+    return engine
 
 
 def _signer(settings: Settings) -> sending.Signer | None:

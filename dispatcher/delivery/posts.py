@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from dispatcher.campaign.model import Channel, item_from_json
+from dispatcher.channels import links
 from dispatcher.channels.base import ChannelError, Post, SocialChannel
 from dispatcher.clock import utc_now
 from dispatcher.content import rendering
@@ -91,7 +92,9 @@ def send_post(
         return store.Outcome(
             delivery.id,
             DeliveryState.FAILED,
-            error=f"target {delivery.recipient} is no longer configured",
+            error=f"target {delivery.recipient} is not configured (any more); if it was "
+            f"replaced, `dispatcher retry --target NEW --from {delivery.recipient}` moves "
+            "this post to the new one",
         )
     started = time.monotonic()
     try:
@@ -100,7 +103,10 @@ def send_post(
         return outcome_of_error(ctx, delivery, error, idempotent=channel.idempotent)
     finally:
         metrics.observe_send(post.network, time.monotonic() - started)
-    return store.Outcome(delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id)
+    url = links.post_url(post.network, receipt.provider_id, receipt.details, delivery.recipient)
+    return store.Outcome(
+        delivery.id, DeliveryState.SENT, provider_id=receipt.provider_id, provider_url=url
+    )
 
 
 def expire_unsafe_claims(

@@ -9,6 +9,7 @@ its factory runs (its provider library, e.g. smtplib/ssl, only when used).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -66,8 +67,15 @@ def _secret(value: SecretStr | None) -> str:
     return "" if value is None else value.get_secret_value()
 
 
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower() + (f":{parts.port}" if parts.port else "")
+
+
 def _mastodon(settings: Settings) -> list[SocialTarget]:
     base = settings.mastodon_base_url or "https://mastodon.example"
+    real = has_credentials(settings, Channel.MASTODON)
+    name = f"mastodon:{_host(base)}" if real else "mastodon:outbox"
 
     def open_channel(clock: Clock) -> SocialChannel:
         if not has_credentials(settings, Channel.MASTODON):
@@ -79,11 +87,13 @@ def _mastodon(settings: Settings) -> list[SocialTarget]:
         token = _secret(settings.mastodon_access_token)
         return mastodon.MastodonChannel(base, token, clock=clock)
 
-    return [SocialTarget("mastodon", "mastodon", mastodon.delivery_key, open_channel)]
+    return [SocialTarget("mastodon", name, mastodon.delivery_key, open_channel, ("mastodon",))]
 
 
 def _bluesky(settings: Settings) -> list[SocialTarget]:
     pds, handle = settings.bluesky_pds_url, settings.bluesky_handle or "handle.example"
+    real = has_credentials(settings, Channel.BLUESKY)
+    name = f"bluesky:{handle.strip().lstrip('@').lower()}" if real else "bluesky:outbox"
 
     def open_channel(clock: Clock) -> SocialChannel:
         if not has_credentials(settings, Channel.BLUESKY):
@@ -95,13 +105,16 @@ def _bluesky(settings: Settings) -> list[SocialTarget]:
         password = _secret(settings.bluesky_app_password)
         return bluesky.BlueskyChannel(pds, handle, password, clock=clock)
 
-    return [SocialTarget("bluesky", "bluesky", bluesky.delivery_key, open_channel)]
+    return [SocialTarget("bluesky", name, bluesky.delivery_key, open_channel, ("bluesky",))]
 
 
 def _linkedin(settings: Settings) -> list[SocialTarget]:
     author = settings.linkedin_author_urn or "urn:li:organization:0"
     version = settings.linkedin_version or linkedin.DEFAULT_VERSION
     base = settings.linkedin_api_url
+    name = (
+        f"linkedin:{author}" if has_credentials(settings, Channel.LINKEDIN) else "linkedin:outbox"
+    )
 
     def open_channel(clock: Clock) -> SocialChannel:
         if not has_credentials(settings, Channel.LINKEDIN):
@@ -115,7 +128,7 @@ def _linkedin(settings: Settings) -> list[SocialTarget]:
         token = _secret(settings.linkedin_access_token)
         return linkedin.LinkedInChannel(token, author, version=version, base_url=base, clock=clock)
 
-    return [SocialTarget("linkedin", "linkedin", linkedin.delivery_key, open_channel)]
+    return [SocialTarget("linkedin", name, linkedin.delivery_key, open_channel, ("linkedin",))]
 
 
 def _webhooks(settings: Settings) -> list[SocialTarget]:
@@ -136,7 +149,9 @@ def _webhooks(settings: Settings) -> list[SocialTarget]:
         return lambda clock: webhook.WebhookChannel(target, clock=clock)
 
     return [
-        SocialTarget("webhook", target.recipient, webhook.delivery_key, opener(target))
+        SocialTarget(
+            "webhook", target.recipient, webhook.delivery_key, opener(target), target.former_names
+        )
         for target in targets
     ]
 

@@ -73,6 +73,7 @@ class Outcome:
     state: DeliveryState
     provider_id: str | None = None
     error: str | None = None
+    provider_url: str | None = None  #: a link to the post (docs/architecture.md, "Social targets")
     next_attempt_at: dt.datetime | None = None
     bounced_subscriber_id: int | None = None
     doubtful: bool = False  #: this attempt may have delivered it (no verdict after the data)
@@ -325,6 +326,7 @@ def _record_statement(*, held_only: bool) -> sa.Update:
             lease_until=None,
             next_attempt_at=sa.bindparam("o_next", type_=UTCDateTime),
             provider_id=sa.func.coalesce(sa.bindparam("o_provider"), deliveries.c.provider_id),
+            provider_url=sa.func.coalesce(sa.bindparam("o_url"), deliveries.c.provider_url),
             last_error=sa.func.coalesce(sa.bindparam("o_error"), deliveries.c.last_error),
             sent_at=sa.func.coalesce(
                 sa.bindparam("o_sent", type_=UTCDateTime), deliveries.c.sent_at
@@ -350,6 +352,7 @@ def record_outcomes(
             "o_now": now,
             "o_next": o.next_attempt_at,
             "o_provider": None if o.provider_id is None else o.provider_id[:400],
+            "o_url": None if o.provider_url is None else o.provider_url[:1000],
             "o_error": o.error,
             "o_sent": now if o.state is DeliveryState.SENT else None,
             "o_doubtful": o.doubtful,

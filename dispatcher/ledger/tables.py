@@ -145,6 +145,7 @@ deliveries = sa.Table(
     sa.Column("claimed_by", sa.String(100)),
     sa.Column("last_error", sa.Text),
     sa.Column("provider_id", sa.String(400)),
+    sa.Column("provider_url", sa.String(1000)),  # a link to the post, where the network has one
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("sent_at", UTCDateTime),

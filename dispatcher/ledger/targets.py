@@ -1,0 +1,213 @@
+"""Deliveries of social dispatches by target: renaming, moving, listing (their SQL's home).
+
+A social delivery's `recipient` is its target's name (docs/architecture.md, "Social
+targets"). `rename` moves rows from a target's former name to its current one, `move`
+hands deliveries of a vanished target to a replacement with their idempotency key,
+`stranded` finds deliveries whose target is no longer configured, and `posts` lists every
+delivery of some dispatches for `status`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from dispatcher.ledger.tables import DeliveryState, DispatchState, deliveries, dispatches
+
+#: states a stranded delivery can be in: it was not (or may not have been) posted
+OPEN_STATES = (
+    DeliveryState.PENDING,
+    DeliveryState.DEFERRED,
+    DeliveryState.FAILED,
+    DeliveryState.UNKNOWN,
+)
+
+
+def _channel_dispatches(channel: str, campaign_id: str | None = None) -> sa.Select[tuple[int]]:
+    query = sa.select(dispatches.c.id).where(dispatches.c.channel == channel)
+    if campaign_id is not None:
+        query = query.where(dispatches.c.campaign_id == campaign_id)
+    return query
+
+
+def rename(
+    connection: sa.Connection, channel: str, renames: Mapping[str, str], *, now: dt.datetime
+) -> int:
+    """Rows of `channel`'s dispatches under a former name (key) get the current name (value),
+    except in a dispatch that already has a row under the current name. Idempotent."""
+    renamed = 0
+    for former, current in renames.items():
+        if former == current:
+            continue
+        other = deliveries.alias("other")
+        taken = sa.exists().where(
+            other.c.dispatch_id == deliveries.c.dispatch_id, other.c.recipient == current
+        )
+        result = connection.execute(
+            deliveries.update()
+            .where(
+                deliveries.c.dispatch_id.in_(_channel_dispatches(channel)),
+                deliveries.c.recipient == former,
+                ~taken,
+            )
+            .values(recipient=current, updated_at=now)
+        )
+        renamed += result.rowcount
+    return renamed
+
+
+@dataclass(frozen=True)
+class Stranded:
+    """Deliveries of one dispatch under a target name that is not configured."""
+
+    target: str
+    channel: str
+    dispatch_id: int
+    day: dt.date
+    item_id: str
+    state: str
+
+
+def stranded(
+    connection: sa.Connection, campaign_id: str, configured: Mapping[str, Collection[str]]
+) -> list[Stranded]:
+    """Deliveries not (or maybe not) posted whose target is not among `configured` (channel →
+    target names), oldest day first."""
+    found: list[Stranded] = []
+    for channel, names in configured.items():
+        query = (
+            sa.select(
+                deliveries.c.recipient,
+                dispatches.c.channel,
+                dispatches.c.id,
+                dispatches.c.day,
+                dispatches.c.item_id,
+                deliveries.c.state,
+            )
+            .join(dispatches, dispatches.c.id == deliveries.c.dispatch_id)
+            .where(
+                dispatches.c.campaign_id == campaign_id,
+                dispatches.c.channel == channel,
+                deliveries.c.state.in_(OPEN_STATES),
+                deliveries.c.recipient.not_in(list(names)),
+            )
+            .order_by(dispatches.c.day, deliveries.c.id)
+        )
+        found += [Stranded(*row) for row in connection.execute(query)]
+    return sorted(found, key=lambda s: (s.day, s.channel, s.target))
+
+
+@dataclass(frozen=True)
+class Moved:
+    dispatch_id: int
+    day: dt.date
+    item_id: str
+    state: str  #: the state it had
+    moved: bool  #: False: the dispatch already has a delivery for the new target
+
+
+def move(
+    connection: sa.Connection,
+    *,
+    campaign_id: str,
+    channel: str,
+    sources: Collection[str],
+    target: str,
+    states: Sequence[str],
+    dispatch_id: int | None,
+    now: dt.datetime,
+) -> list[Moved]:
+    """Deliveries of `sources` in `states` become pending deliveries of `target`: the same
+    row, so the same key (Mastodon Idempotency-Key, Bluesky rkey, Matrix txnId), attempts
+    from zero; their dispatches run again. A dispatch with a row for `target` keeps both."""
+    query = (
+        sa.select(
+            deliveries.c.id,
+            dispatches.c.id,
+            dispatches.c.day,
+            dispatches.c.item_id,
+            deliveries.c.state,
+        )
+        .join(dispatches, dispatches.c.id == deliveries.c.dispatch_id)
+        .where(
+            dispatches.c.campaign_id == campaign_id,
+            dispatches.c.channel == channel,
+            deliveries.c.recipient.in_(list(sources)),
+            deliveries.c.state.in_(list(states)),
+        )
+        .order_by(dispatches.c.day, deliveries.c.id)
+    )
+    if dispatch_id is not None:
+        query = query.where(dispatches.c.id == dispatch_id)
+    taken = {
+        row[0]
+        for row in connection.execute(
+            sa.select(deliveries.c.dispatch_id).where(
+                deliveries.c.recipient == target,
+                deliveries.c.dispatch_id.in_(_channel_dispatches(channel, campaign_id)),
+            )
+        )
+    }
+    result: list[Moved] = []
+    for delivery_id, dispatch, day, item_id, state in connection.execute(query).all():
+        if dispatch in taken:
+            result.append(Moved(dispatch, day, item_id, state, moved=False))
+            continue
+        taken.add(dispatch)
+        connection.execute(
+            deliveries.update()
+            .where(deliveries.c.id == delivery_id)
+            .values(
+                recipient=target,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                next_attempt_at=None,
+                lease_until=None,
+                claimed_by=None,
+                doubtful=False,
+                updated_at=now,
+            )
+        )
+        connection.execute(
+            dispatches.update()
+            .where(dispatches.c.id == dispatch)
+            .values(state=DispatchState.RUNNING, finished_at=None)
+        )
+        result.append(Moved(dispatch, day, item_id, state, moved=True))
+    return result
+
+
+@dataclass(frozen=True)
+class PostRow:
+    """One delivery of a social dispatch, for `status`."""
+
+    dispatch_id: int
+    target: str
+    state: str
+    attempts: int
+    provider_id: str | None
+    provider_url: str | None
+    error: str | None
+
+
+def posts(connection: sa.Connection, dispatch_ids: Sequence[int]) -> list[PostRow]:
+    """Every delivery of the given (social) dispatches, in fan-out order."""
+    if not dispatch_ids:
+        return []
+    query = (
+        sa.select(
+            deliveries.c.dispatch_id,
+            deliveries.c.recipient,
+            deliveries.c.state,
+            deliveries.c.attempts,
+            deliveries.c.provider_id,
+            deliveries.c.provider_url,
+            deliveries.c.last_error,
+        )
+        .where(deliveries.c.dispatch_id.in_(list(dispatch_ids)))
+        .order_by(deliveries.c.dispatch_id, deliveries.c.id)
+    )
+    return [PostRow(*row) for row in connection.execute(query)]
