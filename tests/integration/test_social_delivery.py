@@ -138,6 +138,8 @@ def test_a_week_with_every_channel_gives_one_post_per_day_and_network(
     first = providers.mastodon.statuses[0]
     assert first["language"] == "de" and "#MaritimeWirtschaft" in first["content"]
     assert first["media_attachments"], "the day's image is attached"
+    article = providers.linkedin.posts[0].article  # and LinkedIn's thumbnail, with its alt text
+    assert article["thumbnail"] in providers.linkedin.uploads and article["thumbnailAltText"]
     post = providers.bluesky.posts()[0]
     assert post["langs"] == ["de"]
     text = post["text"].encode()
