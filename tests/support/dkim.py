@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import dkim as dkimpy  # type: ignore[import-untyped]  # dkimpy ships no type information
 
 from dispatcher.campaign import calendar, planning
 from dispatcher.campaign.loading import load_campaign
@@ -57,3 +61,22 @@ def sample_message(item_index: int = 0, *, date: dt.datetime | None = None) -> E
 def signer_for(path: Path) -> dkim.DkimSigner:
     key, algorithm = dkim.parse_private_key(path.read_bytes())
     return dkim.DkimSigner(DOMAIN, SELECTOR, key, algorithm)
+
+
+def sign_with_dkimpy(signer: dkim.DkimSigner, data: bytes, *, timestamp: int) -> bytes:
+    """`signer.sign` as it was done before the OpenSSL path: dkimpy's `dkim.sign` alone
+    (pure-Python RSA), with the same key, header list and t= — the reference the tests
+    compare `DkimSigner.sign` with, byte for byte."""
+    present = {name.lower() for name, _ in dkimpy.rfc822_parse(data)[0]}
+    include = [name for name in dkim.SIGNED_HEADERS if name in present]
+    with mock.patch.object(dkimpy, "time", SimpleNamespace(time=lambda: timestamp)):
+        header: bytes = dkimpy.sign(
+            data,
+            signer.selector.encode("ascii"),
+            signer.domain.encode("ascii"),
+            signer.private_key,
+            canonicalize=dkim.CANONICALIZE,
+            signature_algorithm=signer.algorithm.encode("ascii"),
+            include_headers=include,
+        )
+    return header + data
