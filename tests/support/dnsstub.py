@@ -11,10 +11,11 @@ port 53 of a free loopback address 127.53.x.y (root only; Linux routes all of 12
 the loopback interface). With `port=0` it takes a free port on 127.0.0.1 instead, for clients
 that accept a port (dnspython, SpamAssassin's `dns_server`, rspamd's `nameserver`).
 
-It answers over UDP and TCP from one thread. TXT values longer than 255 bytes are split into
-several character-strings of at most 255 bytes (RFC 6376 3.6.2.2: the verifier concatenates
-them), as a zone file would hold a 2048-bit DKIM key. Records may be changed while it runs
-(`stub.txt[name] = value`).
+It answers UDP from one thread and each TCP connection from a thread of its own (a resolver
+may hold an idle TCP connection open — rspamd's does — and UDP must not wait meanwhile). TXT
+values longer than 255 bytes are split into several character-strings of at most 255 bytes
+(RFC 6376 3.6.2.2: the verifier concatenates them), as a zone file would hold a 2048-bit DKIM
+key. Records may be changed while it runs (`stub.txt[name] = value`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class DnsStub:
                                 self.udp.sendto(reply, client)
                         else:
                             connection, _ = self.tcp.accept()
-                            self._serve_tcp(connection)
+                            threading.Thread(
+                                target=self._serve_tcp, args=(connection,), daemon=True
+                            ).start()
                     except OSError:
                         if self._stopped.is_set():
                             return
@@ -117,15 +120,18 @@ class DnsStub:
     def _serve_tcp(self, connection: socket.socket) -> None:
         with connection:
             connection.settimeout(2)
-            while True:  # several queries may come over one connection
-                size = _recv_exactly(connection, 2)
-                if size is None:
-                    return
-                wire = _recv_exactly(connection, int.from_bytes(size, "big"))
-                reply = None if wire is None else self.answer(wire)
-                if reply is None:
-                    return
-                connection.sendall(len(reply).to_bytes(2, "big") + reply)
+            try:
+                while True:  # several queries may come over one connection
+                    size = _recv_exactly(connection, 2)
+                    if size is None:
+                        return
+                    wire = _recv_exactly(connection, int.from_bytes(size, "big"))
+                    reply = None if wire is None else self.answer(wire)
+                    if reply is None:
+                        return
+                    connection.sendall(len(reply).to_bytes(2, "big") + reply)
+            except OSError:  # an idle client (timeout) or one that went away
+                return
 
     def close(self) -> None:
         self._stopped.set()
