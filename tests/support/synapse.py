@@ -143,6 +143,11 @@ class SynapseServer:
                 self.join(user, room)
         return room
 
+    def invite(self, user: MatrixUser, room: str) -> None:
+        """The admin (the room's creator) invites `user`."""
+        path = f"/rooms/{quote(room, safe='')}/invite"
+        self._ok(self._client("POST", path, self.admin, json={"user_id": user.user_id}))
+
     def join(self, user: MatrixUser, room: str) -> None:
         self._ok(self._client("POST", f"/join/{quote(room, safe='')}", user, json={}))
 
