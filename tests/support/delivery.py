@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dispatcher.settings import Settings
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
-from tests.support.smtpd import SmtpServer
 
 ROOT = Path(__file__).parents[2]
 BERLIN = dt.timezone(dt.timedelta(hours=2))  # CEST, all of April 2019
@@ -18,7 +17,14 @@ SEND_DAYS = [dt.date(2019, 4, d) for d in (2, 3, 4, 5, 8, 9, 10, 11)]
 SECRET = "test-secret-key-0123456789-abcdefghijkl"
 
 
-def settings_for(database: Database, smtp: SmtpServer, **extra: Any) -> Settings:
+class Relay(Protocol):
+    """An SMTP server under test: `tests/support/smtpd.py`'s aiosmtpd or `mta.py`'s Postfix."""
+
+    @property
+    def url(self) -> str: ...
+
+
+def settings_for(database: Database, smtp: Relay, **extra: Any) -> Settings:
     """Email only: the social channels have their own tests."""
     directory = Path(tempfile.mkdtemp(prefix="dispatcher-test-"))
     # Any: the values are checked by Settings itself, as they would be from the environment.
