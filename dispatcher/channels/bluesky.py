@@ -32,6 +32,7 @@ CREDENTIALS = ("bluesky_handle", "bluesky_app_password")
 KIND = "bluesky"
 COLLECTION = "app.bsky.feed.post"
 CREDENTIAL = "DISPATCHER_BLUESKY_APP_PASSWORD"
+HANDLE_SETTING, PDS_SETTING = "DISPATCHER_BLUESKY_HANDLE", "DISPATCHER_BLUESKY_PDS_URL"
 THUMB_MAX_BYTES = 1_000_000  #: embed/external.json: thumb maxSize (the PDS rejects bigger blobs)
 TAG_MAX_GRAPHEMES, TAG_MAX_BYTES = 64, 640  #: richtext/facet.json #tag
 
@@ -269,9 +270,10 @@ class BlueskyChannel:
                 # e.g. 500, which the reference PDS answers for a corrupt image (End-Of-Stream).
                 refused = self._error(upload)
                 message = f"{refused.message} (uploading the thumbnail {post.image_url})"
+                kept = (ErrorKind.PERMANENT, ErrorKind.UNAVAILABLE)  # nothing is posted yet
                 raise ChannelError(
                     message,
-                    kind=ErrorKind.PERMANENT if refused.permanent else ErrorKind.TEMPORARY,
+                    kind=refused.kind if refused.kind in kept else ErrorKind.TEMPORARY,
                     retry_after=refused.retry_after,
                 )
             reason = f"the PDS refused it: {http.json_detail(upload, 'message', 'error')}"
@@ -336,11 +338,45 @@ class BlueskyChannel:
         return body
 
     def _error(self, response: requests.Response) -> ChannelError:
-        detail = self._scrub(http.json_detail(response, "message", "error"))
-        retry_after = self._retry_after(response)
+        name, message = _error_name(response), http.json_detail(response, "message", "error")
+        detail = self._scrub(message if name in ("", message) else f"{name}: {message}")
         return http.error_for(
-            response, network=KIND, credential=CREDENTIAL, detail=detail, retry_after=retry_after
+            response,
+            network=KIND,
+            credential=CREDENTIAL,
+            detail=detail,
+            retry_after=self._retry_after(response),
+            cause=self._cause(response.status_code, name),
         )
+
+    def _cause(self, status: int, name: str) -> str | None:
+        """What the PDS's XRPC `error` name means and what to do (@atproto/pds auth-verifier.ts,
+        createSession.ts; xrpc-server errors.ts), or None for the status alone."""
+        passwords = "Settings → Privacy and security → App passwords"
+        if name == "AccountTakedown":
+            return (
+                f"the account {self.handle} has been taken down by its PDS or by moderation: "
+                "appeal there; a new password will not help"
+            )
+        if name == "AccountDeactivated":
+            return f"the account {self.handle} is deactivated: reactivate it by logging in"
+        if name == "AuthFactorTokenRequired":
+            return (
+                "the PDS asks for a sign-in code sent by e-mail: use an app password instead "
+                f"({passwords}), which needs none, in {CREDENTIAL}"
+            )
+        if name in _STALE:
+            return f"the PDS refused the session even after a fresh login: check {CREDENTIAL}"
+        if status == 401:
+            return (
+                f"the PDS refused the login of {self.handle}: create an app password "
+                f"({passwords}), set {CREDENTIAL} and check {HANDLE_SETTING}"
+            )
+        if status == 403 or name == "AccountNotFound":
+            return f"the PDS does not know the account: check {HANDLE_SETTING} and {PDS_SETTING}"
+        if status == 404 or name == "MethodNotImplemented":
+            return f"{self.pds_url} does not answer as the account's PDS: check {PDS_SETTING}"
+        return None
 
     def _retry_after(self, response: requests.Response) -> float | None:
         """Bluesky's `RateLimit-Reset` is a Unix time in seconds, not a delay."""

@@ -50,6 +50,7 @@ KIND = "linkedin"
 #: answered with 426: set DISPATCHER_LINKEDIN_VERSION to a current `YYYYMM` then.
 DEFAULT_VERSION = "202607"
 CREDENTIAL = "DISPATCHER_LINKEDIN_ACCESS_TOKEN"
+AUTHOR_SETTING, API_URL_SETTING = "DISPATCHER_LINKEDIN_AUTHOR_URN", "DISPATCHER_LINKEDIN_API_URL"
 VERSION_SETTING = "DISPATCHER_LINKEDIN_VERSION"
 
 _VERSION = re.compile(r"\d{6}(?:\.\d{2})?")  # YYYYMM, or YYYYMM.RR for a revision
@@ -374,15 +375,7 @@ class LinkedInChannel:
     def _error(self, response: requests.Response) -> ChannelError:
         status = response.status_code
         detail = http.json_detail(response, "message")
-        if status == 401:
-            detail += "; LinkedIn access tokens expire after 60 days"
-        elif status == 403:
-            detail += (
-                f"; the token needs w_member_social (posts as a member) or w_organization_social "
-                f"(as a page, with an admin or content role), and {self.author_urn} must be an "
-                "author it may post as"
-            )
-        elif status == 426:
+        if status == 426:
             return ChannelError(
                 f"{KIND}: HTTP 426: LinkedIn-Version {self.version} is no longer served ({detail}); "
                 f"set {VERSION_SETTING} to a current YYYYMM",
@@ -390,8 +383,41 @@ class LinkedInChannel:
             )
         # 429: LinkedIn sends no Retry-After or reset header; the pipeline's backoff applies.
         return http.error_for(
-            response, network=KIND, credential=CREDENTIAL, detail=detail, retry_after=None
+            response,
+            network=KIND,
+            credential=CREDENTIAL,
+            detail=detail,
+            retry_after=None,
+            cause=self._cause(status, _json_object(response), detail),
         )
+
+    def _cause(self, status: int, body: dict[str, Any], detail: str) -> str | None:
+        """What LinkedIn's `serviceErrorCode`/`code` means and what to do (65600
+        INVALID_ACCESS_TOKEN, 65601 REVOKED_ACCESS_TOKEN, 65602 EXPIRED_ACCESS_TOKEN; 100
+        ACCESS_DENIED "Not enough permissions to access: …"), or None for the status alone."""
+        code = f"{body.get('code') or ''} {body.get('serviceErrorCode') or ''}"
+        again = f"authorize the app again (3-legged OAuth) and set {CREDENTIAL}"
+        if status == 401 and ("EXPIRED" in code or "65602" in code or "expired" in detail):
+            return f"the access token expired (LinkedIn's last 60 days): {again}"
+        if status == 401 and ("REVOKED" in code or "65601" in code):
+            return f"the member revoked the app's access: {again}"
+        if status == 401:
+            return f"LinkedIn does not accept the access token (they expire after 60 days): {again}"
+        if status == 403 and "/author" in detail:
+            return (
+                f"{self.author_urn} is not an author this token may post as: set {AUTHOR_SETTING} "
+                "to the member's own urn:li:person:… or to a page the member administers (the "
+                "token then needs w_organization_social)"
+            )
+        if status == 403:
+            return (
+                "the token lacks the permission: it needs w_member_social (posting as a member) "
+                "or w_organization_social (as a page, with an admin or content role there); "
+                f"{again}"
+            )
+        if status == 404:
+            return f"no LinkedIn API answers at {self.base_url}: check {API_URL_SETTING}"
+        return None
 
 
 class _TokenRefusedError(Exception):

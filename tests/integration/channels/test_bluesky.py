@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from dispatcher.channels import bluesky, tid
-from dispatcher.channels.base import ChannelError, Post
+from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from tests.support.fake_bluesky import PASSWORD, FakeBluesky, error, rate_limited
 from tests.support.httpserver import Response
 
@@ -204,7 +204,7 @@ def test_rate_limit_reset_is_epoch_seconds(
     assert pds.records == {}
 
 
-def test_wrong_password_is_permanent_and_names_the_setting_not_the_password(
+def test_wrong_password_keeps_the_post_and_names_the_setting_not_the_password(
     pds: FakeBluesky, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "wrong-secret-9876"
@@ -214,12 +214,59 @@ def test_wrong_password_is_permanent_and_names_the_setting_not_the_password(
     with pytest.raises(ChannelError) as raised:
         channel.send(make_post(), key=key_for())
 
-    assert raised.value.permanent
-    assert "DISPATCHER_BLUESKY_APP_PASSWORD" in raised.value.message
-    assert "Invalid identifier or password" in raised.value.message
+    assert raised.value.kind is ErrorKind.UNAVAILABLE  # the login, not the post: it waits
+    assert raised.value.message == (
+        "bluesky: HTTP 401: AuthenticationRequired: Invalid identifier or password; the PDS "
+        f"refused the login of {pds.login_handle}: create an app password (Settings → Privacy "
+        "and security → App passwords), set DISPATCHER_BLUESKY_APP_PASSWORD and check "
+        "DISPATCHER_BLUESKY_HANDLE"
+    )
     assert secret not in raised.value.message and secret not in repr(channel)
     assert secret not in caplog.text
     assert pds.requests_to("/xrpc/com.atproto.repo.putRecord") == []
+
+
+# The reference PDS's own answers (@atproto/pds auth-verifier.ts, createSession.ts)
+@pytest.mark.parametrize(
+    ("path", "answer", "says"),
+    [
+        (
+            "/xrpc/com.atproto.server.createSession",
+            error(401, "AccountTakedown", "Account has been taken down"),
+            "has been taken down by its PDS or by moderation: appeal there; a new password "
+            "will not help",
+        ),
+        (
+            "/xrpc/com.atproto.repo.putRecord",
+            error(401, "AccountDeactivated", "Account is deactivated"),
+            "is deactivated: reactivate it by logging in",
+        ),
+        (
+            "/xrpc/com.atproto.server.createSession",
+            error(401, "AuthFactorTokenRequired", "A sign in code has been sent to your email"),
+            "use an app password instead",
+        ),
+        (
+            "/xrpc/com.atproto.repo.putRecord",
+            error(501, "MethodNotImplemented", "Method Not Implemented"),
+            "does not answer as the account's PDS: check DISPATCHER_BLUESKY_PDS_URL",
+        ),
+    ],
+)
+def test_account_errors_name_the_cause_and_keep_the_post(
+    pds: FakeBluesky, channel: bluesky.BlueskyChannel, path: str, answer: Response, says: str
+) -> None:
+    pds.fail_next(path, answer)
+
+    with pytest.raises(ChannelError) as raised:
+        channel.send(make_post(), key=key_for())
+
+    assert raised.value.kind is ErrorKind.UNAVAILABLE
+    name, text = answer.json["error"], answer.json["message"]
+    assert f"HTTP {answer.status}: {name}: {text}; " in raised.value.message
+    assert says in raised.value.message
+    assert PASSWORD not in raised.value.message
+    assert pds.records == {}
 
 
 def test_lexicon_rejection_is_permanent_with_the_pds_message(

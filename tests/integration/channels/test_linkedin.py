@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from dispatcher.channels import http, linkedin
-from dispatcher.channels.base import ChannelError, Post
+from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from dispatcher.content.post_length import linkedin_escape, linkedin_hashtag
-from tests.support.fake_linkedin import THROTTLED, FakeLinkedIn
+from tests.support.fake_linkedin import THROTTLED, FakeLinkedIn, error
 from tests.support.httpserver import Response
 
 AUTHOR = "urn:li:organization:4711"
@@ -141,9 +141,12 @@ def test_expired_token_names_the_credential_and_hides_the_token(fake: FakeLinked
     chan.close()
 
     message = str(caught.value)
-    assert caught.value.permanent
-    assert "DISPATCHER_LINKEDIN_ACCESS_TOKEN" in message
-    assert "60 days" in message
+    assert caught.value.kind is ErrorKind.UNAVAILABLE  # the token, not the post: it waits
+    assert message == (
+        "linkedin: HTTP 401: Invalid access token; LinkedIn does not accept the access token "
+        "(they expire after 60 days): authorize the app again (3-legged OAuth) and set "
+        "DISPATCHER_LINKEDIN_ACCESS_TOKEN"
+    )
     assert "expired-token-XYZ" not in message
     assert "expired-token-XYZ" not in repr(chan)
 
@@ -153,9 +156,61 @@ def test_wrong_author_explains_the_permission(fake: FakeLinkedIn) -> None:
     with pytest.raises(ChannelError) as caught:
         chan.send(post(), key="k1")
     chan.close()
-    assert caught.value.permanent
-    assert "w_organization_social" in str(caught.value)
-    assert "urn:li:organization:999" in str(caught.value)
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert str(caught.value).endswith(
+        "; urn:li:organization:999 is not an author this token may post as: set "
+        "DISPATCHER_LINKEDIN_AUTHOR_URN to the member's own urn:li:person:… or to a page the "
+        "member administers (the token then needs w_organization_social)"
+    )
+
+
+# LinkedIn's own error bodies (serviceErrorCode, code, message) as its API answers them
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (
+            error(
+                401,
+                "The token used in the request has been revoked by the user",
+                serviceErrorCode=65601,
+                code="REVOKED_ACCESS_TOKEN",
+            ),
+            "the member revoked the app's access: authorize the app again (3-legged OAuth) and "
+            "set DISPATCHER_LINKEDIN_ACCESS_TOKEN",
+        ),
+        (
+            error(
+                401,
+                "The token used in the request has expired",
+                serviceErrorCode=65602,
+                code="EXPIRED_ACCESS_TOKEN",
+            ),
+            "the access token expired (LinkedIn's last 60 days): authorize the app again",
+        ),
+        (
+            error(
+                403,
+                "Not enough permissions to access: partnerApiPostsExternal.CREATE.20260701",
+                serviceErrorCode=100,
+                code="ACCESS_DENIED",
+            ),
+            "the token lacks the permission: it needs w_member_social (posting as a member) or "
+            "w_organization_social",
+        ),
+    ],
+)
+def test_refusals_name_the_cause_and_keep_the_post(
+    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, answer: Response, says: str
+) -> None:
+    fake.fail_next("/rest/posts", answer)
+    with pytest.raises(ChannelError) as caught:
+        channel.send(post(), key="k1")
+    assert caught.value.kind is ErrorKind.UNAVAILABLE
+    assert caught.value.message.startswith(
+        f"linkedin: HTTP {answer.status}: {answer.json['message']}; {says}"
+    )
+    assert TOKEN not in caught.value.message
+    assert fake.posts == []
 
 
 def test_429_has_no_retry_after(fake: FakeLinkedIn, channel: linkedin.LinkedInChannel) -> None:
