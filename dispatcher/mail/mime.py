@@ -169,37 +169,55 @@ def _encoded_words(text: str) -> list[str]:
 
 
 def _phrase(name: str, room: int) -> list[str]:
-    """The words of a display name: atoms, one quoted string, or atoms and encoded words.
+    """The words of a display name: atoms, quoted strings and encoded words.
 
-    A word that is not a plain atom is never left outside quotes or an encoded word:
-    the stdlib leaves the ASCII part of a partly encoded name bare, so a `,` or `@`
-    in it started a second address. Runs of such words become one encoded word
-    where it fits, spaces included. Whitespace *between* two encoded words means
-    nothing in RFC 2047 but a space to Python's `email.policy.default`, so runs are
-    cut only when longer than one word can be (after a space if there is one), and
-    plain atoms stay outside: between an atom and an encoded word a space is a space
-    for every parser.
+    ASCII words stay readable: as atoms, or — where one holds an RFC 5322 special such as
+    the `.` of "Dr." — in a quoted string (`"Dr. Maximiliane"`); a bare special makes an
+    obsolete phrase that parsers read differently. Runs of non-ASCII words become encoded
+    words. Between a quoted string or atom and an encoded word a space is a space for
+    every parser, so the name reads the same everywhere. Only a run of non-ASCII words too
+    long for one encoded word needs two adjacent ones, and whitespace between those means
+    nothing to RFC 2047 (and to mail clients) but a space to Python's `email.policy.default`:
+    they are cut after a space, which RFC 2047 readers keep (see docs/architecture.md).
     """
-    words = name.split(" ")
-    if name.isascii():
-        if all(ATOM.fullmatch(word) for word in words):
-            return words  # folds at the spaces between them
-        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if len(quoted) <= room:
-            return [quoted]
     phrase: list[str] = []
-    run: list[str] = []
-    for word in words:
-        if ATOM.fullmatch(word):
-            if run:
-                phrase += _encoded_words(" ".join(run))
-                run = []
-            phrase.append(word)
+    for is_ascii, words in _runs(name.split(" ")):
+        if not is_ascii:
+            phrase += _encoded_words(" ".join(words))
+        elif all(ATOM.fullmatch(word) for word in words):
+            phrase += words  # folds at the spaces between them
         else:
-            run.append(word)
-    if run:
-        phrase += _encoded_words(" ".join(run))
+            phrase += _quoted_strings(words, room)
     return phrase
+
+
+def _runs(words: list[str]) -> list[tuple[bool, list[str]]]:
+    """Consecutive words grouped by whether they are ASCII: [(is_ascii, words), …]."""
+    runs: list[tuple[bool, list[str]]] = []
+    for word in words:
+        if runs and runs[-1][0] == word.isascii():
+            runs[-1][1].append(word)
+        else:
+            runs.append((word.isascii(), [word]))
+    return runs
+
+
+def _quoted_strings(words: list[str], room: int) -> list[str]:
+    """ASCII words as quoted strings, as few as fit in `room` each (cut between words)."""
+    quoted: list[str] = []
+    current: list[str] = []
+    for word in words:
+        candidate = [*current, word]
+        if current and len(_quote(" ".join(candidate))) > room:
+            quoted.append(_quote(" ".join(current)))
+            candidate = [word]
+        current = candidate
+    quoted.append(_quote(" ".join(current)))
+    return quoted
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def address_words(name: str | None, address: str, *, room: int = _LINE) -> list[str]:
