@@ -258,7 +258,14 @@ def test_a_token_renewed_after_a_401_mid_week_loses_no_day_and_doubles_none(
     status = dispatcher(env, "status", "--json")
     assert status.returncode == 0, status.stderr
     assert renewed.access_token not in status.stdout and bot.access_token not in status.stdout
-    assert [d["state"] for d in json.loads(status.stdout)["dispatches"]] == ["done"] * 8
+    listed = json.loads(status.stdout)["dispatches"]
+    assert [d["state"] for d in listed] == ["done"] * 8
+    posts = [post for d in listed for post in d["posts"]]
+    # one target the whole week (its name has no token), each post findable by its link
+    assert len({post["target"] for post in posts}) == 1 and room in posts[0]["target"]
+    assert [post["provider_id"] for post in posts] == [e["event_id"] for e in events]
+    for post in posts:
+        assert post["link"].startswith("https://matrix.to/#/") and post["state"] == "sent"
 
 
 def test_a_token_renewed_on_the_same_device_while_a_retry_is_pending_gives_one_message(
