@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from dispatcher import __version__
 from dispatcher.channels.base import ChannelError, ErrorKind
@@ -234,7 +235,9 @@ def fetch_image(
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(64 * 1024):
+            # read1: whatever has arrived (one socket read), so the limits are checked as the
+            # bytes come in; iter_content would block until a whole 64 KiB chunk is there.
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
                 size += len(chunk)
                 if size > max_bytes:
                     raise ImageError(
@@ -249,7 +252,7 @@ def fetch_image(
                         status=status,
                     )
                 chunks.append(chunk)
-        except requests.RequestException as error:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
             raise ImageError(
                 f"{network}: image {url}: download broke off ({type(error).__name__})",
                 kind=ErrorKind.TEMPORARY,
