@@ -23,6 +23,7 @@ from typing import IO
 import pytest
 
 START_TIMEOUT = 60.0  #: seconds until the JSON line; ~2.5 s normally, more on a loaded CI box
+ADMIN_PASSWORD = "admin-pass"  #: start_pds.mjs's fixed admin password (Basic auth as `admin`)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from dispatcher.channels import bluesky
-from dispatcher.channels.base import ChannelError, Post
+from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from tests.support.httpserver import FakeHTTPServer, Request, Response
-from tests.support.pds import RealPds
+from tests.support.pds import ADMIN_PASSWORD, RealPds
 
 LINK = "https://clusterwoche.example.de/reportage/köln-werften?teil=2"
 TEXT = (
@@ -227,8 +227,47 @@ def test_wrong_password_names_the_setting(real_pds: RealPds) -> None:
             channel.send(post, key=key)
     finally:
         channel.close()
-    assert raised.value.permanent and "DISPATCHER_BLUESKY_APP_PASSWORD" in raised.value.message
+    assert raised.value.kind is ErrorKind.UNAVAILABLE  # the login, not the post: it waits
+    assert raised.value.message.startswith(
+        "bluesky: HTTP 401: AuthenticationRequired: Invalid identifier or password; the PDS "
+        f"refused the login of {real_pds.handle}: create an app password"
+    )
+    assert "DISPATCHER_BLUESKY_APP_PASSWORD" in raised.value.message
     assert "falsch-0815" not in raised.value.message
+
+
+def test_a_taken_down_account_is_named_as_such(real_pds: RealPds) -> None:
+    """The PDS's own answer for an account its admin took down: no "renew the password"."""
+    handle, password = "abgeschaltet.test", "takedown-pass-4711"
+    created = requests.post(
+        f"{real_pds.pds_url}/xrpc/com.atproto.server.createAccount",
+        json={"handle": handle, "email": "abgeschaltet@example.org", "password": password},
+        timeout=10,
+    )
+    created.raise_for_status()
+    takedown = requests.post(
+        f"{real_pds.pds_url}/xrpc/com.atproto.admin.updateSubjectStatus",
+        auth=("admin", ADMIN_PASSWORD),
+        json={
+            "subject": {"$type": "com.atproto.admin.defs#repoRef", "did": created.json()["did"]},
+            "takedown": {"applied": True, "ref": "dispatcher-test"},
+        },
+        timeout=10,
+    )
+    takedown.raise_for_status()
+    channel = bluesky.BlueskyChannel(real_pds.pds_url, handle, password)
+    post, key = make_post(dt.datetime(2026, 3, 6, 9, 0, tzinfo=dt.UTC))
+    try:
+        with pytest.raises(ChannelError) as raised:
+            channel.send(post, key=key)
+    finally:
+        channel.close()
+    assert raised.value.kind is ErrorKind.UNAVAILABLE
+    assert raised.value.message == (
+        "bluesky: HTTP 401: AccountTakedown: Account has been taken down; the account "
+        f"{handle} has been taken down by its PDS or by moderation: appeal there; a new "
+        "password will not help"
+    )
 
 
 def test_corrupt_thumbnail_is_a_temporary_error_and_nothing_is_posted(
