@@ -432,6 +432,30 @@ def test_discord_errors_name_the_cause_and_the_fix(
     assert_no_secret(caught.value.message)
 
 
+def test_teams_bad_signature_says_to_copy_the_url_again(fake: FakeWebhooks) -> None:
+    wrong = fake.teams_url.replace(fw.TEAMS_SIG, "wrongSignature0123456789")
+    with pytest.raises(ChannelError) as caught:
+        channel(wrong).send(post(), key="k")
+    assert caught.value.permanent
+    assert caught.value.message.endswith(
+        "HTTP 401: The provided signature is not valid.; the workflow URL's signature (sig) is "
+        "not valid: copy the URL again from the workflow's trigger and replace it in "
+        "DISPATCHER_WEBHOOK_URLS"
+    )
+    assert "wrongSignature0123456789" not in caught.value.message
+
+
+def test_generic_404_says_the_url_is_wrong(fake: FakeWebhooks) -> None:
+    wrong = fake.generic_url.replace(fw.GENERIC_PATH, "/hooks/movedAway0123456789")
+    with pytest.raises(ChannelError) as caught:
+        channel(wrong).send(post(), key="k")
+    assert caught.value.permanent
+    assert caught.value.message.endswith(
+        "; nothing answers at this URL: check it in DISPATCHER_WEBHOOK_URLS"
+    )
+    assert "movedAway0123456789" not in caught.value.message
+
+
 def test_generic_accepts_any_2xx(fake: FakeWebhooks) -> None:
     receipt = channel(fake.generic_url).send(post(), key="k")
     assert fake.generic == [
