@@ -38,10 +38,12 @@ UNKNOWN = "niemand@example.org"  #: subscribed, but no mailbox at the relay
 
 
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[tuple[Mta, Path]]:
-    """Postfix + OpenDKIM for MAILBOXES, and the DKIM private key whose record DNS serves."""
+def relay(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Mta, Path]]:
+    """Postfix + OpenDKIM for MAILBOXES, and the DKIM private key whose record DNS serves
+    (RSA-2048; `indirect` parametrisation with "ed25519" for an Ed25519 key)."""
     require_mta()
-    key, record = dkim.keygen(tmp_path / "dkim", SELECTOR, DOMAIN, kind="rsa")
+    kind: dkim.KeyKind = getattr(request, "param", "rsa")
+    key, record = dkim.keygen(tmp_path / "dkim", SELECTOR, DOMAIN, kind=kind)
     txt = {f"{SELECTOR}._domainkey.{DOMAIN}": dkim.txt_value(record)}
     with start_dns_stub(txt) as dns, start_mta(tmp_path, MAILBOXES, dns) as mta:
         yield mta, key
@@ -93,6 +95,25 @@ def test_every_subscriber_gets_one_message_and_its_signature_verifies(
     assert len({message["Message-ID"] for a in addresses for message in mta.messages(a)}) == (
         SUBSCRIBERS
     )
+
+
+@pytest.mark.parametrize("relay", ["ed25519"], indirect=True)
+def test_ed25519_signatures_verify_at_the_relay_too(
+    database: Database, relay: tuple[Mta, Path]
+) -> None:
+    mta, key = relay
+    addresses = add_subscribers(database, 5)
+    tick_at(signed_settings(database, mta, key), database, email_time(SEND_DAYS[0]))
+    mta.wait_for_delivery(5)
+    for address in addresses:
+        [message] = mta.messages(address)
+        result = str(message["Authentication-Results"])
+        assert re.search(
+            rf"dkim=pass (?:\([^)]*\) )?header\.d={re.escape(DOMAIN)} .*header\.a=ed25519-sha256 "
+            rf"header\.s={SELECTOR}\b",
+            result,
+        ), f"{address}: {result}"
+    print(f"Authentication-Results (Ed25519) of {addresses[0]}: {result}")
 
 
 def test_a_relay_without_its_milter_costs_no_attempt_and_all_arrive_once_it_is_back(
