@@ -42,7 +42,7 @@ from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger import targets as ledger_targets
-from dispatcher.ledger.tables import DeliveryState, SubscriberState
+from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
 from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import serve_beside, serve_forever
@@ -61,10 +61,12 @@ def _describe(d: store.DispatchRow) -> str:
 
 def _report_lines(report: pipeline.TickReport, engine: sa.Engine) -> tuple[list[str], list[str]]:
     """One line per dispatch the tick touched (created, finished with counts, or missed), each
-    naming day, channel and item — also one created by an earlier tick; and one line per
-    failed or unknown delivery of a finished dispatch, with its reason (for stderr)."""
+    naming day, channel and item — also one created by an earlier tick; and for stderr one
+    line per failed or unknown delivery of a finished dispatch (and per deferred post of an
+    unfinished one) with its reason."""
     lines = [f"{_describe(d)}: MISSED" for d in report.missed]
     described = {d.id: _describe(d) for d in report.created}
+    social = {d.id for d in report.created if d.channel != Channel.EMAIL}
     errors: list[str] = []
     with ledger_engine.reader(engine).connect() as connection:
         for dispatch_id, state in report.finished.items():
@@ -88,13 +90,39 @@ def _report_lines(report: pipeline.TickReport, engine: sa.Engine) -> tuple[list[
                     f"{what}: {_first_line(error)}"
                     for error in store.recent_errors(connection, dispatch_id)
                 ]
-    lines += [f"{what}: started, not finished yet" for what in described.values()]
+        for dispatch_id, what in described.items():
+            lines.append(f"{what}: started, not finished yet")
+            if dispatch_id not in social:
+                continue
+            errors += [  # a post that will be tried again: why it did not go out yet
+                f"{what}: {post.target} {post.state} (attempt {post.attempts}): "
+                f"{_first_line(post.error)}"
+                for post in ledger_targets.posts(connection, [dispatch_id])
+                if post.state == DeliveryState.DEFERRED and post.error
+            ]
     return [" ".join(line.split()) for line in lines] or ["nothing due"], errors
 
 
 def _first_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[0] if lines else "(no reason recorded)"
+
+
+def _add_finished_by_helpers(
+    report: pipeline.TickReport, due: list[store.DispatchRow], engine: sa.Engine
+) -> None:
+    """The dispatches due at the start that a helper process finished, so that the tick
+    that started the helpers reports them (and exits 3 for their failed deliveries)."""
+    with ledger_engine.reader(engine).connect() as connection:
+        for dispatch in due:
+            if dispatch.id in report.finished:
+                continue
+            row = store.dispatch_by_id(connection, dispatch.id)
+            if row is None or row.state in store.OPEN_DISPATCH_STATES:
+                continue
+            report.finished[row.id] = DispatchState(row.state)
+            report.counts[row.id] = store.delivery_counts(connection, row.id)
+            report.failed_deliveries += report.counts[row.id].get(DeliveryState.FAILED, 0)
 
 
 def cmd_tick(args: argparse.Namespace) -> int:
@@ -114,21 +142,28 @@ def cmd_tick(args: argparse.Namespace) -> int:
     errors: list[str] = []
     try:
         report = pipeline.TickReport()
+        due: list[store.DispatchRow] = []
         if not args.worker:
             try:
                 pipeline.make_due_dispatches(context, report)
             except ticks.ClockJumpError as jump:
                 raise UserError(f"tick refused: {jump}") from None
             # One process is bound to one core (the GIL); helpers claim their own batches
-            # of the dispatches just created (SKIP LOCKED / BEGIN IMMEDIATE keep them apart).
-            at = context.clock().isoformat()
-            helpers = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "dispatcher", "tick", "--at", at, "--worker"]
-                )
-                for _ in range(settings.workers - 1)
-            ]
+            # of the email due now (SKIP LOCKED / BEGIN IMMEDIATE keep them apart). A post
+            # is one delivery, and a tick with nothing due starts no process.
+            due = pipeline.due_dispatches(context)
+            if any(dispatch.channel == Channel.EMAIL for dispatch in due):
+                at = context.clock().isoformat()
+                helpers = [
+                    subprocess.Popen(
+                        [sys.executable, "-m", "dispatcher", "tick", "--at", at, "--worker"]
+                    )
+                    for _ in range(settings.workers - 1)
+                ]
         report = pipeline.tick(context, schedule=False, report=report)
+        for helper in helpers:
+            helper.wait()
+        _add_finished_by_helpers(report, due, engine)
         lines, errors = _report_lines(report, engine)
     finally:
         for helper in helpers:
@@ -138,8 +173,11 @@ def cmd_tick(args: argparse.Namespace) -> int:
     if any(helper.returncode not in (EXIT_OK, EXIT_DELIVERY_FAILED) for helper in helpers):
         print("error: a helper worker process failed (see its log)", file=sys.stderr)
         return EXIT_DELIVERY_FAILED
-    for line in lines:
-        print(line)
+    if any(helper.returncode == EXIT_DELIVERY_FAILED for helper in helpers):
+        report.failed_deliveries = max(report.failed_deliveries, 1)  # its stderr says which
+    if not args.worker:  # what a helper finished, the tick that started it reports
+        for line in lines:
+            print(line)
     for line in errors:
         print(printable(f"error: {line}"), file=sys.stderr)
     for error in report.channel_errors:
@@ -332,7 +370,11 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def _retry_to_target(settings: Settings, campaign: Campaign, args: argparse.Namespace) -> int:
     """Move deliveries of a target that is configured no more (or of `--from OLD`) to the
     configured target NEW: the same rows, so the same idempotency keys (docs/operations.md)."""
-    configured = delivery_targets.configured(settings)
+    configured = {
+        channel: found
+        for channel, found in delivery_targets.configured(settings).items()
+        if channel in campaign.channels
+    }
     channel = next(
         (c for c, found in configured.items() if any(t.recipient == args.target for t in found)),
         None,
