@@ -215,7 +215,11 @@ def body_to_html(markdown: str) -> Markup:
 
 
 class _TextWriter(HTMLParser):
-    """The sanitised body as plain text: paragraphs, "- " lists, "> " quotes, "text (URL)"."""
+    """The sanitised body as plain text: paragraphs, "- " lists, "> " quotes, "text (URL)".
+
+    A link whose text is its address (`<https://…>` in Markdown) is written once, not as
+    "URL (URL)": the text part carries each URL as often as the HTML part shows it.
+    """
 
     _BREAK = "\u2028"  # a <br>; plain "\n" in the data is only a soft line break
 
@@ -225,6 +229,7 @@ class _TextWriter(HTMLParser):
         self.current: list[str] = []
         self.prefix = ""
         self.href: str | None = None
+        self.link_start = 0  #: where the open link's text begins in `current`
         self.quote = 0
 
     def flush(self) -> None:
@@ -254,10 +259,13 @@ class _TextWriter(HTMLParser):
             self.current.append(self._BREAK)
         elif tag == "a":
             self.href = dict(attrs).get("href")
+            self.link_start = len(self.current)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a" and self.href:
-            self.current.append(f" ({self.href})")
+            shown = " ".join("".join(self.current[self.link_start :]).split())
+            if shown not in (self.href, self.href.removeprefix("mailto:")):
+                self.current.append(f" ({self.href})")
             self.href = None
         elif tag in ("p", "li", "h3", "h4", "ul", "ol"):
             self.flush()

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,49 @@ def test_email_text_version(env: jinja2.Environment) -> None:
     assert "https://news.example.de/archive" in text
     assert rendering.UNSUBSCRIBE_PLACEHOLDER in text and rendering.GREETING_PLACEHOLDER in text
     assert "Überschrift" in text and "größer" in text
+
+
+@pytest.mark.parametrize("image", ["with image", "without image"])
+def test_email_text_carries_every_url_of_the_html_as_often(
+    env: jinja2.Environment, image: str
+) -> None:
+    """Links, the image and the footer's links: each URL as often in the text part as in
+    the HTML (rspamd's URI_COUNT_ODD scores a multipart/alternative with an odd URL count).
+    A link whose text is its address appears once in the text, as it shows once in HTML."""
+    body = BODY + "\nMehr: <https://example.org/mehr>, Fragen an <info@example.org>\n"
+    item = make_item(body=body)
+    if image == "without image":
+        item = dataclasses.replace(item, image=None, image_alt=None)
+    email = render(env, item, [(dt.date(2019, 4, 1), EARLIER)])
+    assert isinstance(email, rendering.RenderedEmail)
+    html, text = email.personalise(name="Erika", unsubscribe_url="https://news.example.de/u/7.x")
+    in_html = Counter(
+        value
+        for _, attrs in Parsed(html).tags
+        for value in (attrs.get("href"), attrs.get("src"))
+        if value and value.startswith(("http://", "https://"))
+    )
+    assert in_html["https://example.org/mehr"] == 1
+    assert ("https://www.clusterplattform.de/bilder/ki.jpg" in in_html) is (image == "with image")
+    urls_in_text = re.findall(r"https?://[^\s()<>]*[^\s()<>.,;:!?]", text)  # not "," or "."
+    assert Counter(urls_in_text) == in_html
+    assert "Mehr: https://example.org/mehr, Fragen an info@example.org" in " ".join(text.split())
+
+
+def test_email_preheader_is_the_teaser_and_nothing_is_hidden(env: jinja2.Environment) -> None:
+    """Inbox lists show the first text of a message: the teaser. It is visible text, as is
+    everything else: spam filters count hidden blocks against a message."""
+    email = render(env, make_item(), [])
+    assert isinstance(email, rendering.RenderedEmail)
+    body = Parsed("<body" + email.html.split("<body", 1)[1])
+    assert " ".join("".join(body.text).split()).startswith(BASE_ITEM.teaser)
+    hiding = re.compile(
+        r"display:none|visibility:hidden|opacity:0(\.0*)?(;|$)|max-(height|width):0|"
+        r"font-size:0|mso-hide:all|overflow:hidden"
+    )
+    for tag, attrs in body.tags:
+        style = re.sub(r"\s+", "", (attrs.get("style") or "").lower())
+        assert not hiding.search(style), f"<{tag} style={attrs.get('style')!r}>"
 
 
 def test_email_subject_is_one_line_with_title(env: jinja2.Environment) -> None:
