@@ -11,9 +11,9 @@ are copied there) — docs/architecture.md, testing. Postfix runs as
 `postfix -c DIR start` with its own main.cf/master.cf, queue and data directories, listens on
 a free port of 127.0.0.1 and delivers mail for example.org into Maildirs
 (`virtual_mailbox_maps`: the addresses given; any other address gets Postfix's own
-`550 5.1.1 … User unknown in virtual mailbox table`). Nothing goes further: every other
-domain is refused at RCPT (`permit_mynetworks` only relays to the virtual domain, and the
-default transport is `error:`). /etc/postfix and the system's services are never touched.
+`550 5.1.1 … User unknown in virtual mailbox table`). Nothing leaves the machine: mail for
+any other domain ends at the `error:` transport (default and relay). /etc/postfix and the
+system's services are never touched.
 
 OpenDKIM runs as `opendkim -f -x CONF` in verify mode on a unix socket, asks the DNS stub
 for keys, and adds `Authentication-Results: relay.example.net; dkim=pass …` to each message.
@@ -161,6 +161,7 @@ class Mta:
             "alias_database": "",
             "local_recipient_maps": "",
             "default_transport": "error:this test relay delivers to example.org only",
+            "relay_transport": "error:this test relay delivers to example.org only",
             "virtual_mailbox_domains": DOMAIN,
             "virtual_mailbox_base": self.mail,
             "virtual_mailbox_maps": f"hash:{self.conf / 'vmailbox'}",
