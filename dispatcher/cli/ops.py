@@ -39,7 +39,7 @@ from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.delivery.leader import SqliteInUseError
 from dispatcher.delivery.service import Service
 from dispatcher.ledger import engine as ledger_engine
-from dispatcher.ledger import store, ticks
+from dispatcher.ledger import outages, store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
 from dispatcher.ledger import targets as ledger_targets
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
@@ -279,6 +279,7 @@ def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dic
                 rows.append(row)
             plan = schedule.ledger_plan(connection, campaign, now)
             subscribers = subscriber_store.count_by_state(connection)
+            down = outages.outages(connection)
             stranded = delivery_targets.stranded_problems(connection, campaign.id, settings)
     finally:
         engine.dispose()
@@ -291,6 +292,15 @@ def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dic
         "next_send": next_send,
         "subscribers": subscribers,
         "stranded": stranded,
+        "outages": {
+            channel: {
+                "since": outage.since.isoformat(),
+                "refused_tries": outage.failures,
+                "next_try": outage.retry_at.isoformat(),
+                "error": outage.error,
+            }
+            for channel, outage in sorted(down.items())
+        },
     }
 
 
@@ -313,6 +323,11 @@ def format_status(status: dict[str, Any]) -> str:
     if not status["dispatches"]:
         lines.append("(no dispatches yet)")
     lines += [f"warning: {problem}" for problem in status["stranded"]]
+    lines += [
+        f"unavailable: {channel} since {o['since']} (refused {o['refused_tries']} times, "
+        f"deliveries stay queued), next try {o['next_try']}: {o['error']}"
+        for channel, o in status["outages"].items()
+    ]
     lines.append(
         "next send: " + ", ".join(f"{c} {t or '—'}" for c, t in status["next_send"].items())
     )
