@@ -7,10 +7,14 @@ environment, exit 1 with a message that says what to fix, 3 when a delivery fail
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import datetime as dt
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +112,19 @@ def _first_line(text: str | None) -> str:
     return lines[0] if lines else "(no reason recorded)"
 
 
+def _end_with_parent(parent: int) -> None:
+    """A helper process ends with the tick that started it (Linux's PR_SET_PDEATHSIG), as
+    one killed tick: what either held is taken over once its lease runs out, and no helper
+    sends on unattended."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it ended before the line above
+        raise SystemExit(EXIT_DELIVERY_FAILED)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _add_finished_by_helpers(
     report: pipeline.TickReport, due: list[store.DispatchRow], engine: sa.Engine
 ) -> None:
@@ -130,6 +147,8 @@ def cmd_tick(args: argparse.Namespace) -> int:
     campaign = campaign_of(settings)
     rendering.require_templates(settings.templates_dir, campaign.channels)
     logs.configure(settings.log_format)
+    if args.worker is not None:
+        _end_with_parent(args.worker)
     engine = open_ledger(settings)
     context = build_context(
         settings,
@@ -143,7 +162,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     try:
         report = pipeline.TickReport()
         due: list[store.DispatchRow] = []
-        if not args.worker:
+        if args.worker is None:
             try:
                 pipeline.make_due_dispatches(context, report)
             except ticks.ClockJumpError as jump:
@@ -153,13 +172,9 @@ def cmd_tick(args: argparse.Namespace) -> int:
             # is one delivery, and a tick with nothing due starts no process.
             due = pipeline.due_dispatches(context)
             if any(dispatch.channel == Channel.EMAIL for dispatch in due):
-                at = context.clock().isoformat()
-                helpers = [
-                    subprocess.Popen(
-                        [sys.executable, "-m", "dispatcher", "tick", "--at", at, "--worker"]
-                    )
-                    for _ in range(settings.workers - 1)
-                ]
+                argv = [sys.executable, "-m", "dispatcher", "tick", "--at"]
+                argv += [context.clock().isoformat(), "--worker", str(os.getpid())]
+                helpers = [subprocess.Popen(argv) for _ in range(settings.workers - 1)]
         report = pipeline.tick(context, schedule=False, report=report)
         for helper in helpers:
             helper.wait()
@@ -175,11 +190,11 @@ def cmd_tick(args: argparse.Namespace) -> int:
         return EXIT_DELIVERY_FAILED
     if any(helper.returncode == EXIT_DELIVERY_FAILED for helper in helpers):
         report.failed_deliveries = max(report.failed_deliveries, 1)  # its stderr says which
-    if not args.worker:  # what a helper finished, the tick that started it reports
+    if args.worker is None:  # what a helper finished, the tick that started it reports
         for line in lines:
             print(line)
-    for line in errors:
-        print(printable(f"error: {line}"), file=sys.stderr)
+        for line in errors:
+            print(printable(f"error: {line}"), file=sys.stderr)
     for error in report.channel_errors:
         print(f"error: channel {error} (deliveries stay queued)", file=sys.stderr)
     failed = report.failed_deliveries or report.channel_errors
@@ -375,10 +390,23 @@ def cmd_retry(args: argparse.Namespace) -> int:
                 force=args.force,
                 now=dt.datetime.now(dt.UTC),
             )
+            # Ops retry after fixing the cause (a renewed token, a relay back up): the
+            # channel's backoff must not make them wait for its next try.
+            dispatch = (
+                None if args.dispatch is None else store.dispatch_by_id(connection, args.dispatch)
+            )
+            ended = [
+                channel
+                for channel in sorted(outages.outages(connection))
+                if (dispatch is None or dispatch.channel == channel)
+                and outages.end_outage(connection, channel)
+            ]
     finally:
         engine.dispose()
     what = "failed and unknown" if args.force else "failed"
     print(f"re-queued {count} {what} deliveries; the next tick sends them")
+    for channel in ended:
+        print(f"channel {channel}: its outage backoff is lifted; the next tick tries it")
     return EXIT_OK
 
 
@@ -583,7 +611,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tick = commands.add_parser("tick", help="do everything due at that instant, then return")
     tick.add_argument("--at", help="ISO-8601 instant (default now)")
-    tick.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    #: a helper of the tick with this process id (see `cmd_tick`)
+    tick.add_argument("--worker", type=int, metavar="PARENT_PID", help=argparse.SUPPRESS)
     tick.add_argument("--force", action="store_true", help=FORCE_HELP)
     tick.set_defaults(handler=cmd_tick)
     run = commands.add_parser("run", help="the long-running service")

@@ -74,3 +74,35 @@ def test_demo_replays_the_week(tmp_path: Path) -> None:
     assert out.count("     done ") >= 8  # the final status table
     assert "1200 emails in" in out
     assert len(list((tmp_path / "demo" / "outbox").rglob("*.eml"))) == 1200
+
+
+def test_an_outage_shows_in_tick_and_status_and_retry_lifts_its_backoff(
+    sqlite_database: Database, smtp_server: SmtpServer
+) -> None:
+    """The relay's milter is down: tick says so and keeps everything queued; once ops fixed
+    it, `retry` lets the next tick try at once instead of after the channel's backoff."""
+    add_subscribers(sqlite_database, 3)
+    smtp_server.refusal = "451 4.7.1 Service unavailable - try again later"
+    # One process: with helper workers each may count a refusal before it sees the other's.
+    env = environment(sqlite_database, smtp_server, DISPATCHER_WORKERS="1")
+    tick = run(env, "tick", "--at", "2019-04-02T08:00:05+02:00")
+    assert tick.returncode == 3
+    assert "error: channel email: SMTP server" in tick.stderr and "451 4.7.1" in tick.stderr
+    assert "next try at 2019-04-02 08:00:35 CEST" in tick.stderr  # 30 s after the refusal
+
+    status = run(env, "status", "--at", "2019-04-02T08:00:10+02:00")
+    assert "unavailable: email since 2019-04-02T06:00:05" in status.stdout
+    assert json.loads(run(env, "status", "--json").stdout)["outages"]["email"]["refused_tries"] == 1
+
+    smtp_server.refusal = None  # fixed
+    early = run(env, "tick", "--at", "2019-04-02T08:00:20+02:00")  # still inside the backoff
+    assert early.returncode == 3 and "unavailable since" in early.stderr
+    assert smtp_server.received == []
+
+    retry = run(env, "retry")
+    assert "channel email: its outage backoff is lifted" in retry.stdout
+    again = run(env, "tick", "--at", "2019-04-02T08:00:25+02:00")
+    assert again.returncode == 0, again.stderr
+    assert "done (3 sent)" in again.stdout
+    assert len(smtp_server.received) == 3
+    assert "unavailable" not in run(env, "status").stdout
