@@ -331,8 +331,10 @@ def format_status(status: dict[str, Any]) -> str:
         if "posts" in row:
             for post in row["posts"]:
                 attempts = f"{post['attempts']} attempt{'' if post['attempts'] == 1 else 's'}"
-                what = post["link"] or post["provider_id"] or post["error"] or ""
-                lines.append(f"      {post['target']}: {post['state']}, {attempts}  {what}")
+                facts = [post["state"], attempts]
+                facts += [f"id {post['provider_id']}"] if post["provider_id"] else []
+                facts += [post["link"] or post["error"] or ""]
+                lines.append(f"      {post['target']}: {', '.join(f for f in facts if f)}")
         else:
             lines += [f"      error: {error}" for error in row["errors"]]
     if not status["dispatches"]:

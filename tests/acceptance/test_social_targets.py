@@ -119,7 +119,8 @@ def test_a_renewed_token_keeps_the_post_and_status_links_it(
     assert data["stranded"] == []
 
     text = run(env, "status").stdout
-    assert f"      {matrix_target(hooks)}: sent, 1 attempt  {matrix['link']}" in text
+    assert f"      {matrix_target(hooks)}: sent, 1 attempt, id {event}, {matrix['link']}" in text
+    assert "      webhook:slack:T0CW2024/B0CW2024: sent, 1 attempt\n" in text
     assert "syt_" not in text
 
 
