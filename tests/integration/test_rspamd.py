@@ -6,8 +6,8 @@ Switched on by DISPATCHER_TEST_RSPAMD, the path of the `rspamd` binary (`.ci/run
 Each of the eight sample emails is rendered for a sample subscriber, signed with a fresh
 RSA-2048 key for news.example.org (the From domain) and handed to a private rspamd with Debian's
 stock rules (tests/support/rspamd.py) as a receiving mail server passes it on: the connection
-came from the sender's relay — 192.0.2.25, HELO and verified host name mail.news.example.org —
-with the envelope sender newsletter@news.example.org. rspamd's only DNS server is a stub that
+came from the sender's relay — 192.0.2.25, HELO and verified host name relay.example.net (the
+Postfix of tests/support/mta.py) — with the envelope sender newsletter@news.example.org. rspamd's only DNS server is a stub that
 publishes what the sending domain publishes: the DKIM key, SPF (`ip4:192.0.2.25 -all`), DMARC
 (`p=reject`), A records for the relay and the domain; every other name (blocklists, URL lists,
 rspamd's map hosts) is NXDOMAIN, so nothing leaves the machine and no list lists us.
@@ -17,7 +17,10 @@ DMARC_POLICY_ALLOW) and no symbol scores positive — in particular no content s
 newsletter once scored URI_COUNT_ODD +1.0, an image URL only in the HTML part, and
 MANY_INVISIBLE_PARTS, a hidden preheader). The Date is the time of the test, not the
 campaign's 2019 send time (DATE_IN_PAST would judge the test, not the mail). No Received header
-is added: the relay writes its own, and one made up here would be judged as a forgery.
+is made up here (rspamd judges a hand-written Postfix line a forgery: INVALID_POSTFIX_RECEIVED);
+with DISPATCHER_TEST_MTA set too, one newsletter goes through the real Postfix and OpenDKIM
+first and is scored as delivered, with the relay's own Received header — then the only symbol
+above 0 is RCVD_NO_TLS_LAST, which judges the test relay's plain loopback hop (RELAY_ARTEFACTS).
 
 Controls show that the judge bites: the old hidden preheader and an HTML-only image URL, and the
 same newsletter from an address SPF does not list.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -39,6 +43,7 @@ from dispatcher.campaign.loading import load_campaign
 from dispatcher.mail import dkim
 from tests.support.dkim import DOMAIN, ROOT, SELECTOR, sample_message, signer_for
 from tests.support.dnsstub import DnsStub, start_dns_stub
+from tests.support.mta import HOSTNAME, start_mta
 from tests.support.rspamd import Rspamd, Verdict, start_rspamd
 
 RSPAMD = os.environ.get("DISPATCHER_TEST_RSPAMD")
@@ -50,7 +55,7 @@ pytestmark = pytest.mark.skipif(
 ITEM_IDS = [item.id for item in load_campaign(ROOT / "config" / "campaign.yaml").items]
 MAX_SCORE = 0.0
 RELAY_IP = "192.0.2.25"  #: TEST-NET-1 (RFC 5737): the sender's relay as the receiver sees it
-RELAY = f"mail.{DOMAIN}"
+RELAY = HOSTNAME  #: the relay's name: HELO and verified host name, as Postfix in mta.py
 ELSEWHERE_IP, ELSEWHERE = "198.51.100.7", "mx.elsewhere.example"  #: TEST-NET-2: not in SPF
 MAIL_FROM = f"newsletter@{DOMAIN}"
 RECIPIENT = "erika.mustermann@example.org"  #: the sample subscriber (PREVIEW_ADDRESS)
@@ -144,3 +149,31 @@ def test_the_judge_bites_a_sender_spf_does_not_list(signed: Signed, judge: Rspam
     assert "R_SPF_FAIL" in verdict.symbols and "R_SPF_ALLOW" not in verdict.symbols, verdict
     assert "R_DKIM_ALLOW" in verdict.symbols, verdict
     assert verdict.score > MAX_SCORE, verdict
+
+
+#: Symbols above 0 that judge the test's relay, not the newsletter: the reason for each.
+RELAY_ARTEFACTS = {
+    "RCVD_NO_TLS_LAST": "the test relay takes the dispatcher's mail over loopback without "
+    "STARTTLS (the hop Postfix's Received header describes); TLS is the relay's setup",
+}
+
+
+def test_received_through_the_real_relay(signed: Signed, judge: Rspamd, tmp_path: Path) -> None:
+    """The first newsletter submitted to the real Postfix, OpenDKIM verifying as its milter,
+    and scored as Postfix delivered it: with its Received header and the milter's
+    Authentication-Results. Needs DISPATCHER_TEST_MTA as well (skipped without)."""
+    txt = {f"{SELECTOR}._domainkey.{DOMAIN}": signed.key_record}
+    with start_dns_stub(txt) as dns, start_mta(tmp_path, [RECIPIENT], dns) as mta:
+        with smtplib.SMTP(mta.host, mta.port, local_hostname=f"dispatcher.{DOMAIN}") as smtp:
+            smtp.sendmail(MAIL_FROM, [RECIPIENT], signed.emails[ITEM_IDS[0]])
+        (path,) = mta.wait_for_delivery(1)[RECIPIENT]
+        delivered = path.read_bytes()
+    head = delivered.partition(b"\n\n")[0].decode()
+    received = rf"^Received: from dispatcher\.news\.example\.org .*?\sby {re.escape(RELAY)} "
+    assert re.search(received, head, re.M | re.S), head
+    assert re.search(rf"^Authentication-Results: {re.escape(RELAY)};\s+dkim=pass", head, re.M), head
+    verdict = from_the_relay(judge, delivered)
+    print(f"rspamd {ITEM_IDS[0]} through Postfix: {verdict}")
+    assert set(verdict.symbols) >= AUTHENTICATED, verdict
+    assert set(verdict.positive()) <= set(RELAY_ARTEFACTS), verdict
+    assert verdict.score <= MAX_SCORE, verdict
