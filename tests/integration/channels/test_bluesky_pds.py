@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from dispatcher.channels import bluesky
+from dispatcher.channels import bluesky, links
 from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 from tests.support.pds import ADMIN_PASSWORD, RealPds
@@ -135,6 +135,9 @@ def test_german_post_passes_lexicon_validation_and_facets_hit_the_right_bytes(
 
     assert receipt.details["validation"] == "valid"
     assert receipt.provider_id == f"at://{real_pds.did}/app.bsky.feed.post/{key}"
+    # `status` links it on bsky.app: the real PDS's DID and record key fit the link's shape.
+    link = links.post_url("bluesky", receipt.provider_id, receipt.details)
+    assert link == f"https://bsky.app/profile/{real_pds.did}/post/{key}"
     stored = get_record(real_pds, key)
     value = stored["value"]
     assert stored["cid"] == receipt.details["cid"]
