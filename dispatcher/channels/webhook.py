@@ -18,7 +18,11 @@ The kind comes from the URL, or is given as `kind+https://…`:
 - matrix: `https://<homeserver>/_matrix/client/v3/rooms/<room id>?access_token=<token>`
   (the room *ID*, `!…:server`, not an alias). The token is sent as `Authorization: Bearer`,
   never in the URL; the event is `PUT …/send/m.room.message/<txnId>` with the delivery key as
-  txnId, which the homeserver dedupes: Matrix is the only idempotent kind here.
+  txnId, which the homeserver dedupes: Matrix is the only idempotent kind here. The homeserver
+  dedupes per *device*, so the key also goes into the event's content (`MATRIX_KEY_FIELD`) and
+  every send first looks for it among the bot's latest messages in the room (`GET …/messages`):
+  found, its event is the receipt and nothing is sent (docs/architecture.md, "Matrix: look in
+  the room before sending").
 - generic: `POST {"text","title","url","tags"}`, any 2xx is success.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import html
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -44,6 +49,13 @@ CREDENTIALS = ("webhook_urls",)
 KIND = "webhook"
 CREDENTIAL = "DISPATCHER_WEBHOOK_URLS"
 DISCORD_LIMIT = 2000  #: characters of `content`
+#: The delivery key in the content of our Matrix events. The spec allows extra, namespaced keys
+#: in `m.room.message` content; clients ignore them, so the reader sees the same message.
+MATRIX_KEY_FIELD = "de.clusterplattform.dispatcher.key"
+#: How many of the bot's own latest messages in the room a send looks through for its key: the
+#: key holds the day, a post is daily, and a doubtful retry comes within hours (or days, after
+#: `dispatcher retry`): 50 is weeks of posts even with several campaigns in one room.
+MATRIX_LOOKBACK = 50
 
 Kind = Literal["slack", "discord", "teams", "matrix", "generic"]
 KINDS: tuple[Kind, ...] = get_args(Kind)
@@ -230,7 +242,7 @@ def _request(
         room = quote(unquote(match["room"]), safe="")
         path = f"{match['base']}/rooms/{room}/send/m.room.message/{quote(key, safe='')}"
         url = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        return "PUT", url, headers, _matrix_message(post)
+        return "PUT", url, headers, {**_matrix_message(post), MATRIX_KEY_FIELD: key}
     body = {"text": post.text, "title": post.title, "url": post.link, "tags": list(post.hashtags)}
     return "POST", target.url, headers, body
 
@@ -281,6 +293,7 @@ class WebhookChannel:
         self.idempotent: bool = target.kind == "matrix"  # PUT with a stable txnId
         self._clock = clock
         self._session = http.new_session()
+        self._matrix_user: str | None = None  #: the token's user (`whoami`), asked once
 
     def __repr__(self) -> str:
         return f"WebhookChannel({self.target!r})"
@@ -295,6 +308,8 @@ class WebhookChannel:
         method, url, headers, body = _request(post, key=key, target=target)
         if target.kind == "matrix":
             headers = {**headers, "Authorization": f"Bearer {_matrix_token(target.url)}"}
+            if (found := self._matrix_find(key, headers)) is not None:
+                return found
         try:
             response = http.send(
                 self._session,
@@ -319,6 +334,107 @@ class WebhookChannel:
     @property
     def _name(self) -> str:
         return f"{KIND} {self.target.recipient}"
+
+    def _matrix_find(self, key: str, headers: dict[str, str]) -> Receipt | None:
+        """Our event carrying `key` among the bot's latest messages in the room, or None.
+
+        Synapse recognises a txnId per device only: after a login on a new device (the routine
+        answer to a leaked token) the retry of a post whose answer was lost would post it again
+        (docs/architecture.md, "Matrix: look in the room before sending"). A lookup that fails
+        is never followed by a blind send: it raises, `temporary` where the PUT would have been
+        `ambiguous`. Only the homeserver's own 403 on reading the room lets the send go ahead:
+        a bot that may not read the room is no member, so it cannot have posted there (nor
+        post now), and the send's answer then names the cause.
+        """
+        parts = urlsplit(self.target.url)
+        match = _MATRIX_PATH.fullmatch(parts.path)
+        assert match is not None  # checked by parse_webhook_urls
+        base = urlunsplit((parts.scheme, parts.netloc, match["base"], "", ""))
+        room = unquote(match["room"])
+        user = self._matrix_user
+        if user is None:
+            whoami = self._matrix_get(f"{base}/account/whoami", headers)
+            if whoami is None or not str(whoami.get("user_id", "")).startswith("@"):
+                raise self._lookup_failed(
+                    ChannelError(f"{self._name}: whoami named no user", kind=ErrorKind.TEMPORARY)
+                )
+            user = self._matrix_user = str(whoami["user_id"])
+        wanted = {"types": ["m.room.message"], "senders": [user]}
+        page = self._matrix_get(
+            f"{base}/rooms/{quote(room, safe='')}/messages",
+            headers,
+            params={
+                "dir": "b",
+                "limit": str(MATRIX_LOOKBACK),
+                "filter": json.dumps(wanted, separators=(",", ":")),
+            },
+            may_refuse=True,
+        )
+        if page is None:  # the homeserver's 403: not a member, the send will say so
+            return None
+        chunk = page.get("chunk")
+        if not isinstance(chunk, list):
+            raise self._lookup_failed(
+                ChannelError(f"{self._name}: messages without a chunk", kind=ErrorKind.TEMPORARY)
+            )
+        for event in chunk:
+            if not isinstance(event, dict) or event.get("sender") != user:
+                continue
+            content, event_id = event.get("content"), event.get("event_id")
+            if isinstance(content, dict) and content.get(MATRIX_KEY_FIELD) == key and event_id:
+                details = {"kind": "matrix", "status": "200", "txn_id": key, "room": room}
+                return Receipt(str(event_id), {**details, "found": "in the room"})
+        return None
+
+    def _matrix_get(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        params: dict[str, str] | None = None,
+        may_refuse: bool = False,
+    ) -> dict[str, Any] | None:
+        """A GET of the lookup: its JSON object, None for the homeserver's own 403 where
+        `may_refuse`, else a `ChannelError` (a refused token names its cause as a send would)."""
+        headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+        try:
+            response = http.send(
+                self._session,
+                "GET",
+                url,
+                network=self._name,
+                timeout=(http.CONNECT_TIMEOUT, http.READ_TIMEOUT),
+                headers=headers,
+                params=params,
+            )
+        except ChannelError as error:
+            error.message = _scrub(error.message, self.target)
+            raise self._lookup_failed(error) from None
+        body = _json(response)
+        if 200 <= response.status_code < 300 and body:
+            return body
+        if 200 <= response.status_code < 300:
+            raise self._lookup_failed(
+                ChannelError(
+                    f"{self._name}: HTTP {response.status_code} without a JSON object",
+                    kind=ErrorKind.TEMPORARY,
+                )
+            )
+        if may_refuse and response.status_code == 403 and body.get("errcode"):
+            return None
+        raise self._lookup_failed(self._error(response))
+
+    def _lookup_failed(self, error: ChannelError) -> ChannelError:
+        """A failed lookup sent nothing: what would be `ambiguous` for the PUT (5xx, a reset
+        connection) is `temporary` here, and the message says that nothing was sent."""
+        if error.permanent:  # a refused token, a wrong room: the cause speaks for itself
+            return error
+        kind = ErrorKind.TEMPORARY if error.ambiguous else error.kind
+        message = (
+            f"{error.message}; looking for the post in the room before sending failed, "
+            "so it was not sent (a blind resend could post it twice)"
+        )
+        return ChannelError(message, kind=kind, retry_after=error.retry_after)
 
     def _receipt(self, response: requests.Response, *, key: str) -> Receipt:
         details = {"kind": self.target.kind, "status": str(response.status_code)}

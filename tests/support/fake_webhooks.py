@@ -4,17 +4,21 @@ Each answers like its provider: Slack's plain-text codes (200 "ok", 404 `no_serv
 `channel_is_archived`, 400 `invalid_payload`); Discord's message object for `?wait=true` (204
 without), `X-RateLimit-*` headers and JSON errors; Teams' 202 with an empty body (this fake
 also checks the Adaptive Card shape, which a real flow only fails on later, in its run);
-Matrix's txnId dedupe per (token, room, txnId) and its `{"errcode", "error"}` bodies; the
-generic endpoint answers 204. Use the `*_url` properties (with `kind+` where the host would
-not say the kind) and the `*_rate_limited` helpers with `fail_next`.
+Matrix's txnId dedupe per (token, room, txnId) — a token stands for a device, which is what
+Synapse dedupes by — its `{"errcode", "error"}` bodies, and the reads a send makes first:
+`GET /account/whoami` and `GET /rooms/{room}/messages` (`dir`, `limit`, `filter` with `types`
+and `senders`), answered with Synapse 1.163's shapes; the generic endpoint answers 204. Use the
+`*_url` properties (with `kind+` where the host would not say the kind) and the
+`*_rate_limited` helpers with `fail_next` (`MATRIX_SEND`: only the send, not the reads).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 
@@ -24,6 +28,8 @@ TEAMS_PATH = "/workflows/7c2e0b1f9a6d4e3c8b5a/triggers/manual/paths/invoke"
 TEAMS_SIG = "teamsSecretSig0123456789"
 MATRIX_ROOM, MATRIX_TOKEN = "!clusterwoche:example.org", "syt_matrixSecretToken_0123456789"
 GENERIC_PATH = "/hooks/genericSecret0123456789"
+#: the path prefix of the Matrix send (`PUT …/send/m.room.message/<txnId>`), for `fail_next`
+MATRIX_SEND = f"/_matrix/client/v3/rooms/{quote(MATRIX_ROOM, safe='')}/send/"
 
 
 def discord_rate_limited(retry_after: float, *, header: bool = True) -> Response:
@@ -108,7 +114,7 @@ class FakeWebhooks(FakeHTTPServer):
             return self._discord(request)
         if path.startswith("/workflows/"):
             return self._teams(request)
-        if path.startswith("/_matrix/client/v3/rooms/"):
+        if path.startswith(("/_matrix/client/v3/rooms/", "/_matrix/client/v3/account/")):
             return self._matrix(request)
         if path == GENERIC_PATH and request.method == "POST":
             self.generic.append(request.json())
@@ -192,13 +198,16 @@ class FakeWebhooks(FakeHTTPServer):
         return Response(202)
 
     def _matrix(self, request: Request) -> Response:
-        # /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}, each segment %-encoded
+        # /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}, each segment %-encoded;
+        # /_matrix/client/v3/rooms/{roomId}/messages; /_matrix/client/v3/account/whoami
         parts = [unquote(p) for p in request.path.split("/")[5:]]
-        if request.method != "PUT" or len(parts) != 4 or parts[1] != "send":
+        send = request.method == "PUT" and len(parts) == 4 and parts[1] == "send"
+        read = request.method == "GET" and len(parts) == 2 and parts[1] == "messages"
+        whoami = request.method == "GET" and request.path == "/_matrix/client/v3/account/whoami"
+        if not (send or read or whoami):
             return Response(
                 404, json={"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}
             )
-        room, _, event_type, txn = parts
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return Response(
@@ -215,13 +224,58 @@ class FakeWebhooks(FakeHTTPServer):
                     "soft_logout": False,
                 },
             )
+        if whoami:
+            device = f"DEVICE{list(self.matrix_members).index(token)}"
+            return Response(200, json={"user_id": user, "is_guest": False, "device_id": device})
+        room = parts[0]
         if room != MATRIX_ROOM:
-            return Response(
-                403, json={"errcode": "M_FORBIDDEN", "error": f"User {user} not in room {room}"}
-            )
+            error = f"User {user} not in room {room}"
+            if read:  # Synapse's check for reading history adds this
+                error += ", and room previews are disabled"
+            return Response(403, json={"errcode": "M_FORBIDDEN", "error": error})
+        if read:
+            return self._matrix_messages(request, token)
+        _, _, event_type, txn = parts
         seen = self._txns.get((token, room, txn))
         if seen is None:
             seen = f"$event{len(self.matrix) + 1}:example.org"
             self._txns[(token, room, txn)] = seen
-            self.matrix.append({"event_id": seen, "type": event_type, "content": request.json()})
+            self.matrix.append(
+                {
+                    "event_id": seen,
+                    "type": event_type,
+                    "content": request.json(),
+                    "sender": user,
+                    "room_id": room,
+                    "origin_server_ts": int(time.time() * 1000),
+                    "unsigned": {"membership": "join"},
+                    "user_id": user,
+                    "token": token,  # not in Synapse's answer: its transaction_id is per device
+                    "txn": txn,
+                }
+            )
         return Response(200, json={"event_id": seen})
+
+    def _matrix_messages(self, request: Request, token: str) -> Response:
+        """`GET /rooms/{room}/messages` without `from`: the latest events (`dir=b`, newest
+        first) or the earliest (`dir=f`), `limit` of them (Synapse: default 10, at most 1000)
+        after the `filter`'s `types` and `senders`."""
+        query = {k: v[0] for k, v in request.query.items()}
+        wanted = json.loads(query.get("filter", "{}"))
+        events = [
+            e
+            for e in self.matrix
+            if e["type"] in wanted.get("types", [e["type"]])
+            and e["sender"] in wanted.get("senders", [e["sender"]])
+        ]
+        if query.get("dir") == "b":
+            events.reverse()
+        now = int(time.time() * 1000)
+        chunk = []
+        for event in events[: min(int(query.get("limit", "10")), 1000)]:
+            shown = {k: v for k, v in event.items() if k not in ("token", "txn")}
+            unsigned = {**event["unsigned"], "age": now - event["origin_server_ts"]}
+            if event["token"] == token:  # Synapse shows the txnId to the sending device only
+                unsigned["transaction_id"] = event["txn"]
+            chunk.append({**shown, "age": unsigned["age"], "unsigned": unsigned})
+        return Response(200, json={"chunk": chunk, "start": "t9-16_0_0", "end": "t9-15_0_0"})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -143,7 +145,7 @@ def test_every_kind_receives_what_describe_request_shows(fake: FakeWebhooks, kin
     chan.close()
 
     described = webhook.describe_request(post(), key="cw-2024-20240402-k", target=chan.target)
-    [request] = fake.requests
+    [request] = [r for r in fake.requests if r.method != "GET"]  # Matrix reads the room first
     assert request.json() == described["json"]
     assert request.method == described["method"]
     assert described["url"].startswith(fake.url)
@@ -244,21 +246,32 @@ def test_matrix_same_txn_id_twice_is_one_event(fake: FakeWebhooks) -> None:
     chan = channel(fake.matrix_url)
     assert chan.idempotent is True
     first = chan.send(post(), key="cw-2024-20240402-m")
+    # An event the room lookup cannot recognise (sent by a version that did not put the key
+    # into the content): the send goes out again, and the txnId makes it the same event.
+    content = fake.matrix[0]["content"]
+    assert content.pop(webhook.MATRIX_KEY_FIELD) == "cw-2024-20240402-m"
     again = chan.send(post(), key="cw-2024-20240402-m")
     assert first.provider_id == again.provider_id == "$event1:example.org"
     assert len(fake.matrix) == 1
-    content = fake.matrix[0]["content"]
-    assert content["body"] == TEXT
+    assert len([r for r in fake.requests if r.method == "PUT"]) == 2
+    # what a reader sees: the text, and the link as a link
+    assert content == {
+        "msgtype": "m.text",
+        "body": TEXT,
+        "format": "org.matrix.custom.html",
+        "formatted_body": content["formatted_body"],
+    }
     assert (
         '<a href="https://example.de/reportage/werften?teil=3&amp;x=1">'
         in content["formatted_body"]
     )
-    assert fake.requests[0].headers["authorization"] == f"Bearer {fw.MATRIX_TOKEN}"
-    assert "access_token" not in fake.requests[0].query
+    for request in fake.requests:
+        assert request.headers["authorization"] == f"Bearer {fw.MATRIX_TOKEN}"
+        assert "access_token" not in request.query
 
 
 def test_matrix_retry_after_a_5xx_finds_the_event(fake: FakeWebhooks) -> None:
-    fake.fail_next("/_matrix/", Response(502, body=b"Bad Gateway", after_handling=True))
+    fake.fail_next(fw.MATRIX_SEND, Response(502, body=b"Bad Gateway", after_handling=True))
     chan = channel(fake.matrix_url)
     with pytest.raises(ChannelError) as caught:
         chan.send(post(), key="k1")
@@ -267,9 +280,91 @@ def test_matrix_retry_after_a_5xx_finds_the_event(fake: FakeWebhooks) -> None:
     assert len(fake.matrix) == 1
 
 
+def test_matrix_a_new_devices_token_finds_the_stored_event_instead_of_posting_again(
+    fake: FakeWebhooks,
+) -> None:
+    """A homeserver dedupes a txnId per device: after a login on a new device (a new token)
+    only the key in the event's content, found among the bot's latest messages, stops a
+    second post."""
+    fake.fail_next(fw.MATRIX_SEND, Response(502, body=b"Bad Gateway", after_handling=True))
+    with pytest.raises(ChannelError):
+        channel(fake.matrix_url).send(post(), key="cw-2024-20240402-m")
+    renewed = "syt_renewedToken_newDevice_987654"
+    fake.matrix_members[renewed] = fake.matrix_members[fw.MATRIX_TOKEN]
+    fake.requests.clear()
+
+    receipt = channel(fake.matrix_url.replace(fw.MATRIX_TOKEN, renewed)).send(
+        post(), key="cw-2024-20240402-m"
+    )
+
+    assert [event["event_id"] for event in fake.matrix] == [receipt.provider_id]
+    assert receipt.details["room"] == fw.MATRIX_ROOM
+    assert [r.method for r in fake.requests] == ["GET", "GET"]  # whoami, messages: no PUT
+    [lookup] = fake.requests_to(f"/_matrix/client/v3/rooms/{quote(fw.MATRIX_ROOM, safe='')}/")
+    assert lookup.path.endswith("/messages")
+    assert lookup.query["dir"] == ["b"] and lookup.query["limit"] == ["50"]
+    wanted = json.loads(lookup.query["filter"][0])
+    assert wanted == {"types": ["m.room.message"], "senders": ["@presse:example.org"]}
+
+
+def test_matrix_the_same_key_from_another_member_is_not_taken_for_ours(
+    fake: FakeWebhooks,
+) -> None:
+    fake.matrix_members["syt_someoneElse_000000"] = "@jemand:example.org"
+    someone = fake.matrix_url.replace(fw.MATRIX_TOKEN, "syt_someoneElse_000000")
+    channel(someone).send(post("Nicht von uns"), key="cw-2024-20240402-m")
+
+    receipt = channel(fake.matrix_url).send(post(), key="cw-2024-20240402-m")
+
+    assert [e["sender"] for e in fake.matrix] == ["@jemand:example.org", "@presse:example.org"]
+    assert receipt.provider_id == fake.matrix[1]["event_id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "kind", "says"),
+    [
+        ("messages", Response(502, body=b"Bad Gateway"), "temporary", "HTTP 502"),
+        ("messages", Response(504, body=b"Gateway Timeout"), "temporary", "HTTP 504"),
+        ("messages", Response(200, body=b"<html>maintenance</html>"), "temporary", "HTTP 200"),
+        ("messages", fw.matrix_rate_limited(2500), "temporary", "M_LIMIT_EXCEEDED"),
+        ("whoami", Response(503, body=b"Service Unavailable"), "temporary", "HTTP 503"),
+    ],
+)
+def test_matrix_a_failed_room_lookup_sends_nothing_and_comes_again(
+    fake: FakeWebhooks, path: str, answer: Response, kind: str, says: str
+) -> None:
+    """Not knowing whether the post is already in the room is no licence to post: the
+    attempt ends without a PUT, as a temporary failure (never `ambiguous`: nothing was sent)."""
+    prefix = {
+        "messages": f"/_matrix/client/v3/rooms/{quote(fw.MATRIX_ROOM, safe='')}/messages",
+        "whoami": "/_matrix/client/v3/account/whoami",
+    }[path]
+    fake.fail_next(prefix, answer)
+    chan = channel(fake.matrix_url)
+    with pytest.raises(ChannelError) as caught:
+        chan.send(post(), key="k1")
+    assert caught.value.kind == kind and says in caught.value.message
+    assert "so it was not sent" in caught.value.message
+    assert_no_secret(caught.value.message)
+    assert fake.matrix == [] and not [r for r in fake.requests if r.method == "PUT"]
+    if says == "M_LIMIT_EXCEEDED":
+        assert caught.value.retry_after == 2.5
+    assert chan.send(post(), key="k1").provider_id == "$event1:example.org"  # the next attempt
+
+
+def test_matrix_a_revoked_token_is_named_as_such_by_the_lookup(fake: FakeWebhooks) -> None:
+    revoked = fake.matrix_url.replace(fw.MATRIX_TOKEN, "syt_revokedToken_99")
+    with pytest.raises(ChannelError) as caught:
+        channel(revoked).send(post(), key="k1")
+    assert caught.value.permanent
+    assert "does not know the access token (logged out or revoked)" in caught.value.message
+    assert "so it was not sent" not in caught.value.message  # the cause speaks for itself
+    assert [r.path for r in fake.requests] == ["/_matrix/client/v3/account/whoami"]
+
+
 def test_matrix_limit_exceeded(fake: FakeWebhooks) -> None:
-    fake.fail_next("/_matrix/", fw.matrix_rate_limited(2500))
-    fake.fail_next("/_matrix/", fw.matrix_rate_limited(2500, header=4))
+    fake.fail_next(fw.MATRIX_SEND, fw.matrix_rate_limited(2500))
+    fake.fail_next(fw.MATRIX_SEND, fw.matrix_rate_limited(2500, header=4))
     chan = channel(fake.matrix_url)
     with pytest.raises(ChannelError) as first:
         chan.send(post(), key="k1")
@@ -361,7 +456,7 @@ BOT = "@dispatcher:example.org"
 def test_matrix_errors_name_the_cause_and_the_fix(
     fake: FakeWebhooks, status: int, body: dict[str, object], says: str
 ) -> None:
-    fake.fail_next("/_matrix/", Response(status, json=body))
+    fake.fail_next(fw.MATRIX_SEND, Response(status, json=body))
     with pytest.raises(ChannelError) as caught:
         channel(fake.matrix_url).send(post(), key="k1")
     message = caught.value.message
@@ -379,6 +474,9 @@ def test_matrix_not_in_room_from_the_fake_homeserver(fake: FakeWebhooks) -> None
         channel(other_room).send(post(), key="k1")
     assert "is not a member of room !elsewhere:example.org: invite it" in caught.value.message
     assert "renew" not in caught.value.message
+    # Reading the room was refused (403): no member can have posted there, and the send's own
+    # answer names the cause.
+    assert [r.method for r in fake.requests] == ["GET", "GET", "PUT"]
 
 
 # Slack's incoming-webhook codes (api.slack.com/messaging/webhooks, "Handling errors")
