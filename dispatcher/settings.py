@@ -8,6 +8,8 @@ forges unsubscribe links and a channel without credentials silently posts nowher
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +23,49 @@ DEFAULT_IMPRINT = (
     "Musterstraße 1, 10115 Berlin\n"
     "E-Mail: redaktion@example.org"
 )
+
+
+MAX_WORKERS = 32  #: the most sender processes per `tick` (`DISPATCHER_WORKERS`)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def available_cpus(
+    cgroup_root: Path = CGROUP_ROOT, own_cgroup: Path = Path("/proc/self/cgroup")
+) -> int:
+    """The CPUs this process may use: its affinity mask (`taskset`, cpusets), capped by a
+    cgroup v2 CPU quota (`cpu.max` of its cgroup or any parent, as Docker's `--cpus` and
+    systemd's `CPUQuota=` set it; a fractional quota rounded up), 1 to `MAX_WORKERS`."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(cgroup_root, own_cgroup)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, min(cpus, MAX_WORKERS))
+
+
+def _cgroup_cpu_quota(cgroup_root: Path, own_cgroup: Path) -> float | None:
+    """The smallest `cpu.max` quota (in CPUs) from the process's cgroup up to the root."""
+    try:
+        lines = own_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    path = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if path is None:  # no cgroup v2 hierarchy
+        return None
+    directory = cgroup_root / path.strip().lstrip("/")
+    quotas = []
+    for level in [directory, *directory.parents]:
+        try:
+            quota, period = (level / "cpu.max").read_text().split()[:2]
+            if quota != "max" and float(period) > 0:
+                quotas.append(float(quota) / float(period))
+        except (OSError, ValueError):
+            pass
+        if level == cgroup_root:
+            break
+    return min(quotas) if quotas else None
 
 
 class Settings(BaseSettings):
@@ -69,7 +114,8 @@ class Settings(BaseSettings):
         "Ja, ich möchte den Newsletter der Clusterwoche per E-Mail erhalten. Die Einwilligung "
         "kann ich jederzeit widerrufen, z. B. über den Abmeldelink in jeder E-Mail."
     )
-    workers: int = Field(1, ge=1, le=32)  #: sender processes per `tick` (one core each)
+    #: sender processes per `tick` (one core each); default: the CPUs available to the process
+    workers: int = Field(default_factory=available_cpus, ge=1, le=MAX_WORKERS)
     claim_batch: int = Field(100, ge=1, le=10_000)  #: deliveries per claim: the crash-repeat bound
     lease_seconds: float = Field(300, gt=0)  #: a claim not finished by then is taken over
     poll_seconds: float = Field(30, gt=0)  #: how often `run` looks for retries and catch-up

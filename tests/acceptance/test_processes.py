@@ -47,6 +47,7 @@ def test_sigkill_mid_send_loses_nothing_and_repeats_at_most_the_batch_in_flight(
     env = environment(
         database, smtp_server,
         DISPATCHER_CLAIM_BATCH=str(claim_batch), DISPATCHER_SEND_RATE="400",
+        DISPATCHER_WORKERS="1",  # one process's claims (helpers: the test below)
     )  # fmt: skip
     victim = start(env, "tick", "--at", T0)
     deadline = time.monotonic() + 60
@@ -158,3 +159,45 @@ def test_tick_with_helper_workers_sends_each_email_once(
     received = Counter(r.rcpt_tos[0] for r in smtp_server.received)
     assert set(received) == addresses and set(received.values()) == {1}
     assert states(database) == {"sent": 900}
+    # One report, by the tick that was started, whichever process finished the dispatch.
+    report = [line for line in result.stdout.splitlines() if not line.startswith("{")]
+    assert report == ["dispatch 1 2019-04-02 email nordwind-maritim: done (900 sent)"], report
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, …]; [] once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def test_a_killed_tick_takes_its_helper_workers_with_it(
+    database: Database, smtp_server: SmtpServer
+) -> None:
+    add_subscribers(database, 3000)
+    env = environment(
+        database, smtp_server,
+        DISPATCHER_WORKERS="2", DISPATCHER_CLAIM_BATCH="50", DISPATCHER_SEND_RATE="150",
+    )  # fmt: skip
+    victim = start(env, "tick", "--at", T0)
+    children = Path(f"/proc/{victim.pid}/task/{victim.pid}/children")
+    deadline = time.monotonic() + 60
+    helpers: list[int] = []
+    # Until the helper sends: its lane and send threads run (the 20th field of stat).
+    while time.monotonic() < deadline and not (
+        helpers and all(int((_stat(pid) or ["0"] * 18)[17]) > 3 for pid in helpers)
+    ):
+        helpers = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        time.sleep(0.05)
+    assert helpers, "the tick started no helper"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    deadline = time.monotonic() + 5  # sending the rest would take the helper ~15 s
+    while any(_stat(pid)[:1] not in ([], ["Z"]) for pid in helpers):
+        assert time.monotonic() < deadline, "a helper sends on without its tick"
+        time.sleep(0.05)
+    victim.communicate(timeout=10)
+    settled = len(smtp_server.received)
+    time.sleep(1.0)
+    assert len(smtp_server.received) == settled < 3000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,56 @@ def test_bad_value_names_the_variable_but_not_the_value(monkeypatch: pytest.Monk
         load_settings()
     assert "DISPATCHER_SMTP_CONNECTIONS" in str(caught.value)
     assert "many-secret-value" not in str(caught.value)
+
+
+# --- DISPATCHER_WORKERS: the CPUs the process may use ---------------------------------------
+
+
+def cgroup_tree(root: Path, quotas: dict[str, str]) -> Path:
+    """A cgroup v2 tree under `root` with `cpu.max` files; returns the /proc/self/cgroup file
+    that places the process in `system.slice/dispatcher.service`."""
+    for directory, value in quotas.items():
+        (root / directory).mkdir(parents=True, exist_ok=True)
+        (root / directory / "cpu.max").write_text(value + "\n")
+    (root / "system.slice/dispatcher.service").mkdir(parents=True, exist_ok=True)
+    own = root / "self-cgroup"
+    own.write_text("0::/system.slice/dispatcher.service\n")
+    return own
+
+
+@pytest.mark.parametrize(
+    ("affinity", "quotas", "expected"),
+    [
+        (4, {}, 4),  # no cpu.max anywhere: the affinity mask
+        (4, {"": "max 100000", "system.slice/dispatcher.service": "max 100000"}, 4),
+        (4, {"system.slice/dispatcher.service": "200000 100000"}, 2),  # docker --cpus 2
+        (4, {"system.slice/dispatcher.service": "150000 100000"}, 2),  # 1.5 CPUs: rounded up
+        (4, {"system.slice": "100000 100000", "system.slice/dispatcher.service": "max 1"}, 1),
+        (4, {"system.slice/dispatcher.service": "20000 100000"}, 1),  # at least 1
+        (2, {"system.slice/dispatcher.service": "800000 100000"}, 2),  # taskset -c 0,1
+        (64, {}, 32),  # no more than DISPATCHER_WORKERS allows
+    ],
+)
+def test_workers_default_to_the_cpus_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, affinity: int, quotas: dict[str, str],
+    expected: int,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    own = cgroup_tree(tmp_path / "cgroup", quotas)
+    assert settings_module.available_cpus(tmp_path / "cgroup", own) == expected
+
+
+def test_workers_without_cgroup_v2_follow_the_affinity(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    v1 = tmp_path / "self-cgroup"
+    v1.write_text("4:memory:/x\n1:cpu:/\n")  # a cgroup v1 host: no "0::" line
+    assert settings_module.available_cpus(tmp_path, v1) == 3
+    assert settings_module.available_cpus(tmp_path, tmp_path / "missing") == 3
+
+
+def test_workers_default_here_and_one_stays_possible(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().workers == settings_module.available_cpus() >= 1
+    monkeypatch.setenv("DISPATCHER_WORKERS", "1")
+    assert load_settings().workers == 1
