@@ -151,6 +151,12 @@ class SynapseServer:
     def join(self, user: MatrixUser, room: str) -> None:
         self._ok(self._client("POST", f"/join/{quote(room, safe='')}", user, json={}))
 
+    def send(self, user: MatrixUser, room: str, txn_id: str, content: dict[str, Any]) -> str:
+        """`user` posts an `m.room.message` with that txnId; its event id."""
+        path = f"/rooms/{quote(room, safe='')}/send/m.room.message/{quote(txn_id, safe='')}"
+        event_id: str = self._ok(self._client("PUT", path, user, json=content))["event_id"]
+        return event_id
+
     def messages(self, room: str) -> list[dict[str, Any]]:
         """Every `m.room.message` event in the room, oldest first (read as the admin)."""
         events: list[dict[str, Any]] = []
