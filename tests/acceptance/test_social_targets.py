@@ -245,7 +245,7 @@ def test_an_old_ledger_is_renamed_and_a_vanished_target_is_moved_with_its_key(
     assert tick.returncode == 0, tick.stdout + tick.stderr
     assert f"dispatch {ids[2]} 2019-04-02 webhook nordwind-maritim: done (2 sent)" in tick.stdout
     # The moved post went out with its stored key as the Matrix txnId; day 3's Slack post too.
-    [put] = [r for r in hooks.requests if r.path.startswith("/_matrix/")]
+    [put] = [r for r in hooks.requests if r.method == "PUT" and r.path.startswith("/_matrix/")]
     assert put.path.endswith("/send/m.room.message/clusterwoche-2019-20190402-m")
     assert len(hooks.matrix) == 1 and len(hooks.slack) == 1
     assert json.loads(run(env, "status", "--json").stdout)["stranded"] == []
