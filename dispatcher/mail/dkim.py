@@ -27,14 +27,12 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from dkim import crypto as dkim_crypto
 
 if TYPE_CHECKING:
@@ -87,15 +85,13 @@ class DkimSigner:
     private_key: bytes = field(repr=False)  #: as dkimpy takes it: PEM, or base64 Ed25519 seed
     algorithm: Algorithm = "rsa-sha256"
     #: The key as OpenSSL holds it, and the constant tags: made once, in `__post_init__`.
-    _key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = field(
-        init=False, repr=False, compare=False
-    )
+    _sign_hashed: Callable[[bytes], bytes] = field(init=False, repr=False, compare=False)
     _tags: list[tuple[bytes, bytes]] = field(init=False, repr=False, compare=False)
     _h_tags: dict[tuple[bytes, ...], bytes] = field(init=False, repr=False, compare=False)
     _plain_fold: dict[tuple[bytes, int, int], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_key", _openssl_key(self.private_key, self.algorithm))
+        object.__setattr__(self, "_sign_hashed", _openssl(self.private_key, self.algorithm))
         domain = self.domain.encode("ascii")
         tags = [  # dkim.sign's tags, in its order (t=, h=, bh=, b= follow per message)
             (b"v", b"1"),
@@ -142,7 +138,7 @@ class DkimSigner:
         joined = b"; ".join(b"=".join(tag) for tag in tags)
         plain = self._folds_at_spaces(tags)
         hashed.append(b"dkim-signature:" + (joined if plain else _relaxed_value(joined)))
-        signature = self._signature(b"".join(hashed))
+        signature = self._sign_hashed(b"".join(hashed))
         value = joined + base64.b64encode(signature) + b"\r\n"
         header: bytes = dkim.fold(value, namelen=_NAME_LENGTH) if plain else _fold(value)
         return b"DKIM-Signature: " + header + data
@@ -165,12 +161,6 @@ class DkimSigner:
             plain = folded.replace(b"\r\n ", b" ") == probe and _relaxed_value(probe) == probe
             self._plain_fold[shape] = plain
         return plain
-
-    def _signature(self, hashed: bytes) -> bytes:
-        key = self._key
-        if isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(hashed, padding.PKCS1v15(), hashes.SHA256())
-        return key.sign(hashlib.sha256(hashed).digest())  # RFC 8463: Ed25519 over SHA-256
 
 
 _NAME_LENGTH = len(b"DKIM-Signature")
@@ -254,17 +244,26 @@ def _collapse(text: bytes) -> bytes:
 _SPACES = re.compile(b"  +")
 
 
-def _openssl_key(key: bytes, algorithm: Algorithm) -> rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey:
-    """The key of `parse_private_key` as OpenSSL's; errors never quote it."""
+def _openssl(key: bytes, algorithm: Algorithm) -> Callable[[bytes], bytes]:
+    """The key of `parse_private_key`, parsed once by OpenSSL: a function from the hashed
+    header bytes to the signature. Errors never quote the key. (Imported here: a process
+    without DKIM does not load `cryptography`.)"""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
     try:
         if algorithm == "ed25519-sha256":
-            return ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(key))
+            seed = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(key))
+            # RFC 8463: Ed25519 signs the SHA-256 digest of the hashed bytes
+            return lambda hashed: seed.sign(hashlib.sha256(hashed).digest())
         loaded = serialization.load_pem_private_key(key, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm, binascii.Error):
         raise DkimError(f"the DKIM key is not a usable {algorithm.split('-')[0]} key") from None
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise DkimError("the DKIM key is not an RSA private key")
-    return loaded
+    pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
+    return lambda hashed: loaded.sign(hashed, pkcs1, sha256)
 
 
 def load_signer(settings: Settings) -> DkimSigner | None:
