@@ -150,8 +150,7 @@ def test_to_parses_to_exactly_the_subscriber(name: str, stored: str) -> None:
 def test_the_reported_name_keeps_the_foreign_address_inside_the_phrase() -> None:
     fast, _ = _messages("Jürgen Müller, attacker@evil.example", "erika@example.org")
     assert _to_lines(fast) == (
-        b'To: =?utf-8?b?SsO8cmdlbiBNw7xsbGVyLA==?= "attacker@evil.example"\r\n'
-        b" <erika@example.org>"
+        b'To: =?utf-8?b?SsO8cmdlbiBNw7xsbGVyLA==?= "attacker@evil.example"\r\n <erika@example.org>'
     )
     check_one_recipient(fast, "erika@example.org", "Jürgen Müller, attacker@evil.example")
 
