@@ -43,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from dispatcher.ledger import engine as ledger_engine  # noqa: E402
+from dispatcher.mail import dkim  # noqa: E402
+from dispatcher.settings import available_cpus  # noqa: E402
 from tests.support.campaigns import campaign_copy  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -53,10 +55,13 @@ TUNING = (  # passed through from the caller's environment to the dispatcher und
     "DISPATCHER_SEND_RATE",
     "DISPATCHER_CLAIM_BATCH",
     "DISPATCHER_LEASE_SECONDS",
+    "DISPATCHER_WORKERS",
 )
 GOAL_RATE = 2500.0  #: messages/s end to end at N=100,000 on PostgreSQL
 GOAL_FIRST = 1.0  #: seconds from the tick's start to the first message at the sink
 GOAL_RSS_MB = 150.0  #: peak RSS of the sender
+GOAL_DKIM_RATIO = 0.6  #: DKIM-on throughput / DKIM-off at N=100,000 on PostgreSQL (issue 13)
+DKIM_DOMAIN, DKIM_SELECTOR = "news.example.org", "bench"
 EXIT_ERROR, EXIT_NO_TOOLS = 1, 4
 
 
@@ -537,6 +542,7 @@ def message_size(workdir: Path, campaign: Path, at: str) -> tuple[int, str]:
 class CaseResult:
     database: str
     n: int
+    dkim: bool = False  #: signed with the bench's RSA-2048 key
     returncode: int | None = None
     timed_out: bool = False
     seed_s: float = 0.0
@@ -583,14 +589,15 @@ def run_tick_case(
     overrides: dict[str, str],
     profile_dir: Path | None,
     profile_gil: bool = False,
+    dkim_env: dict[str, str] | None = None,
 ) -> CaseResult:
-    result = CaseResult(database, n)
-    tag = f"{database}-{n}"
+    result = CaseResult(database, n, dkim=dkim_env is not None)
+    tag = f"{database}-{n}" + ("-dkim" if dkim_env else "")
     with fresh_database(database, workdir, pg_url) as url:
         result.seed_s = seed_subscribers(url, n)
         log(f"{tag}: seeded {n:,} subscribers in {result.seed_s:.1f} s")
         sink = Sink(sink_bin, workdir, tag)
-        env = dispatcher_env(url, workdir, campaign, sink.port, overrides)
+        env = dispatcher_env(url, workdir, campaign, sink.port, {**overrides, **(dkim_env or {})})
         out_path = workdir / f"tick.{tag}.out"
         with out_path.open("wb") as out:
             busy0, own0 = busy_cpu_s(), own_cpu_s()
@@ -711,6 +718,59 @@ def run_fanout(
     return result
 
 
+# --- DKIM ---------------------------------------------------------------------------------
+
+
+def dkim_setup(workdir: Path) -> tuple[dict[str, str], str]:
+    """An RSA-2048 key as `dispatcher dkim keygen` writes it: the settings of the DKIM-on
+    cases, and its DNS record."""
+    path, record = dkim.keygen(workdir / "dkim", DKIM_SELECTOR, DKIM_DOMAIN, kind="rsa")
+    env = {
+        "DISPATCHER_DKIM_DOMAIN": DKIM_DOMAIN,
+        "DISPATCHER_DKIM_SELECTOR": DKIM_SELECTOR,
+        "DISPATCHER_DKIM_PRIVATE_KEY_FILE": str(path),
+    }
+    return env, record
+
+
+def dkim_check(
+    workdir: Path, campaign: Path, at: str, dkim_env: dict[str, str], record: str,
+    overrides: dict[str, str],
+) -> str:  # fmt: skip
+    """The DKIM-on settings really sign: a tick of 3 subscribers into the outbox (same code
+    path, no relay), each message verified with dkimpy against the key's DNS record."""
+    import dkim as dkimpy  # type: ignore[import-untyped]  # dkimpy: the verifier
+
+    outbox = workdir / "dkim-check-outbox"
+    with fresh_database("sqlite", workdir, "") as url:
+        seed_subscribers(url, 3)
+        env = dispatcher_env(url, workdir, campaign, None, {**overrides, **dkim_env})
+        env["DISPATCHER_OUTBOX_DIR"] = str(outbox)
+        result = subprocess.run(
+            [sys.executable, "-m", "dispatcher", "tick", "--at", at],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    files = sorted(outbox.rglob("*.eml"))
+    if result.returncode != 0 or len(files) != 3:
+        raise BenchError(
+            f"DKIM check: tick exited {result.returncode} with {len(files)} messages: "
+            f"{(result.stdout + result.stderr).strip()[-300:]}"
+        )
+    name = f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}.".encode()
+    value = dkim.txt_value(record).encode()
+
+    def dns(queried: bytes, timeout: int = 5) -> bytes | None:
+        return value if queried.lower() == name else None
+
+    verified = sum(bool(dkimpy.verify(f.read_bytes(), dnsfunc=dns)) for f in files)
+    if verified != len(files):
+        raise BenchError(f"DKIM check: {verified} of {len(files)} signatures verify")
+    return (
+        f"{verified} of {len(files)} messages of a 3-subscriber tick with these settings "
+        "(outbox) verify with dkimpy"
+    )
+
+
 # --- report -------------------------------------------------------------------------------
 
 
@@ -773,6 +833,7 @@ def report(
     at: str,
     code_before: str,
     code_after: str,
+    dkim_note: str | None = None,
 ) -> str:
     lines = ["## Benchmark", ""]
     ref16 = next((r for r in refs if r.sessions == 16), None)
@@ -815,7 +876,8 @@ def report(
             if c.error:
                 check += f" ({c.error.splitlines()[0][:120]})"
         lines.append(
-            f"| tick | {c.database} | {c.n:,} | {secs(c.wall_s)} | "
+            f"| {'tick + DKIM' if c.dkim else 'tick'} | {c.database} | {c.n:,} | "
+            f"{secs(c.wall_s)} | "
             f"{'-' if not c.rate else f'{c.rate:,.0f}'} | {ratio} | {secs(c.first_at_sink_s)} | "
             f"{secs(c.first_commit_s)} | {mb(c.sender_rss_kb)} | {mb(c.sink_rss_kb)} | "
             f"{c.sender_cpu_s:.1f} / {c.sink_cpu_s:.1f} / {secs(c.other_cpu_s)} | {check} |"
@@ -829,14 +891,48 @@ def report(
             f"{mb(fanout.rss_kb)} (before fan-out: {mb(fanout.rss_before_kb)}) | - | - | "
             f"{check}: {fanout.deliveries:,} delivery rows |"
         )
-    lines += ["", "Goals (issue 7):", ""]
-    pg_big = [c for c in cases if c.database == "postgresql" and c.n >= 100_000 and c.rate]
+    pairs = [
+        (off, on)
+        for off in cases
+        if not off.dkim
+        for on in cases
+        if on.dkim and (on.database, on.n) == (off.database, off.n)
+    ]
+    if pairs:
+        lines += ["", "DKIM on vs off, same run, same N and database (RSA-2048, relaxed/relaxed; "
+                  "`tick + DKIM` rows):", "",
+                  "| database | N | DKIM off msgs/s | DKIM on msgs/s | on / off |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for off, on in pairs:
+            ratio = f"{on.rate / off.rate:.2f}" if (on.rate and off.rate) else "-"
+            lines.append(
+                f"| {off.database} | {off.n:,} | {f'{off.rate:,.0f}' if off.rate else '-'} | "
+                f"{f'{on.rate:,.0f}' if on.rate else '-'} | {ratio} |"
+            )
+    if dkim_note:
+        lines += ["", f"DKIM check: {dkim_note}"]
+    lines += ["", "Goals (issues 7 and 13):", ""]
+    pg_big = [
+        c for c in cases if c.database == "postgresql" and c.n >= 100_000 and c.rate and not c.dkim
+    ]
     if pg_big:
         best = max(c.rate or 0 for c in pg_big)
         lines.append(f"- ≥ {GOAL_RATE:,.0f} msgs/s at N=100,000 on PostgreSQL: "
                      f"{'met' if best >= GOAL_RATE else 'NOT met'} ({best:,.0f})")  # fmt: skip
     else:
         lines.append("- ≥ 2,500 msgs/s at N=100,000 on PostgreSQL: not measured in this run")
+    pg_pairs = [
+        (off, on) for off, on in pairs
+        if off.database == "postgresql" and off.n >= 100_000 and off.rate and on.rate
+    ]  # fmt: skip
+    if pg_pairs:
+        off, on = pg_pairs[-1]
+        dkim_ratio = (on.rate or 0) / (off.rate or 1)
+        lines.append(
+            f"- DKIM on ≥ {GOAL_DKIM_RATIO} × DKIM off at N=100,000 on PostgreSQL: "
+            f"{'met' if dkim_ratio >= GOAL_DKIM_RATIO else 'NOT met'} ({dkim_ratio:.2f}: "
+            f"{on.rate:,.0f} vs {off.rate:,.0f} msgs/s)"
+        )
     firsts = [c.first_at_sink_s for c in cases if c.first_at_sink_s is not None]
     if firsts:
         worst = max(firsts)
@@ -847,7 +943,9 @@ def report(
     rss = [c.sender_rss_kb for c in cases] + ([fanout.rss_kb] if fanout else [])
     if rss:
         worst_mb = max(rss) / 1024
-        each = [f"{c.database} {c.n:,}: {mb(c.sender_rss_kb)}" for c in cases]
+        each = [
+            f"{c.database} {c.n:,}{' DKIM' if c.dkim else ''}: {mb(c.sender_rss_kb)}" for c in cases
+        ]
         if fanout:
             each.append(f"fan-out {fanout.n:,}: {mb(fanout.rss_kb)}")
         lines.append(
@@ -887,6 +985,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="record each tick with py-spy (installed into .venv) into DIR")  # fmt: skip
     p.add_argument("--profile-gil", action="store_true",
                    help="with --profile: py-spy --gil (the thread holding the GIL)")  # fmt: skip
+    p.add_argument("--dkim", choices=("both", "off", "on"), default="both",
+                   help="cases without and/or with DKIM signing (default both)")  # fmt: skip
     p.add_argument("--no-install", action="store_true", help="never apt-get install postfix")
     p.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     args = p.parse_args(argv)
@@ -905,6 +1005,7 @@ def effective_settings(overrides: dict[str, str]) -> dict[str, str]:
         "DISPATCHER_SMTP_CONNECTIONS": "4 (default)",
         "DISPATCHER_SEND_RATE": "0 (default)",
         "DISPATCHER_CLAIM_BATCH": "100 (default)",
+        "DISPATCHER_WORKERS": f"{available_cpus()} (default: the CPUs available)",
     }
     for key in TUNING:
         if key in os.environ:
@@ -940,21 +1041,29 @@ def main(argv: list[str]) -> int:
                     sink_bin, source_bin, workdir, sessions=sessions,
                     count=args.reference_count, size=size, reps=args.reference_reps,
                 ))  # fmt: skip
+        modes = {"both": (False, True), "off": (False,), "on": (True,)}[args.dkim]
+        dkim_env, dkim_note = None, None
+        if True in modes:
+            dkim_env, record = dkim_setup(workdir)
+            dkim_note = dkim_check(workdir, campaign, args.at, dkim_env, record, overrides)
+            log(f"DKIM check: {dkim_note}")
         cases: list[CaseResult] = []
         for database in args.databases:
             for n in args.sizes:
-                try:
-                    case = run_tick_case(
-                        database=database, n=n, sink_bin=sink_bin, workdir=workdir,
-                        campaign=campaign, pg_url=pg_url, at=args.at,
-                        timeout=args.case_timeout, overrides=overrides,
-                        profile_dir=args.profile, profile_gil=args.profile_gil,
-                    )  # fmt: skip
-                except BenchError as error:
-                    case = CaseResult(database, n, error=str(error))
-                    log(f"{database}-{n}: {error}")
-                failed |= not case.ok
-                cases.append(case)
+                for signed in modes:  # off, then on: the pair side by side in time too
+                    try:
+                        case = run_tick_case(
+                            database=database, n=n, sink_bin=sink_bin, workdir=workdir,
+                            campaign=campaign, pg_url=pg_url, at=args.at,
+                            timeout=args.case_timeout, overrides=overrides,
+                            profile_dir=args.profile, profile_gil=args.profile_gil,
+                            dkim_env=dkim_env if signed else None,
+                        )  # fmt: skip
+                    except BenchError as error:
+                        case = CaseResult(database, n, dkim=signed, error=str(error))
+                        log(f"{database}-{n}{'-dkim' if signed else ''}: {error}")
+                    failed |= not case.ok
+                    cases.append(case)
         fanout = None
         if not args.no_fanout:
             try:
@@ -968,7 +1077,7 @@ def main(argv: list[str]) -> int:
         text = report(
             refs, cases, fanout, size=size, item=item,
             settings=effective_settings(overrides), at=args.at,
-            code_before=code_before, code_after=code_state(),
+            code_before=code_before, code_after=code_state(), dkim_note=dkim_note,
         )  # fmt: skip
         print(text, flush=True)
         if args.out:
@@ -979,7 +1088,8 @@ def main(argv: list[str]) -> int:
                     [sys.executable, str(BENCH / "hotspots.py"), str(case.profile), "--top", "15"],
                     capture_output=True, text=True,
                 )  # fmt: skip
-                print(f"\n### Profile {case.database} {case.n:,} ({case.profile})\n")
+                label = " DKIM" if case.dkim else ""
+                print(f"\n### Profile {case.database} {case.n:,}{label} ({case.profile})\n")
                 print(summary.stdout or summary.stderr, flush=True)
             if not case.ok and case.stdout_tail:
                 print(f"\n{case.database} {case.n}: tick output (tail):\n{case.stdout_tail}")

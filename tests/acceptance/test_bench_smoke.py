@@ -45,4 +45,13 @@ def test_bench_smoke_run_prints_the_table_with_a_passing_ledger_check() -> None:
         (line for line in out.splitlines() if line.startswith("| tick | sqlite | 200 |")), ""
     )
     assert "| ok: 200 sent / 200 subscribers, 200 rows, 0 not exactly once, sink 200 |" in row, out
+    signed = next(
+        (line for line in out.splitlines() if line.startswith("| tick + DKIM | sqlite | 200 |")), ""
+    )  # the same case with DKIM signing, whose signatures the bench checked before it
+    assert "| ok: 200 sent / 200 subscribers, 200 rows, 0 not exactly once, sink 200 |" in signed
+    assert "DKIM check: 3 of 3 messages" in out
+    # DKIM off and on side by side: both rates and their ratio
+    assert re.search(
+        r"^\| sqlite \| 200 \| [\d,]+ \| [\d,]+ \| \d+\.\d\d \|$", out, re.MULTILINE
+    ), out
     assert "- machine: " in out
