@@ -24,24 +24,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from dispatcher.campaign.loading import load_campaign
 from dispatcher.mail import dkim
 from dispatcher.mail.mime import POLICY
 from tests.support.dkim import DOMAIN, ROOT, SELECTOR, sample_message, signer_for
+from tests.support.dnsstub import DnsStub, start_dns_stub
 
 SPAMASSASSIN = os.environ.get("DISPATCHER_TEST_SPAMASSASSIN")
 pytestmark = pytest.mark.skipif(
@@ -57,93 +52,6 @@ COMMON_CONFIG = (
     # One header with every rule that fired and its exact score.
     "add_header all Tests _TESTSSCORES(,)_",
 )
-
-
-class StubDns:
-    """A DNS server on 127.0.0.1 (UDP and TCP) that knows one TXT record; NXDOMAIN otherwise."""
-
-    def __init__(self, name: str, value: str) -> None:
-        self.name = name.lower().rstrip(".") + "."
-        self.chunks = " ".join(f'"{value[i : i + 255]}"' for i in range(0, len(value), 255))
-        self.queries: list[str] = []
-        # One port for UDP and TCP: a free UDP port may be taken for TCP, so try a few.
-        for _attempt in range(50):
-            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.udp.bind(("127.0.0.1", 0))
-            self.port: int = self.udp.getsockname()[1]
-            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                self.tcp.bind(("127.0.0.1", self.port))
-                break
-            except OSError:
-                self.udp.close()
-                self.tcp.close()
-        else:
-            raise RuntimeError("no loopback port free for both UDP and TCP")
-        self.tcp.listen()
-        self.stopped = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._serve_udp, daemon=True),
-            threading.Thread(target=self._serve_tcp, daemon=True),
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def answer(self, wire: bytes) -> bytes | None:
-        try:
-            query = dns.message.from_wire(wire)
-        except Exception:
-            return None
-        response = dns.message.make_response(query)
-        question = query.question[0]
-        self.queries.append(f"{question.name} {dns.rdatatype.to_text(question.rdtype)}")
-        if str(question.name).lower() == self.name and question.rdtype == dns.rdatatype.TXT:
-            response.answer.append(
-                dns.rrset.from_text(question.name, 300, "IN", "TXT", self.chunks)
-            )
-        else:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        return response.to_wire()
-
-    def _serve_udp(self) -> None:
-        self.udp.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                wire, client = self.udp.recvfrom(65535)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            reply = self.answer(wire)
-            if reply is not None:
-                self.udp.sendto(reply, client)
-
-    def _serve_tcp(self) -> None:
-        self.tcp.settimeout(0.2)
-        while not self.stopped.is_set():
-            try:
-                connection, _ = self.tcp.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with connection:
-                connection.settimeout(2)
-                try:
-                    size = int.from_bytes(connection.recv(2), "big")
-                    reply = self.answer(connection.recv(size))
-                    if reply is not None:
-                        connection.sendall(len(reply).to_bytes(2, "big") + reply)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stopped.set()
-        for thread in self.threads:
-            thread.join(timeout=2)
-        self.udp.close()
-        self.tcp.close()
 
 
 @dataclass(frozen=True)
@@ -167,12 +75,10 @@ def signed_emails(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, b
 
 
 @pytest.fixture(scope="module")
-def stub_dns(signed_emails: tuple[dict[str, bytes], str]) -> Iterator[StubDns]:
-    server = StubDns(f"{SELECTOR}._domainkey.{DOMAIN}", dkim.txt_value(signed_emails[1]))
-    try:
+def stub_dns(signed_emails: tuple[dict[str, bytes], str]) -> Iterator[DnsStub]:
+    record = {f"{SELECTOR}._domainkey.{DOMAIN}": dkim.txt_value(signed_emails[1])}
+    with start_dns_stub(txt=record, port=0) as server:
         yield server
-    finally:
-        server.close()
 
 
 def spamassassin(message: bytes, home: Path, *options: str, local: bool = False) -> Verdict:
@@ -225,7 +131,7 @@ def test_local_rules_score_at_most_zero(
 
 @pytest.mark.parametrize("item_id", ITEM_IDS)
 def test_with_the_dkim_key_in_dns_the_signature_counts(
-    item_id: str, signed_emails: tuple[dict[str, bytes], str], stub_dns: StubDns, tmp_path: Path
+    item_id: str, signed_emails: tuple[dict[str, bytes], str], stub_dns: DnsStub, tmp_path: Path
 ) -> None:
     verdict = spamassassin(
         signed_emails[0][item_id],
@@ -238,7 +144,7 @@ def test_with_the_dkim_key_in_dns_the_signature_counts(
         "use_dcc 0",
     )
     print(describe(item_id, "dkim", verdict))
-    assert f"{SELECTOR}._domainkey.{DOMAIN}. TXT" in stub_dns.queries
+    assert f"{SELECTOR}._domainkey.{DOMAIN} TXT" in stub_dns.queries
     assert {"DKIM_SIGNED", "DKIM_VALID", "DKIM_VALID_AU"} <= set(verdict.rules), verdict.status
     assert "DKIM_INVALID" not in verdict.rules
     assert verdict.score <= MAX_SCORE, describe(item_id, "dkim", verdict)
