@@ -242,12 +242,13 @@ def test_a_short_provider_wait_is_reported_as_the_backoff_actually_applied(
     """Matrix asks for 3 s; the first backoff is 1 min, and that is the wait the message shows."""
     settings = settings_for(database, providers, tmp_path, ("webhook",))
     at = local(SEND_DAYS[0], 8, 0)
-    providers.webhooks.fail_next("/_matrix/", fake_webhooks.matrix_rate_limited(3000))
+    providers.webhooks.fail_next(fake_webhooks.MATRIX_SEND, fake_webhooks.matrix_rate_limited(3000))
     tick_at(settings, database, at)
     [matrix] = [row for row in social_rows(database) if row[1].startswith("webhook:matrix:")]
     assert matrix[2] == "deferred"
     assert matrix[3] is not None
     assert "rate limited (the provider asks to wait 3 s): M_LIMIT_EXCEEDED" in matrix[3]
+    assert "looking for the post" not in matrix[3]  # the send's 429, not the room lookup's
     assert matrix[3].endswith("; next attempt in 1 min")
     with database.engine.connect() as connection:
         retry_at = connection.execute(
