@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from dispatcher import logs
 from dispatcher.campaign.model import Campaign, Channel, item_to_json
+from dispatcher.campaign.source import CampaignSource
 from dispatcher.channels import links
 from dispatcher.cli.common import (
     EXIT_DELIVERY_FAILED,
@@ -246,11 +247,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_web(args: argparse.Namespace) -> int:
     """The HTTP endpoints alone, for a separate web tier on the same database."""
     settings, campaign = _service_start(args)
+    # No scheduler here: the file is checked when a page asks (at most every 2 s), with the
+    # same rule as `run` — an invalid edit leaves the last good version in force.
+    source = CampaignSource(settings.campaign_file, campaign)
     state = WebState(
         settings=settings,
         engine=open_ledger(settings),
-        campaign=lambda: campaign,
+        campaign=source.current,
         email_channel=lambda: wiring.email_channel(settings),
+        reload_errors=lambda: source.rejected,
+        campaign_problems=source.current_problems,
     )
     serve_forever(create_app(state), settings.http_host, settings.http_port)
     return EXIT_OK

@@ -16,15 +16,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from dispatcher.campaign.loading import CampaignError, load_campaign
+from dispatcher.campaign import source
 from dispatcher.campaign.model import Campaign
+from dispatcher.campaign.source import CampaignSource, Reload
 from dispatcher.clock import Clock, utc_now
 from dispatcher.delivery import leader, metrics, pipeline, schedule, sending
 from dispatcher.delivery.context import build_context, open_ledger
@@ -33,7 +33,7 @@ from dispatcher.ledger import ticks
 from dispatcher.settings import Settings
 
 log = logging.getLogger("dispatcher")
-RELOAD_CHECK_SECONDS = 2.0
+RELOAD_CHECK_SECONDS = source.CHECK_SECONDS
 LEADER_CHECK_SECONDS = 2.0  #: how soon a process notices the scheduler lock is free
 SHUTDOWN_GRACE_SECONDS = 5.0  #: beyond DISPATCHER_SHUTDOWN_SECONDS, the process exits regardless
 
@@ -88,13 +88,11 @@ class Service:
         self.stop = threading.Event()
         self._schedule_lock = threading.Lock()
         self._lanes: dict[str, Lane] = {}
-        self._campaign_stamp = self._stamp(settings.campaign_file)
+        self.source = CampaignSource(settings.campaign_file, campaign)
         self.scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        self.last_reload_error: str | None = None
-        self.reload_errors = 0
         self.http: HttpServer | None = None
         self.leadership = leader.leadership_for(
             self.engine, campaign.id, timeout=settings.db_timeout_seconds
@@ -210,39 +208,29 @@ class Service:
 
     # --- configuration reload ------------------------------------------------------------
 
-    @staticmethod
-    def _stamp(path: Path) -> tuple[float, int] | None:
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        return (stat.st_mtime, stat.st_size)
-
     def reload(self, *, force: bool = False) -> bool:
-        """Load the campaign file again if it changed; keep the last good one when invalid."""
-        stamp = self._stamp(self.settings.campaign_file)
-        if not force and stamp == self._campaign_stamp:
-            return False
-        self._campaign_stamp = stamp
-        try:
-            campaign = load_campaign(self.settings.campaign_file)
-        except CampaignError as error:
-            self.last_reload_error = str(error)
-            self.reload_errors += 1
+        """Load the campaign file again if it changed; keep the last good one when invalid
+        (`campaign.source`: the one home of that rule, shared with `dispatcher web`)."""
+        outcome = self.source.check(force=force)
+        if outcome is Reload.REJECTED:
             metrics.count_reload_error()
-            for problem in error.problems:
-                log.error(
-                    "campaign reload rejected, keeping the last good version: %s",
-                    problem,
-                    extra={"event": "reload_rejected", "error": str(problem)},
-                )
+        if outcome is not Reload.LOADED:
             return False
-        self.last_reload_error = None
-        self.campaign = campaign
-        self.context = self._wire(campaign)
-        log.info("campaign reloaded", extra={"event": "reload_ok"})
+        self.campaign = self.source.campaign
+        self.context = self._wire(self.campaign)
         self._schedule_sends()
         return True
+
+    @property
+    def last_reload_error(self) -> str | None:
+        """Why the file as it is now is not in force (every problem, one a line), or None."""
+        error = self.source.error
+        return None if error is None else str(error)
+
+    @property
+    def reload_errors(self) -> int:
+        """Rejected reloads so far."""
+        return self.source.rejected
 
     # --- scheduling ----------------------------------------------------------------------
 

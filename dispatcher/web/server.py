@@ -344,6 +344,7 @@ def serve_beside(service: Service) -> BackgroundServer:
         email_channel=lambda: wiring.email_channel(settings),
         scheduler_alive=service.scheduler_alive,
         reload_errors=lambda: service.reload_errors,
+        campaign_problems=lambda: service.source.problems,
         clock=service.clock,
         liveness=service.liveness,
     )

@@ -27,6 +27,10 @@ class WebState:
     #: False makes /readyz answer 503; None: no scheduler in this process (`dispatcher web`)
     scheduler_alive: Callable[[], bool] | None = None
     reload_errors: Callable[[], int] = lambda: 0  #: rejected campaign reloads so far
+    #: the campaign file's problems as it is now (`file:line:col: path: message`), empty when
+    #: the campaign in force is the file; else the last good version is in force
+    #: (`dispatcher.campaign.source`). The desk shows them first on every page.
+    campaign_problems: Callable[[], list[str]] = lambda: []
     #: why the process is not alive (a hung send lane), or None: /healthz answers 503 then
     liveness: Callable[[], str | None] = lambda: None
     clock: Clock = utc_now
