@@ -360,6 +360,7 @@ class RenderedPost:
     limit: int | None  #: None for webhooks
     link: str  #: item.url; LinkedIn sends it as the article card, not in `text`
     hashtags: tuple[str, ...]  #: those that appear in `text`, as "#Tag"
+    shortened: bool = False  #: the teaser was cut ("…") to fit the network's limit
 
 
 def _post_context(campaign: Campaign, item: Item, day: dt.date, teaser: str) -> dict[str, Any]:
@@ -416,7 +417,9 @@ def render_post(
             f"{rule.length(text)} > {rule.limit or post_length.WEBHOOK_SOFT_LIMIT}"
         )
     shown = _present(text, tags, linkedin=name == "linkedin")
-    return RenderedPost(name, text, rule.length(text), rule.limit, item.url, shown)
+    return RenderedPost(
+        name, text, rule.length(text), rule.limit, item.url, shown, shortened=fitted != teaser
+    )
 
 
 def _present(text: str, tags: Sequence[str], *, linkedin: bool) -> tuple[str, ...]:

@@ -4,9 +4,10 @@ repo, LinkedIn author, chat webhook), the post rendered once, each target opened
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
-from dispatcher.campaign.model import Channel, item_from_json
+from dispatcher.campaign.model import Channel, Item, item_from_json
 from dispatcher.channels import links
 from dispatcher.channels.base import ChannelError, Post, SocialChannel
 from dispatcher.clock import utc_now
@@ -71,8 +72,14 @@ def render_post(ctx: Context, dispatch: store.DispatchRow) -> Post:
     rendered = rendering.render_post(
         ctx.env, Channel(dispatch.channel), ctx.campaign, item, day=dispatch.day
     )
+    return post_of(rendered, item, created_at=dispatch.send_at)
+
+
+def post_of(rendered: rendering.RenderedPost, item: Item, *, created_at: dt.datetime) -> Post:
+    """What a social channel is given for `item`: the fitted text plus the card's parts
+    (title, unshortened teaser, image and alt text). The desk's post cards show this."""
     return Post(
-        network=dispatch.channel,
+        network=rendered.channel,
         text=rendered.text,
         link=item.url,
         title=item.title,
@@ -80,7 +87,7 @@ def render_post(ctx: Context, dispatch: store.DispatchRow) -> Post:
         hashtags=rendered.hashtags,
         image_url=item.image,
         image_alt=item.image_alt,
-        created_at=dispatch.send_at,
+        created_at=created_at,
     )
 
 
