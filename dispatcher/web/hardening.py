@@ -5,7 +5,10 @@ responses and cost a task per request).
 
 * Every response gets a Content-Security-Policy (no scripts at all, no framing:
   `frame-ancestors 'none'`), `X-Content-Type-Options: nosniff`, `X-Frame-Options:
-  DENY` for old browsers and a `Referrer-Policy` unless the route set its own.
+  DENY` for old browsers and a `Referrer-Policy`. A route may set its own CSP, X-Frame-Options
+  or Referrer-Policy, which is then kept (two CSP headers would both be enforced): the desk's
+  item page allows a frame of our own, the email it shows is served to that frame only
+  (`dispatcher.web.desk.items`).
 * A form POST (the content types a foreign page can send without CORS) must come
   from our own pages: its `Origin` — or, when a browser sends none, its `Referer` —
   must be the origin of `DISPATCHER_PUBLIC_URL`, of the `Host` it was sent to, or
@@ -87,7 +90,8 @@ class Hardening:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.headers:
-                    headers.append(name.decode(), value.decode())
+                    if name.decode() not in headers:
+                        headers.append(name.decode(), value.decode())
                 if "referrer-policy" not in headers:
                     headers.append("referrer-policy", "same-origin")
             await send(message)
