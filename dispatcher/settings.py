@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     metrics_cache_seconds: float = Field(5, ge=0)  #: /metrics reads the ledger at most this often
     metrics_token: SecretStr | None = None  #: set: /metrics needs `Authorization: Bearer <it>`
     form_origins: str = ""  #: other sites whose pages may POST /subscribe, comma-separated
+    #: the desk: a request header naming the signed-in editor, set by a trusted reverse proxy
+    desk_trusted_header: str | None = None
+    desk_session_hours: float = Field(12, gt=0, le=24 * 30)  #: a desk session ends this much later
+    desk_sign_in_per_hour: int = Field(5, ge=1)  #: sign-in links per address and hour
 
     def production_problems(self) -> list[str]:
         """The development defaults of the settings themselves that production must not run

@@ -1,6 +1,7 @@
 """The HTTP endpoints (docs/operations.md) as one Starlette app: small route modules —
 `subscription` (unsubscribe, double opt-in), `archive` (archive page, Atom feed), `bounce`
-(the relay's webhook) and `ops` (health, readiness, metrics) — over one `WebState`.
+(the relay's webhook), `ops` (health, readiness, metrics) and `desk` (the editors' desk
+under /desk) — over one `WebState`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from dispatcher.web import archive, bounce, ops, subscription
+from dispatcher.web import archive, bounce, desk, ops, subscription
 from dispatcher.web.hardening import Hardening
+from dispatcher.web.proxy import ClientAddress
 from dispatcher.web.state import WebState
 
 
@@ -19,15 +21,17 @@ def create_app(state: WebState) -> Starlette:
         *subscription.routes(state),
         *archive.routes(state),
         *bounce.routes(state),
+        *desk.routes(state),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(ClientAddress),  # X-Forwarded-For from FORWARDED_ALLOW_IPS only
             Middleware(
                 Hardening,
                 public_url=state.settings.public_url,
                 form_origins=state.settings.form_origins,
-            )
+            ),
         ],
     )
     app.state.settings = state.settings  # the server reads its connection limits from here

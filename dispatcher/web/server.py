@@ -271,6 +271,7 @@ def _server(
         http=guarded_protocol(guard),
         backlog=min(BACKLOG, max_connections),
         timeout_keep_alive=5,
+        proxy_headers=False,  # the app applies them itself, keeping the peer (`web.proxy`)
     )
     return _Server(config), guard
 

@@ -1,0 +1,168 @@
+"""What every desk page shares: rendering, the sign-in guard, the CSRF check, the audit log.
+
+* `render(state, request, "calendar.html.j2", **context)` renders `templates/desk/…` with what
+  `desk/_base.html.j2` needs: `editor`, `csrf_token`, `problems`, `last_good`, `campaign`,
+  `campaign_name`, `public_url`, `now`, `imprint`. Desk pages are private: `no-store`,
+  `noindex`.
+* `@signed_in` on an endpoint: without a session in force the browser is sent (303) to
+  `/desk/anmelden?next=<path>`; with one the endpoint finds the editor in
+  `request.state.editor`. A trusted proxy header (single sign-on) opens a session here.
+* `require_csrf(request, form)` on every POST: 403 unless the form's `csrf_token` is the
+  session's.
+* `record(state, editor, action, detail)`: one audit row — who, when, what. It writes the
+  ledger: from an async endpoint call it with `run_in_threadpool`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from dispatcher.ledger import editors as ledger
+from dispatcher.web.desk import session
+from dispatcher.web.desk.session import Editor
+from dispatcher.web.state import WebState
+
+STATE = "dispatcher.desk"  #: scope key of the `WebState` under /desk (`WithState`)
+SIGN_IN = "/desk/anmelden"
+#: Desk pages show unpublished plans and names: never cached, never indexed.
+PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+CSRF_REFUSED = (
+    "Das Formular ist abgelaufen oder kommt nicht von dieser Seite (CSRF-Prüfung). "
+    "Bitte laden Sie die Seite neu und senden Sie es noch einmal."
+)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class WithState:
+    """Puts the `WebState` into the scope of every request under /desk (for `signed_in`)."""
+
+    def __init__(self, app: ASGIApp, *, state: WebState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[STATE] = self.state
+        await self.app(scope, receive, send)
+
+
+def state_of(request: Request) -> WebState:
+    state = request.scope.get(STATE)
+    assert isinstance(state, WebState), "desk routes are mounted by dispatcher.web.desk.routes"
+    return state
+
+
+def problems(state: WebState) -> tuple[list[str], bool]:
+    """The campaign file's current problems (`file:line:col: …`) and whether the desk shows
+    the last good version because of them. Wired to the service's reload (docs/desk.md)."""
+    current = getattr(state, "campaign_problems", None)
+    found = [str(problem) for problem in current()] if callable(current) else []
+    return found, bool(found)
+
+
+def render(
+    state: WebState,
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """`templates/desk/<template>` (a leading `desk/` may be given) as an HTML response."""
+    name = template if template.startswith("desk/") else f"desk/{template}"
+    editor = getattr(request.state, "editor", None)
+    token = getattr(request.state, "session_token", None)
+    found, last_good = problems(state)
+    campaign = state.campaign()
+    values: dict[str, Any] = {
+        "editor": editor,
+        "csrf_token": session.csrf_token(state, token) if token else "",
+        "problems": found,
+        "last_good": last_good,
+        "campaign": campaign,
+        "campaign_name": campaign.name,
+        "public_url": state.settings.public_url.rstrip("/"),
+        "now": state.clock(),
+        "imprint": state.settings.imprint,
+        "path": request.url.path,
+    }
+    values.update(context)
+    html = state.templates.get_template(name).render(values)
+    return HTMLResponse(html, status, headers={**PRIVATE, **(headers or {})})
+
+
+def safe_next(path: str | None) -> str:
+    """Where to go after sign-in: a path under /desk on this site, else the calendar."""
+    if not path or not path.startswith("/desk") or path.startswith("//") or "\\" in path:
+        return "/desk/"
+    if any(ord(c) < 0x21 for c in path):
+        return "/desk/"
+    return path
+
+
+def sign_in_url(request: Request) -> str:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"{SIGN_IN}?next={quote(safe_next(target), safe='/')}"
+
+
+def signed_in(endpoint: Endpoint) -> Endpoint:
+    """The endpoint runs only for a signed-in editor (`request.state.editor`); others are
+    sent to the sign-in page, or signed in by the trusted proxy header."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        state = state_of(request)
+        editor = await run_in_threadpool(session.editor_of, state, request)
+        if editor is not None:
+            request.state.editor = editor
+            request.state.session_token = session.session_token(state, request)
+            return await endpoint(request)
+        editor = await run_in_threadpool(session.header_editor, state, request)
+        if editor is None:
+            if request.method != "GET":
+                # A POST from an ended session: a sign-in redirect would turn it into a GET
+                # of the form's URL; say what happened instead.
+                raise HTTPException(403, "Sie sind nicht (mehr) angemeldet.")
+            return RedirectResponse(sign_in_url(request), 303, headers=PRIVATE)
+        token = await run_in_threadpool(session.start_session, state, editor.id, method="header")
+        await run_in_threadpool(record, state, editor, "sign_in", "trusted header")
+        request.state.editor = editor
+        request.state.session_token = token
+        response = await endpoint(request)
+        session.set_session_cookie(response, state, token)
+        return response
+
+    return guarded
+
+
+def require_csrf(request: Request, form: FormData) -> None:
+    """403 unless the form carries the CSRF token of the request's session."""
+    state = state_of(request)
+    token = getattr(request.state, "session_token", None)
+    given = form.get("csrf_token")
+    if (
+        not token
+        or not isinstance(given, str)
+        or not hmac.compare_digest(given.encode(), session.csrf_token(state, token).encode())
+    ):
+        raise HTTPException(403, CSRF_REFUSED)
+
+
+def record(state: WebState, editor: Editor | None, action: str, detail: str = "") -> None:
+    """The audit row for a desk action: who, when (the state's clock), what."""
+    with state.engine.begin() as connection:
+        ledger.record(
+            connection, None if editor is None else editor.id, action, detail, now=state.clock()
+        )
