@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from dispatcher.web.desk import auth, ical
+from dispatcher.web.desk import auth, calendar, ical
 from dispatcher.web.desk.pages import WithState
 from dispatcher.web.state import WebState
 
@@ -17,6 +17,7 @@ from dispatcher.web.state import WebState
 def routes(state: WebState) -> list[BaseRoute]:
     desk: list[BaseRoute] = [
         *auth.routes(state),
+        *calendar.routes(state),
         *ical.routes(state),
     ]
     return [Mount("/desk", routes=desk, middleware=[Middleware(WithState, state=state)])]
