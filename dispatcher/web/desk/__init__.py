@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from dispatcher.web.desk import auth, calendar, ical
+from dispatcher.web.desk import auth, calendar, ical, items
 from dispatcher.web.desk.pages import WithState
 from dispatcher.web.state import WebState
 
@@ -19,5 +19,6 @@ def routes(state: WebState) -> list[BaseRoute]:
         *auth.routes(state),
         *calendar.routes(state),
         *ical.routes(state),
+        *items.routes(state),
     ]
     return [Mount("/desk", routes=desk, middleware=[Middleware(WithState, state=state)])]
