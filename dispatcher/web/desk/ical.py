@@ -1,5 +1,13 @@
 """The plan as an iCalendar feed for the editors' own calendars (Outlook, Thunderbird, phones).
 
+Routes (under /desk; docs/desk.md, "Kalender-Abo (iCal)"):
+
+- `GET /plan.ics?token=…`: the feed; no session, the token is the credential.
+- `GET /kalender-abo`: whether the signed-in editor has a feed address, and the buttons.
+- `POST /kalender-abo` (CSRF; `aktion=erzeugen|beenden`): a new address, shown once — the
+  earlier one stops working — or the end of the subscription; both go to the audit log
+  (`ical_rotate`, `ical_revoke`), without the token.
+
 `GET /desk/plan.ics?token=…` answers with one event per send — a (day, channel) of the
 ledger-aware plan (`delivery.schedule.ledger_plan`, never recomputed here) — so an editor
 sees "E-Mail · Vorhang auf: Nordwind Maritim e. V. · geplant" at 08:00 beside the rest of
@@ -33,6 +41,7 @@ import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -355,6 +364,17 @@ def routes(state: WebState) -> list[BaseRoute]:
         body = render_calendar(campaign, events, public_url=public_url, now=now)
         return Response(body, media_type=CALENDAR_TYPE, headers=headers)
 
+    def page(request: Request, **values: Any) -> Response:
+        context: dict[str, Any] = {
+            "has_feed": False,
+            "feed_url": None,
+            "webcal_url": None,
+            "replaced": False,
+            "revoked": False,
+        }
+        context.update(values)
+        return pages.render(state, request, "kalender_abo.html.j2", **context)
+
     def has_feed(editor: Editor) -> bool:
         with reader(state.engine).connect() as connection:
             return editors.has_feed_token(connection, editor.id)
@@ -363,7 +383,7 @@ def routes(state: WebState) -> list[BaseRoute]:
     async def subscription_page(request: Request) -> Response:
         editor: Editor = request.state.editor
         found = await run_in_threadpool(has_feed, editor)
-        return pages.render(state, request, "kalender_abo.html.j2", has_feed=found)
+        return page(request, has_feed=found)
 
     def change(editor: Editor, action: str) -> tuple[str | None, bool]:
         """A new token (and whether one was replaced), or none after revoking."""
@@ -388,16 +408,9 @@ def routes(state: WebState) -> list[BaseRoute]:
             raise HTTPException(400, "Unbekannte Aktion.")
         token, replaced = await run_in_threadpool(change, editor, str(action))
         if token is None:
-            return pages.render(state, request, "kalender_abo.html.j2", revoked=True)
+            return page(request, revoked=True)
         url = feed_url(state.settings.public_url, token)
-        return pages.render(
-            state,
-            request,
-            "kalender_abo.html.j2",
-            feed_url=url,
-            webcal_url=webcal_url(url),
-            replaced=replaced,
-        )
+        return page(request, feed_url=url, webcal_url=webcal_url(url), replaced=replaced)
 
     return [
         Route("/plan.ics", plan_ics, methods=["GET"]),
