@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from dispatcher.campaign.loading import CampaignError, load_campaign
 from dispatcher.campaign.model import Campaign, Channel
 from dispatcher.cli import dkim as cli_dkim
+from dispatcher.cli import editors as cli_editors
 from dispatcher.cli import ops as cli_ops
 from dispatcher.cli import subscribers as cli_subscribers
 from dispatcher.cli.common import (
@@ -150,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ops.register(commands)
     cli_subscribers.register(commands)
     cli_dkim.register(commands)
+    cli_editors.register(commands)
     return parser
 
 

@@ -86,9 +86,12 @@ def running_app(state: WebState) -> Iterator[str]:
         server.stop()
 
 
-def serve_webapp(database: Database, smtp: SmtpServer, directory: Path) -> Iterator[WebApp]:
-    """The body of the `webapp` fixture, for test modules that name their fixture otherwise."""
-    settings = web_settings(database, smtp, directory)
+def serve_webapp(
+    database: Database, smtp: SmtpServer, directory: Path, **extra: object
+) -> Iterator[WebApp]:
+    """The body of the `webapp` fixture, for test modules that name their fixture otherwise
+    (`extra`: settings that differ from `web_settings`)."""
+    settings = web_settings(database, smtp, directory, **extra)
     campaign = load_campaign(settings.campaign_file)
     clock = ManualClock()
     state = WebState(

@@ -41,6 +41,14 @@ CSRF_REFUSED = (
     "Das Formular ist abgelaufen oder kommt nicht von dieser Seite (CSRF-Prüfung). "
     "Bitte laden Sie die Seite neu und senden Sie es noch einmal."
 )
+#: How the audit log page names each action (`record(..., action, ...)`); others as given.
+ACTION_LABELS = {
+    "sign_in": "angemeldet",
+    "sign_in_link": "Anmeldelink angefordert",
+    "sign_out": "abgemeldet",
+    "editor_add": "Redaktionskonto angelegt",
+    "editor_remove": "Redaktionskonto entfernt",
+}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
