@@ -13,6 +13,7 @@ import html
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import requests
 
@@ -22,6 +23,7 @@ from dispatcher.ledger.engine import reader
 from dispatcher.settings import Settings
 from dispatcher.web.desk.calendar import CalendarView, Day, calendar_view, read_ledger
 from dispatcher.web.state import WebState
+from tests.integration.web.test_browser import check_accessibility
 from tests.support.database import Database
 from tests.support.delivery import BERLIN, email_time, settings_for
 from tests.support.desk_editor import session_headers
@@ -176,3 +178,30 @@ def test_a_broken_save_comes_first_on_the_page_and_the_last_good_version_stays(
     assert "Die Kampagnendatei hat" not in fixed and "fehlerfreie Fassung" not in fixed
     assert EDITED_TITLE in fixed
     assert cleared < CHECK_SECONDS + 2
+
+
+def test_the_calendar_in_a_browser_is_accessible(
+    sqlite_database: Database, smtp_server: SmtpServer, browser: Any
+) -> None:
+    """axe-core, keyboard focus and reflow at 200 and 400 % on the calendar with every kind
+    of day, and again with a problem in the file (the same checks as the public pages)."""
+    settings = a_sent_a_running_and_a_missed_day(sqlite_database, smtp_server)
+    path = settings.campaign_file
+    try:
+        with desk(settings, sqlite_database, NOW) as (url, cookie):
+            browser.get(f"{url}/desk/anmelden")
+            name, _, value = cookie["Cookie"].partition("=")
+            browser.add_cookie({"name": name, "value": value, "path": "/desk"})
+            browser.get(f"{url}/desk/")
+            assert "Nächster Versand" in browser.find_element("tag name", "main").text
+            check_accessibility(browser, "GET /desk/ calendar")
+
+            path.write_text(path.read_text("utf-8").replace("region: Bayern", "region: [", 1))
+            wait_for_page(url, cookie, "Die Kampagnendatei hat", present=True)
+            browser.get(f"{url}/desk/")
+            assert "Die Kampagnendatei hat" in browser.find_element("tag name", "main").text
+            check_accessibility(browser, "GET /desk/ calendar with a problem")
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        browser.delete_all_cookies()
+        browser.get("about:blank")
