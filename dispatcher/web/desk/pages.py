@@ -74,8 +74,7 @@ def state_of(request: Request) -> WebState:
 def problems(state: WebState) -> tuple[list[str], bool]:
     """The campaign file's current problems (`file:line:col: …`) and whether the desk shows
     the last good version because of them. Wired to the service's reload (docs/desk.md)."""
-    current = getattr(state, "campaign_problems", None)
-    found = [str(problem) for problem in current()] if callable(current) else []
+    found = [str(problem) for problem in state.campaign_problems()]
     return found, bool(found)
 
 
@@ -113,7 +112,7 @@ def render(
 
 def safe_next(path: str | None) -> str:
     """Where to go after sign-in: a path under /desk on this site, else the calendar."""
-    if not path or not path.startswith("/desk") or path.startswith("//") or "\\" in path:
+    if not path or not (path == "/desk" or path.startswith("/desk/")) or "\\" in path:
         return "/desk/"
     if any(ord(c) < 0x21 for c in path):
         return "/desk/"

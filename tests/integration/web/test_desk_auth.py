@@ -482,3 +482,35 @@ def test_audit_rows_carry_the_states_clock(app: WebApp, smtp_server: SmtpServer)
     with app.database.engine.connect() as connection:
         [row] = ledger.audit_log(connection)
     assert row.at == START + dt.timedelta(hours=3)
+
+
+# -- the client address behind a proxy (`dispatcher.web.proxy`) --------------------------------
+
+
+@pytest.mark.parametrize("proxy", ["127.0.0.1", "192.0.2.10"])
+def test_x_forwarded_for_counts_only_from_the_proxy(
+    proxy: str,
+    database: Database,
+    smtp_server: SmtpServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn no longer rewrites the client address; the app does, for trusted peers only:
+    through the proxy each reader has their own rate limit, from elsewhere the header is
+    the client's own claim and changes nothing."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", proxy)
+    for app in serve_webapp(database, smtp_server, tmp_path, subscribe_per_minute=1):
+
+        def ask(client: str, url: str = app.url) -> int:
+            return requests.post(
+                f"{url}/desk/anmelden",
+                data={"email": f"{client}@example.org"},
+                headers={"X-Forwarded-For": client},
+                allow_redirects=False,
+                timeout=10,
+            ).status_code
+
+        trusted = proxy == "127.0.0.1"
+        assert ask("198.51.100.1") == 200
+        assert ask("198.51.100.2") == (200 if trusted else 429)
+        assert ask("198.51.100.2") == 429
