@@ -12,69 +12,31 @@ import datetime as dt
 import html
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 
-from dispatcher.campaign.source import CampaignSource
-from dispatcher.delivery import wiring
 from dispatcher.ledger import editors
 from dispatcher.ledger.tables import deliveries, dispatches
-from dispatcher.settings import Settings
 from dispatcher.web.desk import items
-from dispatcher.web.state import WebState
-from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.delivery import email_time, settings_for
 from tests.support.desk_editor import EDITOR, session_headers
+from tests.support.desk_items import ITEM, Desk, all_channels, serve
 from tests.support.ledger import add_subscribers, tick_at
 from tests.support.smtpd import SmtpServer
-from tests.support.webapp import START, ManualClock, running_app, web_settings
+from tests.support.webapp import web_settings
 
-ALL = ("email", "mastodon", "bluesky", "linkedin", "webhook")
-ITEM = "/desk/items/nordwind-maritim"
 SENT_TITLE = "Vorhang auf: Nordwind Maritim e. V."
 EDITED_TITLE = "Vorhang auf: Nordwind (überarbeitet)"
-
-
-@dataclass
-class Desk:
-    url: str
-    headers: dict[str, str]  #: the signed-in editor's session cookie
-    state: WebState
-    database: Database
-
-
-def desk_state(settings: Settings, database: Database, clock: ManualClock) -> WebState:
-    """As `dispatcher web` wires it (cli/ops.py `cmd_web`)."""
-    source = CampaignSource(settings.campaign_file)
-    return WebState(
-        settings=settings,
-        engine=database.engine,
-        campaign=source.current,
-        email_channel=lambda: wiring.email_channel(settings),
-        campaign_problems=source.current_problems,
-        clock=clock,
-    )
-
-
-def serve(settings: Settings, database: Database, now: dt.datetime = START) -> Iterator[Desk]:
-    state = desk_state(settings, database, ManualClock(now))
-    with running_app(state) as url:
-        yield Desk(url, session_headers(state), state, database)
 
 
 @pytest.fixture
 def desk(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Desk]:
     """Every channel of the sample, mail through aiosmtpd, the day before the first send."""
-    (tmp_path / "c").mkdir()
-    settings = web_settings(
-        database, smtp_server, tmp_path, campaign_file=campaign_copy(tmp_path / "c", channels=ALL)
-    )
-    yield from serve(settings, database)
+    yield from serve(all_channels(database, smtp_server, tmp_path), database)
 
 
 def csrf_token(page: str) -> str:

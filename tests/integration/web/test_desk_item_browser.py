@@ -1,0 +1,56 @@
+"""The item page in headless Chromium: the email really shows in both sandboxed frames (the
+frame route's policy and the page's `frame-src 'self'` let it, and no more), at the two widths,
+and the page is axe-clean. Skipped without DISPATCHER_TEST_BROWSER (see tests/support/browser.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatcher.web.desk import session
+from tests.support.browser import describe_violations, run_axe
+from tests.support.database import Database
+from tests.support.desk_items import ITEM, Desk, all_channels, serve
+from tests.support.smtpd import SmtpServer
+
+
+@pytest.fixture
+def desk(sqlite_database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Desk]:
+    yield from serve(all_channels(sqlite_database, smtp_server, tmp_path), sqlite_database)
+
+
+def signed_in(driver: Any, desk: Desk) -> None:
+    cookie = desk.headers["Cookie"].split("=", 1)[1]
+    driver.get(desk.url + "/desk/anmelden")
+    driver.add_cookie({"name": session.COOKIE, "value": cookie, "path": "/desk"})
+
+
+def test_the_email_shows_in_both_frames_and_the_page_is_axe_clean(browser: Any, desk: Desk) -> None:
+    from selenium.webdriver.common.by import By
+
+    signed_in(browser, desk)
+    try:
+        browser.get(desk.url + ITEM)
+        frames = browser.find_elements(By.TAG_NAME, "iframe")
+        assert len(frames) == 2
+        widths = []
+        for frame in frames:
+            browser.switch_to.frame(frame)
+            try:
+                body = browser.find_element(By.TAG_NAME, "body")
+                assert "Guten Tag Erika Mustermann," in body.text
+                widths.append(
+                    browser.find_element(By.CSS_SELECTOR, "table.container").size["width"]
+                )
+            finally:
+                browser.switch_to.default_content()
+        assert widths[0] == 600 and widths[1] <= 375
+        serious = [v for v in run_axe(browser) if v["impact"] in ("serious", "critical")]
+        assert not serious, describe_violations(serious)
+    finally:
+        browser.delete_all_cookies()
+        browser.get("about:blank")
