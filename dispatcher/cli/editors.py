@@ -1,4 +1,5 @@
-"""`dispatcher editors add|list|remove`: who may sign in at the desk (docs/desk.md).
+"""`dispatcher editors add|list|remove|ical-url`: who may sign in at the desk (docs/desk.md),
+and an editor's calendar feed address.
 
 Same conventions as the other commands (`cli_common`): each action sets `handler(args) -> int`,
 a problem the operator can fix is a UserError (exit 1), the ledger is migrated on open. Every
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +22,7 @@ from dispatcher.ledger import editors as ledger
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.mail.addresses import InvalidAddress, InvalidName, clean_name, normalise
 from dispatcher.settings import Settings
+from dispatcher.web.desk import ical
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +45,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     remove.add_argument("email", metavar="EMAIL")
     remove.set_defaults(handler=cmd_remove)
+
+    feed = actions.add_parser(
+        "ical-url",
+        help="a new personal calendar feed address for an editor (the old one stops working)",
+    )
+    feed.add_argument("email", metavar="EMAIL")
+    feed.add_argument("--revoke", action="store_true", help="end the editor's calendar feed")
+    feed.set_defaults(handler=cmd_ical_url)
 
 
 @contextmanager
@@ -136,4 +147,37 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if row is None:
         raise UserError(f"{printable(email)} is no editor (dispatcher editors list)")
     print(f"removed editor {printable(email)}: signed out everywhere, links and feed revoked")
+    return EXIT_OK
+
+
+def cmd_ical_url(args: argparse.Namespace) -> int:
+    """Print a new feed address (docs/desk.md, "Kalender-Abo (iCal)"), or end the feed.
+
+    The address is the credential and the ledger keeps only its hash: it is printed once,
+    here, for the operator to pass on; the audit log names the editor, never the token."""
+    email = _address(args.email)
+    settings = settings_of(args)
+    now = dt.datetime.now(dt.UTC)
+    with _ledger(settings) as engine, engine.begin() as conn:
+        editor = ledger.active(conn, email)
+        if editor is None:
+            raise UserError(f"{printable(email)} is no editor (dispatcher editors list)")
+        if args.revoke:
+            ended = ledger.revoke_feed_tokens(conn, editor.id, now=now)
+            ledger.record(conn, None, "ical_revoke", f"{email} (cli)", now=now)
+            token = None
+        else:
+            replaced = ledger.has_feed_token(conn, editor.id)
+            token = ledger.create_feed_token(conn, editor.id, now=now)
+            ledger.record(conn, None, "ical_rotate", f"{email} (cli)", now=now)
+    if token is None:
+        print(
+            f"calendar feed of {printable(email)} ended"
+            if ended
+            else f"{printable(email)} had no calendar feed"
+        )
+        return EXIT_OK
+    print(ical.feed_url(settings.public_url, token))
+    if replaced:
+        print("the editor's previous feed address no longer works", file=sys.stderr)
     return EXIT_OK

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -22,9 +24,11 @@ import requests
 
 from dispatcher.campaign.loading import load_campaign
 from dispatcher.channels.base import EmailChannel
+from dispatcher.cli import main as cli
 from dispatcher.ledger import editors
 from dispatcher.web.desk import session
 from dispatcher.web.state import WebState
+from tests.support.browser import describe_violations, run_axe
 from tests.support.database import Database
 from tests.support.delivery import email_time
 from tests.support.ledger import add_subscribers, tick_at
@@ -74,6 +78,11 @@ class Desk:
 
 @pytest.fixture
 def desk(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Desk]:
+    """The sample week's desk over the test's ledger (SQLite and PostgreSQL)."""
+    yield from serve_desk(database, smtp_server, tmp_path)
+
+
+def serve_desk(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Desk]:
     settings = web_settings(database, smtp_server, tmp_path)
     add_subscribers(database, 3)
     tick_at(settings, database, email_time(TUESDAY))
@@ -241,3 +250,78 @@ def test_the_page_needs_a_session(desk: Desk) -> None:
     page = requests.get(f"{desk.url}/desk/kalender-abo", timeout=10, allow_redirects=False)
     assert page.status_code == 303
     assert page.headers["location"].startswith("/desk/anmelden?next=/desk/kalender-abo")
+
+
+def test_the_page_is_accessible_and_works_by_keyboard(
+    sqlite_database: Database, smtp_server: SmtpServer, tmp_path: Path, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    def check(what: str) -> None:
+        assert browser.execute_script("return document.documentElement.lang") == "de"
+        assert browser.find_elements(By.TAG_NAME, "h1"), what
+        blocking = [v for v in run_axe(browser) if v["impact"] in ("serious", "critical")]
+        assert not blocking, f"{what}:\n{describe_violations(blocking)}"
+
+    for desk in serve_desk(sqlite_database, smtp_server, tmp_path):
+        with desk.database.engine.begin() as connection:
+            editors.revoke_feed_tokens(connection, desk.editor_id, now=desk.clock())
+        token = session.start_session(desk.state, desk.editor_id, method="link")
+        try:
+            browser.get(f"{desk.url}/desk/anmelden")
+            browser.add_cookie(
+                {
+                    "name": session.COOKIE,
+                    "value": session.cookie_value(desk.state, token),
+                    "path": "/desk",
+                }
+            )
+            browser.get(f"{desk.url}/desk/kalender-abo")
+            assert "Sie haben noch keine persönliche Adresse" in browser.page_source
+            check("GET /desk/kalender-abo")
+
+            # Keyboard only: Tab to the button, Enter submits the form.
+            button = browser.find_element(By.CSS_SELECTOR, "button[value=erzeugen]")
+            for _ in range(20):
+                if browser.switch_to.active_element == button:
+                    break
+                browser.switch_to.active_element.send_keys(Keys.TAB)
+            assert browser.switch_to.active_element == button, "the button is reachable by Tab"
+            button.send_keys(Keys.ENTER)
+            field = browser.find_element(By.ID, "abo-adresse")
+            url = str(field.get_attribute("value"))
+            check("POST /desk/kalender-abo (new address)")
+            shots = os.environ.get("DISPATCHER_TEST_SCREENSHOTS")
+            if shots:  # for a person to look at (docs/desk.md)
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                browser.save_screenshot(str(Path(shots) / "desk-kalender-abo.png"))
+        finally:
+            browser.delete_all_cookies()
+            browser.get("about:blank")
+        assert url.startswith(f"{PUBLIC_URL}/desk/plan.ics?token=")
+        assert requests.get(desk.local(url), timeout=10).status_code == 200
+
+
+def test_the_command_line_hands_out_and_ends_an_address(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DISPATCHER_DATABASE_URL", desk.database.url)
+    monkeypatch.setenv("DISPATCHER_PUBLIC_URL", PUBLIC_URL)
+
+    assert cli.main(["editors", "ical-url", "Rita@Example.org"]) == 0
+    out, err = capsys.readouterr()
+    new_url = out.strip()
+    assert new_url.startswith(f"{PUBLIC_URL}/desk/plan.ics?token=")
+    assert "previous feed address no longer works" in err
+    assert desk.feed().status_code == 404
+    assert requests.get(desk.local(new_url), timeout=10).status_code == 200
+
+    assert cli.main(["editors", "ical-url", EDITOR, "--revoke"]) == 0
+    assert capsys.readouterr().out == f"calendar feed of {EDITOR} ended\n"
+    assert requests.get(desk.local(new_url), timeout=10).status_code == 404
+
+    assert cli.main(["editors", "ical-url", "niemand@example.org"]) == 1
+    assert "is no editor" in capsys.readouterr().err
+    actions = [(row.action, row.detail) for row in reversed(desk.audit())]
+    assert actions[-2:] == [("ical_rotate", f"{EDITOR} (cli)"), ("ical_revoke", f"{EDITOR} (cli)")]
