@@ -181,5 +181,21 @@ def test_vtimezone_covers_every_year_of_the_events() -> None:
         dt.datetime(2020, 10, 25, 1, 0),
     ]
     # A zone without summer time has one observance and no change.
-    utc = ical.vtimezone("Asia/Kolkata", 2019, 2019)
-    assert len(utc.subcomponents) == 1
+    india = ical.vtimezone("Asia/Kolkata", 2019, 2019)
+    assert len(india.subcomponents) == 1
+
+
+def test_a_snapshot_of_another_item_does_not_rename_the_day(campaign: Campaign) -> None:
+    """A dispatch the ledger created but never started keeps its snapshot; when the plan
+    gives the day to another item (the file changed), the event shows the plan's item."""
+    other = dataclasses.replace(campaign.item("nrw-kunststoff"), title="Alt")
+    recorded = {
+        (THURSDAY, Channel.EMAIL): ical.Recorded(
+            other, dt.datetime(2019, 4, 4, 6, 0, tzinfo=dt.UTC), None
+        )
+    }
+    events = ical.feed_events(
+        campaign, plan(campaign, now=THURSDAY_MORNING), recorded, public_url=PUBLIC_URL
+    )
+    (thursday,) = [e for e in events if e.uid == uid(THURSDAY, "email")]
+    assert thursday.summary == "E-Mail · Vorhang auf: Medizintechnik-Allianz Franken · geplant"

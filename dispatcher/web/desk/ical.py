@@ -164,7 +164,12 @@ def feed_events(
             start = past.send_at.astimezone(campaign.zone)
         if start is None:
             continue
-        item = past.item if past is not None else _file_item(campaign, row.item_id)
+        # The snapshot is what was (or is being) sent; a ledger row that never started may
+        # hold an item the plan has since given the day to no more.
+        if past is not None and past.item.id == row.item_id:
+            item: Item | None = past.item
+        else:
+            item = _file_item(campaign, row.item_id)
         title = item.title if item is not None else row.item_id
         url = f"{base}/desk/items/{row.item_id}"
         channel, state = CHANNEL_LABELS[row.channel], STATE_LABELS[row.state]
