@@ -91,7 +91,8 @@ def render(
     name = template if template.startswith("desk/") else f"desk/{template}"
     editor = getattr(request.state, "editor", None)
     token = getattr(request.state, "session_token", None)
-    found, last_good = problems(state)
+    # The file's problems quote unpublished items and paths: only for editors.
+    found, last_good = problems(state) if editor is not None else ([], False)
     campaign = state.campaign()
     values: dict[str, Any] = {
         "editor": editor,

@@ -514,3 +514,15 @@ def test_x_forwarded_for_counts_only_from_the_proxy(
         assert ask("198.51.100.1") == 200
         assert ask("198.51.100.2") == (200 if trusted else 429)
         assert ask("198.51.100.2") == 429
+
+
+def test_campaign_problems_come_first_for_editors_only(app: WebApp) -> None:
+    problem = "config/campaign.yaml:41:5: items[3].url: not a URL"
+    app.state.campaign_problems = lambda: [problem]
+    add_editor(app)
+    page = _get(app, "/desk/protokoll", session_cookies(app))
+    assert page.text.index(problem) < page.text.index("<h1")
+    assert "letzte fehlerfreie Fassung" in page.text
+    anonymous = _get(app, "/desk/anmelden")
+    assert anonymous.status_code == 200
+    assert problem not in anonymous.text and "items[3]" not in anonymous.text
