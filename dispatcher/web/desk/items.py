@@ -593,6 +593,7 @@ def routes(state: WebState) -> list[BaseRoute]:
             desktop=DESKTOP_WIDTH,
             phone=PHONE_WIDTH,
             test_limit=TEST_SENDS,
+            test_window_minutes=round(TEST_WINDOW / 60),
             headers={"Content-Security-Policy": page_csp},
         )
 

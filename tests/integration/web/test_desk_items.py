@@ -209,3 +209,22 @@ def test_a_sent_day_shows_the_snapshot_after_the_file_changed(
     assert SENT_TITLE in html.unescape(frame.text) and EDITED_TITLE not in frame.text
     [test] = smtp_server.received
     assert str(test.message["Subject"]) == f"[TEST] {SENT_TITLE} – 2. Clusterwoche Deutschland"
+
+
+def test_a_shortened_post_is_warned_about_on_the_page(
+    database: Database, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    settings = all_channels(database, smtp_server, tmp_path)
+    path = settings.campaign_file
+    teaser = "Werften, Zulieferer und Hochschulen an der Küste entwickeln gemeinsam emissionsarme"
+    long = " ".join(["Ein sehr langer Teaser über Werften und Wasserstoff."] * 8)
+    path.write_text(path.read_text("utf-8").replace(teaser, long), "utf-8")
+    for app in serve(settings, database):
+        page = requests.get(app.url + ITEM, headers=app.headers, timeout=10)
+
+    text = html.unescape(page.text)
+    bluesky = text[text.index('id="post-bluesky"') : text.index('id="post-linkedin"')]
+    assert "Der Teaser wurde gekürzt" in bluesky and "Grenze von 300 Zeichen" in bluesky
+    assert "Wasserstoff.…" not in bluesky and "…" in bluesky
+    linkedin = text[text.index('id="post-linkedin"') :]
+    assert "Der Teaser wurde gekürzt" not in linkedin[: linkedin.index("</article>")]
