@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from dispatcher.campaign.source import CHECK_SECONDS
 from dispatcher.ledger import editors
 from dispatcher.ledger.tables import deliveries, dispatches
 from dispatcher.web.desk import items
@@ -228,3 +230,32 @@ def test_a_shortened_post_is_warned_about_on_the_page(
     assert "Wasserstoff.…" not in bluesky and "…" in bluesky
     linkedin = text[text.index('id="post-linkedin"') :]
     assert "Der Teaser wurde gekürzt" not in linkedin[: linkedin.index("</article>")]
+
+
+def test_a_broken_save_lists_the_items_own_problems(
+    database: Database, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    settings = all_channels(database, smtp_server, tmp_path)
+    path = settings.campaign_file
+    for app in serve(settings, database):
+        broken = path.read_text("utf-8").replace(
+            "url: https://www.clusterplattform.de/reportage/2019/nordwind-maritim",
+            "url: javascript:alert(1)",
+        )
+        path.write_text(broken, "utf-8")
+        deadline = time.monotonic() + 2 * CHECK_SECONDS + 3
+        while True:  # the desk looks at the file at most every CHECK_SECONDS
+            page = requests.get(app.url + ITEM, headers=app.headers, timeout=10)
+            if "Probleme dieses Beitrags" in page.text or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        other = requests.get(app.url + "/desk/items/berlin-digital", headers=app.headers,
+                             timeout=10)  # fmt: skip
+
+    text = html.unescape(page.text)
+    own = text[text.index('id="beitrag-probleme"') : text.index('id="email"')]
+    assert re.search(r"campaign\.yaml:\d+:\d+: items\[0\]\.url: ", own), own
+    # The last good version is still shown; another item has no problems of its own.
+    assert "Vorhang auf: Nordwind Maritim e. V. – 2. Clusterwoche Deutschland" in text
+    assert other.status_code == 200 and "Probleme dieses Beitrags" not in other.text
+    assert "items[0].url" in html.unescape(other.text)  # problems first, on every desk page
