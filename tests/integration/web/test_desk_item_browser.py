@@ -5,6 +5,8 @@ and the page is axe-clean. Skipped without DISPATCHER_TEST_BROWSER (see tests/su
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,21 @@ from tests.support.smtpd import SmtpServer
 @pytest.fixture
 def desk(sqlite_database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[Desk]:
     yield from serve(all_channels(sqlite_database, smtp_server, tmp_path), sqlite_database)
+
+
+def screenshot(driver: Any, name: str) -> None:
+    """With DISPATCHER_TEST_SCREENSHOTS=<dir>, the whole page as `<name>.png` (for the docs)."""
+    directory = os.environ.get("DISPATCHER_TEST_SCREENSHOTS")
+    if not directory:
+        return
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(int(height) + 120, 4000))
+    time.sleep(1.0)  # the resized frames are painted a moment later (blank otherwise)
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(directory) / f"{name}.png"))
+    finally:
+        driver.set_window_size(1280, 900)
 
 
 def signed_in(driver: Any, desk: Desk) -> None:
@@ -49,6 +66,7 @@ def test_the_email_shows_in_both_frames_and_the_page_is_axe_clean(browser: Any, 
             finally:
                 browser.switch_to.default_content()
         assert widths[0] == 600 and widths[1] <= 375
+        screenshot(browser, "desk-item")
         serious = [v for v in run_axe(browser) if v["impact"] in ("serious", "critical")]
         assert not serious, describe_violations(serious)
     finally:
