@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
+import vobject  # type: ignore[import-untyped]
 
 from dispatcher.campaign.loading import load_campaign
 from dispatcher.campaign.model import Campaign, Channel
@@ -199,3 +200,25 @@ def test_a_snapshot_of_another_item_does_not_rename_the_day(campaign: Campaign) 
     )
     (thursday,) = [e for e in events if e.uid == uid(THURSDAY, "email")]
     assert thursday.summary == "E-Mail · Vorhang auf: Medizintechnik-Allianz Franken · geplant"
+
+
+def test_a_second_parser_reads_the_same_sends_from_the_embedded_zone(campaign: Campaign) -> None:
+    """vobject builds the zone from the feed's own VTIMEZONE (dateutil's tzical), as a
+    calendar program without a zone table for the TZID does: the same instants result."""
+    events, _ = feed(campaign, THURSDAY_MORNING)
+    body = ical.render_calendar(campaign, events, public_url=PUBLIC_URL, now=THURSDAY_MORNING)
+    parsed = vobject.readOne(body.decode("utf-8"))
+    read = {
+        e.uid.value: (e.summary.value, e.dtstart.value, e.duration.value)
+        for e in parsed.vevent_list
+    }
+    assert read == {e.uid: (e.summary, e.start, dt.timedelta(minutes=15)) for e in events}
+    zone = parsed.vevent.dtstart.value.tzinfo
+    assert "tzicalvtz" in type(zone).__name__, "read from the VTIMEZONE, not a zone table"
+    for moment in (
+        dt.datetime(2019, 3, 31, 0, 59, tzinfo=dt.UTC),
+        dt.datetime(2019, 3, 31, 1, 0, tzinfo=dt.UTC),
+        dt.datetime(2019, 10, 27, 0, 59, tzinfo=dt.UTC),
+        dt.datetime(2019, 10, 27, 1, 0, tzinfo=dt.UTC),
+    ):
+        assert moment.astimezone(zone).utcoffset() == moment.astimezone(BERLIN).utcoffset()
