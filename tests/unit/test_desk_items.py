@@ -232,6 +232,9 @@ def test_an_unscheduled_item_is_shown_on_the_first_send_day(
     result = view(tmp_path, engine, "ohne-tag", text=sample + extra)
     assert not result.scheduled and result.day == dt.date(2019, 4, 2)
     assert {c.state for c in result.channels} == {"ohne Sendetag"}
+    draft = view(tmp_path, engine, "ohne-tag", text=sample + extra + "    status: draft\n")
+    assert {c.state for c in draft.channels} == {"Entwurf (nicht freigegeben)"}
+    assert draft.email is not None  # a draft is shown all the same: that is what it is for
 
 
 def dispatch(

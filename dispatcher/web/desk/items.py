@@ -45,7 +45,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dispatcher.campaign import planning
-from dispatcher.campaign.model import Campaign, Channel, Item, item_from_json
+from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus, item_from_json
 from dispatcher.campaign.yamlsource import YamlSyntaxError, parse
 from dispatcher.channels.base import ChannelError, Envelope, Post
 from dispatcher.channels.outbox import Outbox
@@ -83,6 +83,13 @@ STATE_LABELS: Mapping[planning.PlanState, str] = {
     planning.PlanState.FAILED: "fehlgeschlagen",
     planning.PlanState.MISSED: "verpasst",
     planning.PlanState.UNSCHEDULED: "ohne Sendetag",
+}
+
+#: Why an item has no row in the plan: no send day left, or not released by the editors.
+UNPLANNED: Mapping[ItemStatus, str] = {
+    ItemStatus.READY: "ohne Sendetag",
+    ItemStatus.DRAFT: "Entwurf (nicht freigegeben)",
+    ItemStatus.HOLD: "zurückgehalten (nicht freigegeben)",
 }
 
 #: The frame's own policy: a sandbox, inline styles and https images, nothing else.
@@ -393,9 +400,7 @@ def item_view(
             continue
         row = rows.get(channel)
         as_sent = channel in snapshots
-        state = (
-            _state_label(row) if row is not None else STATE_LABELS[planning.PlanState.UNSCHEDULED]
-        )
+        state = _state_label(row) if row is not None else UNPLANNED[item.status]
         send_at = row.send_at_local if row is not None else None
         channels.append(ChannelState(channel, CHANNEL_LABELS[channel], send_at, state, as_sent))
         try:
