@@ -64,8 +64,10 @@ class CampaignSource:
         campaign: Campaign | None = None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        on_rejected: Callable[[], None] = lambda: None,
     ) -> None:
         self.path = path
+        self._on_rejected = on_rejected  #: e.g. the process's reload-error metric
         self._stamp = _stamp(path)
         self._campaign = load_campaign(path) if campaign is None else campaign
         self._error: CampaignError | None = None
@@ -109,6 +111,7 @@ class CampaignSource:
             except CampaignError as error:
                 self._error = error
                 self._rejected += 1
+                self._on_rejected()
                 for problem in error.problems:
                     log.error(
                         "campaign reload rejected, keeping the last good version: %s",

@@ -38,7 +38,7 @@ from dispatcher.cli.common import (
 )
 from dispatcher.clock import SimulatedClock, clock_from, utc_now
 from dispatcher.content import rendering
-from dispatcher.delivery import pipeline, schedule, wiring
+from dispatcher.delivery import metrics, pipeline, schedule, wiring
 from dispatcher.delivery import targets as delivery_targets
 from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.delivery.leader import SqliteInUseError
@@ -249,7 +249,9 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings, campaign = _service_start(args)
     # No scheduler here: the file is checked when a page asks (at most every 2 s), with the
     # same rule as `run` — an invalid edit leaves the last good version in force.
-    source = CampaignSource(settings.campaign_file, campaign)
+    source = CampaignSource(
+        settings.campaign_file, campaign, on_rejected=metrics.count_reload_error
+    )
     state = WebState(
         settings=settings,
         engine=open_ledger(settings),

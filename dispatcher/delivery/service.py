@@ -88,7 +88,9 @@ class Service:
         self.stop = threading.Event()
         self._schedule_lock = threading.Lock()
         self._lanes: dict[str, Lane] = {}
-        self.source = CampaignSource(settings.campaign_file, campaign)
+        self.source = CampaignSource(
+            settings.campaign_file, campaign, on_rejected=metrics.count_reload_error
+        )
         self.scheduler = BackgroundScheduler(
             timezone=dt.UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -211,10 +213,7 @@ class Service:
     def reload(self, *, force: bool = False) -> bool:
         """Load the campaign file again if it changed; keep the last good one when invalid
         (`campaign.source`: the one home of that rule, shared with `dispatcher web`)."""
-        outcome = self.source.check(force=force)
-        if outcome is Reload.REJECTED:
-            metrics.count_reload_error()
-        if outcome is not Reload.LOADED:
+        if self.source.check(force=force) is not Reload.LOADED:
             return False
         self.campaign = self.source.campaign
         self.context = self._wire(self.campaign)

@@ -105,6 +105,7 @@ def test_a_broken_save_is_shown_first_and_the_last_good_version_stays(
         noticed = time.monotonic() - saved
         path.write_text(good.replace(TITLE, EDITED), "utf-8")
         fixed = wait_until(url, cookie, HEADING, present=False)
+        metrics = requests.get(f"{url}/metrics", timeout=10).text
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -121,3 +122,4 @@ def test_a_broken_save_is_shown_first_and_the_last_good_version_stays(
     assert TITLE in broken and EDITED not in broken  # the last good version
     assert noticed < 2 + 2  # checked every 2 s (run) or at most every 2 s when asked (web)
     assert HEADING not in fixed and EDITED in fixed
+    assert "dispatcher_config_reload_errors_total 1.0" in metrics
