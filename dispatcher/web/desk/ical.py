@@ -30,8 +30,9 @@ Stable across requests and edits (docs/desk.md, "Kalender-Abo (iCal)"):
   RFC 5545 §3.6.5 has them (local time before the change); see `vtimezone`.
 * Sent days show the item as the ledger stored it with the dispatch, not the file.
 
-The ETag is a digest of the events (not of the bytes: DTSTAMP is the time of each answer),
-so a client's conditional GET costs one plan and no rendering when nothing changed.
+The ETag is a digest of the events, so a client's conditional GET costs one plan and no
+rendering when nothing changed; the bytes of the plans last served are kept by ETag
+(`RenderedFeeds`), so all editors' calendars share one rendering per plan.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -340,7 +343,37 @@ def webcal_url(url: str) -> str:
     return "webcal://" + url.split("://", 1)[1]
 
 
+class RenderedFeeds:
+    """The feed's bytes by ETag, for the few plans most recently served.
+
+    Every editor gets the same feed, calendars poll every 15 minutes, and icalendar takes a
+    few hundred milliseconds for 200 events (its line folding) where the plan takes a few.
+    DTSTAMP is then the time the bytes were made — under METHOD:PUBLISH, when the calendar
+    object was created — and a changed plan has another ETag, so it is rendered anew.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tag: str, make: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            body = self._entries.get(tag)
+            if body is not None:
+                self._entries.move_to_end(tag)
+                return body
+        body = make()  # outside the lock: two first requests may both render, harmlessly
+        with self._lock:
+            self._entries[tag] = body
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return body
+
+
 def routes(state: WebState) -> list[BaseRoute]:
+    rendered = RenderedFeeds()
+
     def plan_ics(request: Request) -> Response:
         # Sync endpoint: Starlette runs it in a worker thread, the ledger reads block there.
         token = request.query_params.get("token", "")
@@ -366,7 +399,9 @@ def routes(state: WebState) -> list[BaseRoute]:
         }
         if _matches(request.headers.get("if-none-match", ""), tag):
             return Response(status_code=304, headers=headers)
-        body = render_calendar(campaign, events, public_url=public_url, now=now)
+        body = rendered.get(
+            tag, lambda: render_calendar(campaign, events, public_url=public_url, now=now)
+        )
         return Response(body, media_type=CALENDAR_TYPE, headers=headers)
 
     def page(request: Request, **values: Any) -> Response:

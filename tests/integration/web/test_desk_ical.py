@@ -147,6 +147,7 @@ def test_the_feed_shows_the_week_sent_missed_and_planned(
     desk.clock.advance(minutes=30)
     later = desk.feed(**{"If-None-Match": etag})
     assert later.status_code == 304, "the ETag follows the plan, not the time of the answer"
+    assert desk.feed().content == response.content  # the same plan is rendered once
 
     # Thursday goes out: same event (UID), new state, new ETag.
     desk.tick(email_time(THURSDAY))
