@@ -89,6 +89,8 @@ class DkimSigner:
     _tags: list[tuple[bytes, bytes]] = field(init=False, repr=False, compare=False)
     _h_tags: dict[tuple[bytes, ...], bytes] = field(init=False, repr=False, compare=False)
     _plain_fold: dict[tuple[bytes, int, int], bool] = field(init=False, repr=False, compare=False)
+    #: the relaxed line of a header value: From, Subject, List-Id … are one per dispatch
+    _relaxed_lines: dict[tuple[bytes, bytes], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_sign_hashed", _openssl(self.private_key, self.algorithm))
@@ -105,6 +107,7 @@ class DkimSigner:
         object.__setattr__(self, "_tags", tags)
         object.__setattr__(self, "_h_tags", {})
         object.__setattr__(self, "_plain_fold", {})
+        object.__setattr__(self, "_relaxed_lines", {})
 
     def sign(self, data: bytes, *, timestamp: int | None = None) -> bytes:
         """`DKIM-Signature: …` + `data`: the exact bytes to hand to the SMTP server.
@@ -131,10 +134,16 @@ class DkimSigner:
         # from the bottom up (dkim.select_headers), then this header with b= empty and no
         # final CRLF. A name listed once more than it occurs (the second from) adds nothing.
         hashed = []
+        relaxed = self._relaxed_lines
         for name in include:
             if left := positions[name]:
                 _, value = headers[left.pop()]
-                hashed.append(name + b":" + _relaxed_value(value) + b"\r\n")
+                line = relaxed.get((name, value))
+                if line is None:
+                    if len(relaxed) >= _RELAXED_CACHE:
+                        relaxed.clear()
+                    line = relaxed[name, value] = name + b":" + _relaxed_value(value) + b"\r\n"
+                hashed.append(line)
         joined = b"; ".join(b"=".join(tag) for tag in tags)
         plain = self._folds_at_spaces(tags)
         hashed.append(b"dkim-signature:" + (joined if plain else _relaxed_value(joined)))
@@ -164,6 +173,7 @@ class DkimSigner:
 
 
 _NAME_LENGTH = len(b"DKIM-Signature")
+_RELAXED_CACHE = 256  #: header lines kept; the per-recipient ones come and go
 _HEADER_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  #: dkimpy's rfc822_parse: up to the colon
 
 
