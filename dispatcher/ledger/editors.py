@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from dispatcher.ledger.tables import UTCDateTime, metadata
 
 SIGN_IN_LINK_TTL = dt.timedelta(minutes=15)  #: a sign-in link expires this long after it was sent
+KEEP_ENDED = dt.timedelta(days=30)  #: expired sessions and links are deleted this much later
 TOKEN_BYTES = 32  #: 256 bits of randomness for every link, session and feed token
 
 editors = sa.Table(
@@ -306,7 +307,16 @@ def create_session(
     now: dt.datetime,
     lifetime: dt.timedelta,
 ) -> str:
-    """A new session token for the editor (only its hash is stored)."""
+    """A new session token for the editor (only its hash is stored).
+
+    Sessions and sign-in links that ended more than `KEEP_ENDED` ago are deleted on the way:
+    they sign nobody in any more, and the audit log keeps who signed in when."""
+    connection.execute(
+        editor_sessions.delete().where(editor_sessions.c.expires_at < now - KEEP_ENDED)
+    )
+    connection.execute(
+        editor_sign_in_links.delete().where(editor_sign_in_links.c.expires_at < now - KEEP_ENDED)
+    )
     token = new_token()
     connection.execute(
         editor_sessions.insert().values(

@@ -526,3 +526,19 @@ def test_campaign_problems_come_first_for_editors_only(app: WebApp) -> None:
     anonymous = _get(app, "/desk/anmelden")
     assert anonymous.status_code == 200
     assert problem not in anonymous.text and "items[3]" not in anonymous.text
+
+
+def test_expired_sessions_and_links_are_cleared_away(app: WebApp) -> None:
+    add_editor(app)
+    session_cookies(app)
+    with app.database.engine.begin() as connection:
+        editor = ledger.active(connection, EDITOR)
+        assert editor is not None
+        ledger.create_sign_in_link(connection, editor.id, next_path="/desk/", now=app.clock())
+    app.clock.advance(days=31)
+    session_cookies(app)  # a new sign-in clears what ended a month ago
+    with app.database.engine.connect() as connection:
+        sessions = connection.execute(ledger.editor_sessions.select()).all()
+        links = connection.execute(ledger.editor_sign_in_links.select()).all()
+    assert [row.created_at for row in sessions] == [app.clock()]
+    assert links == []
