@@ -478,13 +478,15 @@ def _email_view(
 
 
 @dataclass(frozen=True)
-class TestSent:
+class SentTest:
     address: str
     route: str  #: "SMTP-Relay host:port" or "Outbox-Datei /path/….eml"
     subject: str
 
 
-def test_send(state: WebState, editor: Editor, item_id: str, *, tag: dt.date | None) -> TestSent:
+def send_test_email(
+    state: WebState, editor: Editor, item_id: str, *, tag: dt.date | None
+) -> SentTest:
     """The item's email to `editor`, as a reader gets it but with `[TEST] ` in the subject and
     the editor as recipient. Raises `ItemNotFoundError`, `ChannelError`, `TemplateProblem`."""
     settings, campaign = state.settings, state.campaign()
@@ -527,7 +529,7 @@ def test_send(state: WebState, editor: Editor, item_id: str, *, tag: dt.date | N
         )
     finally:
         channel.close()
-    return TestSent(editor.email, _route(channel, receipt.provider_id), made.subject)
+    return SentTest(editor.email, _route(channel, receipt.provider_id), made.subject)
 
 
 def _route(channel: object, provider_id: str) -> str:
@@ -634,7 +636,7 @@ def routes(state: WebState) -> list[BaseRoute]:
                 test_window_minutes=round(TEST_WINDOW / 60),
             )  # fmt: skip
         try:
-            sent = await run_in_threadpool(test_send, state, editor, item_id, tag=tag)
+            sent = await run_in_threadpool(send_test_email, state, editor, item_id, tag=tag)
         except ItemNotFoundError as missing:
             return not_found(request, str(missing))
         except (ChannelError, TemplateProblem, ValueError) as failure:

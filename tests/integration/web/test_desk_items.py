@@ -259,3 +259,18 @@ def test_a_broken_save_lists_the_items_own_problems(
     assert "Vorhang auf: Nordwind Maritim e. V. – 2. Clusterwoche Deutschland" in text
     assert other.status_code == 200 and "Probleme dieses Beitrags" not in other.text
     assert "items[0].url" in html.unescape(other.text)  # problems first, on every desk page
+
+
+def test_a_refused_test_send_says_why(desk: Desk, smtp_server: SmtpServer) -> None:
+    smtp_server.script(EDITOR, "550 5.1.1 No such mailbox")
+    page = requests.get(desk.url + ITEM, headers=desk.headers, timeout=10)
+
+    answer = requests.post(desk.url + ITEM + "/test-send", headers=desk.headers, timeout=30,
+                           data={"csrf_token": csrf_token(page.text)})  # fmt: skip
+
+    assert answer.status_code == 502
+    assert "Testversand fehlgeschlagen" in answer.text and "550" in answer.text
+    assert smtp_server.received == []
+    with desk.database.engine.connect() as connection:
+        [row] = editors.audit_log(connection, limit=1)
+    assert row.action == "test_send_failed" and "550" in row.detail
