@@ -7,11 +7,17 @@ elsewhere the `browser` fixture skips with a reason. One browser serves the whol
 (start-up takes about a second); tests leave it on a blank page and unzoomed.
 
 Use it as a pytest plugin (`pytest_plugins = [..., "tests.support.browser"]`).
+
+`check_accessibility(driver, what)` is the one check of a page every browser test runs (public
+pages, the email, every desk page): axe-core without a serious or critical violation,
+`lang="de"`, an `<h1>`, a visible focus at every Tab stop, and no horizontal scrolling at 200
+and 400 % zoom. With DISPATCHER_TEST_SCREENSHOTS=<dir> it keeps what the browser showed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ CHROMIUM_FLAGS = (
 )
 #: BITV 2.0 refers to WCAG 2.1 level AA; best-practice rules are not part of it.
 AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+BLOCKING = frozenset({"serious", "critical"})  #: axe impacts that fail a test
 AXE_TIMEOUT = 30.0  #: seconds for one axe.run; well under a second on these pages
 
 
@@ -116,3 +123,124 @@ def describe_violations(violations: list[dict[str, Any]]) -> str:
             summary = " ".join(str(node.get("failureSummary", "")).split())
             lines.append(f"    {target}: {summary}")
     return "\n".join(lines)
+
+
+# --- the accessibility checks of every page (BITV 2.0 = WCAG 2.1 AA) ----------------------
+
+#: A 1280×900 window at 200 % zoom lays out 640×450 CSS pixels (WCAG 1.4.4 "Resize text");
+#: at 400 % it is 320 CSS pixels wide, the width of WCAG 1.4.10 "Reflow".
+ZOOMS = (2, 4)
+WINDOW = (1280, 900)
+
+_LAYOUT = r"""
+window.scrollTo(0, 0);  // the Tab walk may have scrolled; boxes are measured from the viewport
+const width = document.documentElement.clientWidth;
+const cut = [];
+for (const el of document.body.querySelectorAll(
+        "h1, h2, h3, h4, p, li, a, button, input, select, textarea, label, img, table")) {
+  const style = getComputedStyle(el);
+  const box = el.getBoundingClientRect();
+  if (style.visibility === "hidden" || (box.width === 0 && box.height === 0)) continue;
+  if (box.left < -1 || box.right > width + 1) {
+    const text = (el.innerText || el.alt || el.value || "").replace(/\s+/g, " ").trim().slice(0, 40);
+    cut.push(`<${el.tagName.toLowerCase()}> "${text}" spans ${Math.round(box.left)}..${Math.round(box.right)}`);
+  }
+}
+return {width: width, scrollWidth: document.documentElement.scrollWidth, cut: cut};
+"""
+
+_FOCUS = r"""
+const el = document.activeElement;
+if (!el || el === document.body || el.hasAttribute("data-tab-seen")) return null;
+el.setAttribute("data-tab-seen", "");
+const style = getComputedStyle(el);
+const outline = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
+const shadow = style.boxShadow && style.boxShadow !== "none";
+const text = (el.innerText || el.value || el.name || "").replace(/\s+/g, " ").trim();
+return {tag: el.tagName.toLowerCase(), text: text.slice(0, 40), visible: Boolean(outline || shadow)};
+"""
+
+
+def keep_screenshot(driver: Any, what: str, zoom: int = 1) -> None:
+    """With DISPATCHER_TEST_SCREENSHOTS=<dir>, keep what the browser showed (for a person)."""
+    directory = os.environ.get("DISPATCHER_TEST_SCREENSHOTS")
+    if directory:
+        slug = re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-")
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(directory) / f"{slug}-{zoom * 100}.png"))
+
+
+def zoom_problems(driver: Any, what: str = "page") -> list[str]:
+    """What needs horizontal scrolling or sticks out of the viewport at 200 % and 400 %.
+
+    Browser zoom makes a CSS pixel bigger, so the layout viewport shrinks: Chrome's device
+    metrics override with `width = 1280 / zoom` and `deviceScaleFactor = zoom` is exactly
+    what a 1280 px wide window shows when zoomed (text and images drawn `zoom` times as large,
+    media queries seeing the narrower width). `document.body.style.zoom` would not trigger
+    media queries and so test a layout no reader ever sees.
+    """
+    problems = []
+    try:
+        for zoom in ZOOMS:
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {
+                    "width": WINDOW[0] // zoom,
+                    "height": WINDOW[1] // zoom,
+                    "deviceScaleFactor": zoom,
+                    "mobile": False,
+                },
+            )
+            layout = driver.execute_script(_LAYOUT)
+            keep_screenshot(driver, what, zoom)
+            if layout["scrollWidth"] > layout["width"] + 1:
+                problems.append(
+                    f"at {zoom * 100} % the page is {layout['scrollWidth']} px wide for a "
+                    f"{layout['width']} px viewport (horizontal scrolling)"
+                )
+            cut = layout["cut"]
+            problems += [f"at {zoom * 100} %, cut off: {c}" for c in cut[:8]]
+            if len(cut) > 8:
+                problems.append(f"at {zoom * 100} %: … and {len(cut) - 8} more elements cut off")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return problems
+
+
+def focus_problems(driver: Any, limit: int = 40) -> list[str]:
+    """Tab through the page as a keyboard user: every stop must show a focus indicator."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.execute_script("document.activeElement && document.activeElement.blur()")
+    problems = []
+    for _ in range(limit):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        focused = driver.execute_script(_FOCUS)
+        if focused is None:
+            break  # left the document or came round again
+        if not focused["visible"]:
+            problems.append(f"no visible focus on <{focused['tag']}> {focused['text']!r}")
+    return problems
+
+
+def check_accessibility(driver: Any, what: str) -> None:
+    """Every check on the page the browser shows now; one failure lists everything found."""
+    lang = driver.execute_script("return document.documentElement.getAttribute('lang')")
+    headings = driver.execute_script("return document.querySelectorAll('h1').length")
+    violations = run_axe(driver)
+    blocking = [v for v in violations if v["impact"] in BLOCKING]
+    minor = [v for v in violations if v["impact"] not in BLOCKING]
+    if minor:  # shown with -rA or on failure; not a failure by themselves
+        print(f"{what}: minor/moderate axe findings:\n{describe_violations(minor)}")
+    problems = []
+    if lang != "de":
+        problems.append(f'<html lang="{lang}">, expected lang="de"')
+    if headings < 1:
+        problems.append("no <h1>: the page has no top-level heading")
+    if blocking:
+        problems.append("axe-core, serious or critical:\n" + describe_violations(blocking))
+    problems += focus_problems(driver)
+    keep_screenshot(driver, what, 1)
+    problems += zoom_problems(driver, what)
+    assert not problems, f"{what} ({driver.current_url}):\n" + "\n".join(problems)

@@ -1,5 +1,5 @@
 """The desk's sign-in pages in headless Chromium: axe-core clean, keyboard focus visible, reflow
-at 200 and 400 % (the checks of `test_browser.check_accessibility`) — the form, its answer and
+at 200 and 400 % (`tests.support.browser.check_accessibility`) — the form, its answer and
 its error, the link's button page (pressed with the keyboard), an expired link, and the audit
 log after sign-in. PUBLIC_URL is an http URL here, so the cookie is not `Secure` and the browser
 keeps it over plain http. The whole editor journey is in the desk's end-to-end browser test.
@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.web.test_browser import check_accessibility
+from tests.support.browser import check_accessibility
 from tests.support.database import Database
 from tests.support.desk import EDITOR, add_editor, sign_in_links
 from tests.support.smtpd import SmtpServer

@@ -23,7 +23,7 @@ from dispatcher.ledger.engine import reader
 from dispatcher.settings import Settings
 from dispatcher.web.desk.calendar import CalendarView, Day, calendar_view, read_ledger
 from dispatcher.web.state import WebState
-from tests.integration.web.test_browser import _screenshot, check_accessibility
+from tests.support.browser import check_accessibility, keep_screenshot
 from tests.support.database import Database
 from tests.support.delivery import BERLIN, email_time, settings_for
 from tests.support.desk_editor import session_headers
@@ -194,7 +194,7 @@ def test_the_calendar_in_a_browser_is_accessible(
             browser.add_cookie({"name": name, "value": value, "path": "/desk"})
             browser.get(f"{url}/desk/")
             assert "Nächster Versand" in browser.find_element("tag name", "main").text
-            _screenshot(browser, "desk calendar", 1)  # docs/images/desk-calendar.png
+            keep_screenshot(browser, "desk calendar")  # docs/images/desk-calendar.png
             check_accessibility(browser, "GET /desk/ calendar")
 
             path.write_text(path.read_text("utf-8").replace("region: Bayern", "region: [", 1))
