@@ -61,11 +61,14 @@ def test_the_item_page_shows_email_and_posts(desk: Desk) -> None:
     assert "Erika Mustermann <erika.mustermann@example.org>" in text
     assert "Clusterplattform <newsletter@news.example.org>" in text
     assert "Guten Tag Erika Mustermann," in text  # the plain-text part
-    frames = re.findall(r"<iframe[^>]* sandbox src=\"([^\"]+)\" width=\"(\d+)\"", page.text)
+    frames = re.findall(
+        r"<iframe [^>]*\bsandbox [^>]*\bsrc=\"([^\"]+)\" width=\"(\d+)\"", page.text
+    )
     assert [(src, int(w)) for src, w in frames] == [
         (ITEM + "/email.html", 600),
         (ITEM + "/email.html", 375),
     ]
+    assert "allow-" not in page.text  # a bare sandbox: no scripts, forms, popups, same origin
     assert "bluesky 298/300" in text and "mastodon 258/500" in text
     assert "Alt-Text: Ein Containerschiff im Kieler Hafen bei Sonnenaufgang" in text
     assert '<span class="hashtag">#MaritimeWirtschaft</span>' in page.text
