@@ -244,3 +244,21 @@ def check_accessibility(driver: Any, what: str) -> None:
     keep_screenshot(driver, what, 1)
     problems += zoom_problems(driver, what)
     assert not problems, f"{what} ({driver.current_url}):\n" + "\n".join(problems)
+
+
+DOCS_IMAGES = Path(__file__).parents[2] / "docs" / "images"
+
+_PAINTED = """
+const done = arguments[arguments.length - 1];
+requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
+"""
+
+
+def docs_screenshot(driver: Any, name: str) -> None:
+    """With DISPATCHER_TEST_DOCS_IMAGES=1, the viewport as docs/images/<name>.png (for README
+    and docs/desk.md), once the page has painted two frames since now."""
+    if not os.environ.get("DISPATCHER_TEST_DOCS_IMAGES"):
+        return
+    driver.execute_async_script(_PAINTED)
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(DOCS_IMAGES / f"{name}.png")), name
