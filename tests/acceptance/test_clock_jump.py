@@ -106,7 +106,10 @@ def test_reopen_sends_a_missed_day_exactly_once(
 
     sent = dispatcher(env, "tick", "--at", "2019-04-03T15:06:00+02:00")
     assert sent.returncode == 0, sent.stderr
-    assert "dispatch 2 : done (3 sent)" in sent.stdout.splitlines()
+    assert (
+        "dispatch 2 2019-04-03 email saxony-mikroelektronik: done (3 sent)"
+        in sent.stdout.splitlines()
+    )
     again = dispatcher(env, "tick", "--at", "2019-04-03T15:30:00+02:00")
     assert again.returncode == 0 and again.stdout.strip() == "nothing due"
     per_day = received_per_day(smtp_server)
