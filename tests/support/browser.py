@@ -254,11 +254,17 @@ requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
 """
 
 
+def wait_for_paint(driver: Any) -> None:
+    """Until the page has painted two frames since now (after a resize or a load): a
+    condition, where a fixed sleep would be too short on a busy machine or waste time."""
+    driver.execute_async_script(_PAINTED)
+
+
 def docs_screenshot(driver: Any, name: str) -> None:
     """With DISPATCHER_TEST_DOCS_IMAGES=1, the viewport as docs/images/<name>.png (for README
     and docs/desk.md), once the page has painted two frames since now."""
     if not os.environ.get("DISPATCHER_TEST_DOCS_IMAGES"):
         return
-    driver.execute_async_script(_PAINTED)
+    wait_for_paint(driver)
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(DOCS_IMAGES / f"{name}.png")), name

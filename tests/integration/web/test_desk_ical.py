@@ -28,7 +28,7 @@ from dispatcher.cli import main as cli
 from dispatcher.ledger import editors
 from dispatcher.web.desk import session
 from dispatcher.web.state import WebState
-from tests.support.browser import describe_violations, run_axe
+from tests.support.browser import check_accessibility
 from tests.support.database import Database
 from tests.support.delivery import email_time
 from tests.support.ledger import add_subscribers, tick_at
@@ -259,12 +259,6 @@ def test_the_page_is_accessible_and_works_by_keyboard(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    def check(what: str) -> None:
-        assert browser.execute_script("return document.documentElement.lang") == "de"
-        assert browser.find_elements(By.TAG_NAME, "h1"), what
-        blocking = [v for v in run_axe(browser) if v["impact"] in ("serious", "critical")]
-        assert not blocking, f"{what}:\n{describe_violations(blocking)}"
-
     for desk in serve_desk(sqlite_database, smtp_server, tmp_path):
         with desk.database.engine.begin() as connection:
             editors.revoke_feed_tokens(connection, desk.editor_id, now=desk.clock())
@@ -280,7 +274,7 @@ def test_the_page_is_accessible_and_works_by_keyboard(
             )
             browser.get(f"{desk.url}/desk/kalender-abo")
             assert "Sie haben noch keine persönliche Adresse" in browser.page_source
-            check("GET /desk/kalender-abo")
+            check_accessibility(browser, "GET /desk/kalender-abo")
 
             # Keyboard only: Tab to the button, Enter submits the form.
             button = browser.find_element(By.CSS_SELECTOR, "button[value=erzeugen]")
@@ -292,7 +286,7 @@ def test_the_page_is_accessible_and_works_by_keyboard(
             button.send_keys(Keys.ENTER)
             field = browser.find_element(By.ID, "abo-adresse")
             url = str(field.get_attribute("value"))
-            check("POST /desk/kalender-abo (new address)")
+            check_accessibility(browser, "POST /desk/kalender-abo (new address)")
             shots = os.environ.get("DISPATCHER_TEST_SCREENSHOTS")
             if shots:  # for a person to look at (docs/desk.md)
                 Path(shots).mkdir(parents=True, exist_ok=True)

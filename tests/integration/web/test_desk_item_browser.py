@@ -8,7 +8,6 @@ reflow at 200 and 400 %). Skipped without DISPATCHER_TEST_BROWSER (see tests/sup
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 
 from dispatcher.web.desk import session
-from tests.support.browser import check_accessibility
+from tests.support.browser import check_accessibility, wait_for_paint
 from tests.support.database import Database
 from tests.support.desk_editor import EDITOR
 from tests.support.desk_items import ITEM, Desk, all_channels, serve
@@ -29,14 +28,15 @@ def desk(sqlite_database: Database, smtp_server: SmtpServer, tmp_path: Path) -> 
 
 
 def screenshot(driver: Any, name: str, *, height: int | None = None) -> None:
-    """With DISPATCHER_TEST_SCREENSHOTS=<dir>, the page as `<name>.png` (for the docs):
+    """With DISPATCHER_TEST_SCREENSHOTS=<dir>, the page as `<name>.png` (for a person; the
+    docs' pictures come from test_desk_browser.py):
     `height` CSS pixels of it from the top, or all of it."""
     directory = os.environ.get("DISPATCHER_TEST_SCREENSHOTS")
     if not directory:
         return
     full = int(driver.execute_script("return document.documentElement.scrollHeight"))
     driver.set_window_size(1280, min(height or full + 120, 4000))
-    time.sleep(1.0)  # the resized frames are painted a moment later (blank otherwise)
+    wait_for_paint(driver)  # the resized frames are painted a moment later (blank before)
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(directory) / f"{name}.png"))
@@ -69,7 +69,7 @@ def test_the_item_page_in_a_browser(browser: Any, desk: Desk, smtp_server: SmtpS
             finally:
                 browser.switch_to.default_content()
         assert widths == [600, 375]  # the phone layout fills the frame: no scrollbar took room
-        screenshot(browser, "desk-item", height=1500)  # docs/images/desk-item.png
+        screenshot(browser, "desk-item", height=1500)
         check_accessibility(browser, "GET /desk/items/{id}")
 
         browser.find_element(By.XPATH, "//button[normalize-space(.)='Test an mich senden']").click()
