@@ -55,3 +55,22 @@ def test_bench_smoke_run_prints_the_table_with_a_passing_ledger_check() -> None:
         r"^\| sqlite \| 200 \| [\d,]+ \| [\d,]+ \| \d+\.\d\d \|$", out, re.MULTILINE
     ), out
     assert "- machine: " in out
+
+
+def test_desk_bench_smoke_run_times_the_three_pages() -> None:
+    """`bench/run desk` with a tiny ledger: every page answered and got a row (no speed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    result = subprocess.run(
+        [str(ROOT / "bench" / "run"), "desk", "--databases", "sqlite", "--subscribers", "200",
+         "--requests", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| sqlite | GET ")]
+    pages = [row.split(" | ")[1] for row in rows]
+    assert pages == ["GET /desk/ (calendar)", "GET /desk/items/{id}", "GET /desk/plan.ics"], (
+        result.stdout
+    )
+    assert "6,200 email deliveries" in result.stdout  # 31 days × 200 subscribers
+    assert re.search(r"^Goal \(median and p90 under 200 ms on every page\): (met|NOT met)$",
+                     result.stdout, re.MULTILINE), result.stdout  # fmt: skip
