@@ -31,11 +31,11 @@ from dispatcher.web.desk import session
 from dispatcher.web.desk.pages import CSRF_REFUSED
 from dispatcher.web.server import BackgroundServer
 from dispatcher.web.state import WebState
-from tests.integration.web.test_desk_calendar import NOW, a_sent_a_running_and_a_missed_day
 from tests.support.browser import docs_screenshot
 from tests.support.database import Database
 from tests.support.desk import EDITOR, sign_in_links
 from tests.support.desk_items import desk_state
+from tests.support.desk_week import NOW, a_sent_a_running_and_a_missed_day
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock
 

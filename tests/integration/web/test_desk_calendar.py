@@ -25,16 +25,11 @@ from dispatcher.web.desk.calendar import CalendarView, Day, calendar_view, read_
 from dispatcher.web.state import WebState
 from tests.support.browser import check_accessibility, keep_screenshot
 from tests.support.database import Database
-from tests.support.delivery import BERLIN, email_time, settings_for
+from tests.support.delivery import BERLIN, settings_for
 from tests.support.desk_editor import session_headers
-from tests.support.ledger import add_subscribers, tick_at
+from tests.support.desk_week import EDITED_TITLE, NOW, SENT_TITLE, a_sent_a_running_and_a_missed_day
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock, running_app
-
-SENT_TITLE = "Vorhang auf: Nordwind Maritim e. V."
-EDITED_TITLE = "Vorhang auf: Nordwind (überarbeitet)"
-SLOW_READER = "leser00002@example.org"
-NOW = dt.datetime(2019, 4, 4, 15, 0, tzinfo=BERLIN)  # Thursday, after 08:00 + 6 h catch-up
 
 
 def _no_email() -> EmailChannel:
@@ -66,20 +61,6 @@ def desk(
     state = desk_state(settings, database, ManualClock(now))
     with running_app(state) as url:
         yield url, session_headers(state)
-
-
-def a_sent_a_running_and_a_missed_day(database: Database, smtp: SmtpServer) -> Settings:
-    """Tue sent (then its title edited in the file), Wed running with one reader answering
-    451, Thu missed (nobody ticked until 15:00)."""
-    settings = settings_for(database, smtp, clock_jump_hours=72)
-    add_subscribers(database, 3)
-    tick_at(settings, database, email_time(dt.date(2019, 4, 2)))
-    path = settings.campaign_file
-    path.write_text(path.read_text("utf-8").replace(SENT_TITLE, EDITED_TITLE), "utf-8")
-    smtp.script(SLOW_READER, *["451 4.2.0 Mailbox busy, try later"] * 20)
-    tick_at(settings, database, email_time(dt.date(2019, 4, 3)))
-    tick_at(settings, database, NOW)
-    return settings
 
 
 def test_the_view_model_reads_sent_running_and_missed_days_from_the_ledger(
