@@ -38,6 +38,7 @@ def desk_state(settings: Settings, database: Database, clock: ManualClock) -> We
         engine=database.engine,
         campaign=source.current,
         email_channel=lambda: wiring.email_channel(settings),
+        reload_errors=lambda: source.rejected,
         campaign_problems=source.current_problems,
         clock=clock,
     )

@@ -18,40 +18,21 @@ from typing import Any
 import requests
 
 from dispatcher.campaign.source import CHECK_SECONDS, CampaignSource
-from dispatcher.channels.base import EmailChannel
 from dispatcher.ledger.engine import reader
 from dispatcher.settings import Settings
 from dispatcher.web.desk.calendar import CalendarView, Day, calendar_view, read_ledger
-from dispatcher.web.state import WebState
 from tests.support.browser import check_accessibility, keep_screenshot
 from tests.support.database import Database
 from tests.support.delivery import BERLIN, settings_for
 from tests.support.desk_editor import session_headers
+from tests.support.desk_items import desk_state
 from tests.support.desk_week import EDITED_TITLE, NOW, SENT_TITLE, a_sent_a_running_and_a_missed_day
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock, running_app
 
 
-def _no_email() -> EmailChannel:
-    raise AssertionError("the calendar sends no email")
-
-
 def day_of(view: CalendarView, day: dt.date) -> Day:
     return next(d for week in view.weeks for d in week.days if d.date == day)
-
-
-def desk_state(settings: Settings, database: Database, clock: ManualClock) -> WebState:
-    """As `dispatcher web` wires it (cli/ops.py `cmd_web`)."""
-    source = CampaignSource(settings.campaign_file)
-    return WebState(
-        settings=settings,
-        engine=database.engine,
-        campaign=source.current,
-        email_channel=_no_email,
-        reload_errors=lambda: source.rejected,
-        campaign_problems=source.current_problems,
-        clock=clock,
-    )
 
 
 @contextmanager
