@@ -179,7 +179,8 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     press(browser, Keys.ENTER)
     wait_until(browser, lambda b: path_of(b) == "/desk/", "the calendar after signing in")
 
-    # 3. The calendar of the sample week.
+    # 3. The calendar of the sample week (read once the page is complete, not mid-load).
+    wait_until(browser, lambda b: "Nächster Versand" in main_text(b), "the calendar's content")
     calendar = main_text(browser)
     for shown in ("Nächster Versand", "gesendet", "läuft, 2 von 3 erledigt", "verpasst"):
         assert shown in calendar, f"{shown!r} not on the calendar: {calendar[:500]!r}"
@@ -190,7 +191,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     item = tab_to(browser, lambda f: f["href"].startswith("/desk/items/"), "an item link")
     press(browser, Keys.ENTER)
     wait_until(browser, lambda b: path_of(b) == item["href"], "the item page")
-    assert heading(browser) == item["text"]
+    wait_until(browser, lambda b: heading(b) == item["text"], "the item's heading")
     wait_until(browser, frames_show_the_email, "the email in both frames")
     docs_screenshot(browser, "desk-item")
 
@@ -232,7 +233,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     tab_to(browser, button("Abmelden"), "the sign-out button")
     press(browser, Keys.ENTER)
     wait_until(browser, lambda b: path_of(b) == SIGN_IN, "the sign-in page after signing out")
-    assert "Sie sind abgemeldet" in main_text(browser)
+    wait_until(browser, lambda b: "Sie sind abgemeldet" in main_text(b), "the signed-out note")
     browser.get(f"{visit.url}/desk/")
     assert path_of(browser) == SIGN_IN
     old = requests.get(f"{visit.url}/desk/", cookies=cookie, timeout=WAIT, allow_redirects=False)
