@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from dispatcher.campaign import planning
@@ -104,5 +107,18 @@ def plan_at(settings: Settings, campaign: Campaign, now: dt.datetime) -> plannin
     try:
         with ledger_engine.reader(engine).connect() as connection:
             return schedule.ledger_plan(connection, campaign, now)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def ledger_of(settings: Settings) -> Iterator[sa.Engine]:
+    """The migrated ledger for a command; a database that cannot be reached is a user error."""
+    try:
+        engine = ledger_engine.open_ledger(settings.database_url)
+    except ledger_engine.LedgerUnavailableError as error:
+        raise UserError(str(error)) from None
+    try:
+        yield engine
     finally:
         engine.dispose()

@@ -12,16 +12,10 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import sqlalchemy as sa
-
-from dispatcher.cli.common import EXIT_OK, UserError, printable, settings_of
+from dispatcher.cli.common import EXIT_OK, UserError, ledger_of, printable, settings_of
 from dispatcher.ledger import editors as ledger
-from dispatcher.ledger import engine as ledger_engine
 from dispatcher.mail.addresses import InvalidAddress, InvalidName, clean_name, normalise
-from dispatcher.settings import Settings
 from dispatcher.web.desk import ical
 
 
@@ -55,19 +49,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     feed.set_defaults(handler=cmd_ical_url)
 
 
-@contextmanager
-def _ledger(settings: Settings) -> Iterator[sa.Engine]:
-    """The migrated ledger; a database that cannot be reached is a user error."""
-    try:
-        engine = ledger_engine.open_ledger(settings.database_url)
-    except ledger_engine.LedgerUnavailableError as error:
-        raise UserError(str(error)) from None
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _address(text: str) -> str:
     try:
         return normalise(text)
@@ -82,7 +63,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     except InvalidName as error:
         raise UserError(str(error)) from None
     now = dt.datetime.now(dt.UTC)
-    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         before = ledger.get(conn, email)
         row, changed = ledger.add(conn, email, name, now=now)
         if changed:
@@ -100,7 +81,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with _ledger(settings_of(args)) as engine, engine.connect() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.connect() as conn:
         rows = ledger.all_editors(conn, removed=args.removed)
         feeds = {row.id: ledger.has_feed_token(conn, row.id) for row in rows}
     if args.json:
@@ -140,7 +121,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     email = _address(args.email)
     now = dt.datetime.now(dt.UTC)
-    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         row = ledger.remove(conn, email, now=now)
         if row is not None:
             ledger.record(conn, None, "editor_remove", f"{email} (cli)", now=now)
@@ -158,7 +139,7 @@ def cmd_ical_url(args: argparse.Namespace) -> int:
     email = _address(args.email)
     settings = settings_of(args)
     now = dt.datetime.now(dt.UTC)
-    with _ledger(settings) as engine, engine.begin() as conn:
+    with ledger_of(settings) as engine, engine.begin() as conn:
         editor = ledger.active(conn, email)
         if editor is None:
             raise UserError(f"{printable(email)} is no editor (dispatcher editors list)")

@@ -18,19 +18,22 @@ import datetime as dt
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import sqlalchemy as sa
-
-from dispatcher.cli.common import EXIT_OK, EXIT_USER_ERROR, UserError, printable, settings_of
+from dispatcher.cli.common import (
+    EXIT_OK,
+    EXIT_USER_ERROR,
+    UserError,
+    ledger_of,
+    printable,
+    settings_of,
+)
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.subscriber_csv import neutralise_cell, parse_csv
 from dispatcher.ledger.tables import SubscriberState
 from dispatcher.mail.addresses import InvalidAddress, InvalidName
-from dispatcher.settings import Settings
 
 EXPORT_HEADER = (
     "email",
@@ -92,19 +95,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action.set_defaults(handler=handler)
 
 
-@contextmanager
-def _ledger(settings: Settings) -> Iterator[sa.Engine]:
-    """The migrated ledger; a database that cannot be reached is a user error."""
-    try:
-        engine = ledger_engine.open_ledger(settings.database_url)
-    except ledger_engine.LedgerUnavailableError as error:
-        raise UserError(str(error)) from None
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
 def _stops_quietly_when_piped(handler: Handler) -> Handler:
     """`subscribers export | head` closes the pipe early; that is the reader's choice, not an error."""
 
@@ -137,7 +127,7 @@ def _address_errors(handler: Handler) -> Handler:
 def cmd_add(args: argparse.Namespace) -> int:
     state = SubscriberState.PENDING if args.pending else SubscriberState.ACTIVE
     now = dt.datetime.now(dt.UTC)
-    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         before = ledger.get(conn, args.email)
         ledger.add(
             conn,
@@ -170,7 +160,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     if args.erase:
         return _erase(args)
-    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         existing = ledger.get(conn, args.email)
         ledger.remove(conn, args.email, now=dt.datetime.now(dt.UTC))
     if existing is None:
@@ -184,7 +174,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def _erase(args: argparse.Namespace) -> int:
     """Art. 17: the row stays (deliveries and counts point at it), the person's data goes."""
-    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         existing = ledger.get(conn, args.email)
         ledger.erase(conn, args.email, now=dt.datetime.now(dt.UTC))
     if existing is None:
@@ -215,7 +205,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     rows, problems = parse_csv(text)
     for problem in problems:
         print(printable(f"{args.file}:{problem.line}: {problem.message}"))
-    with _ledger(settings_of(args)) as engine, engine.begin() as conn:
+    with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         report = ledger.import_rows(conn, rows, source="import", now=dt.datetime.now(dt.UTC))
     print(format_import_summary(report, rejected=len(problems)))
     return EXIT_USER_ERROR if problems else EXIT_OK
@@ -247,7 +237,7 @@ def _state(args: argparse.Namespace) -> SubscriberState | None:
 def cmd_export(args: argparse.Namespace) -> int:
     """Rows are written as they are read: the export of a large list needs no memory."""
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    with _ledger(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
+    with ledger_of(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
         writer.writerow(EXPORT_HEADER)
         for row in ledger.list_(conn, state=_state(args)):
             cells = [
@@ -271,7 +261,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 @_stops_quietly_when_piped
 def cmd_list(args: argparse.Namespace) -> int:
     shown = 0
-    with _ledger(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
+    with ledger_of(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
         print(f"{'id':>6}  {'email':<40} {'name':<28} {'state':<12} {'since (UTC)':<16}  source")
         for row in ledger.list_(conn, state=_state(args)):
             shown += 1
