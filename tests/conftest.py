@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.support.pds",
     "tests.support.browser",
     "tests.support.synapse",
+    "tests.support.fake_linkedin",
 ]
 
 __all__ = ["Database"]  # for test modules written before Database moved to tests/support

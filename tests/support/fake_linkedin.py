@@ -25,8 +25,11 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from tests.support.fake_mastodon import PNG
 from tests.support.httpserver import FakeHTTPServer, Request, Response
@@ -255,3 +258,22 @@ class FakeLinkedIn(FakeHTTPServer):
                 "status": 422,
             },
         )
+
+
+#: the author and token the `fake_linkedin` server accepts
+AUTHOR = "urn:li:organization:4711"
+TOKEN = "li-secret-token"
+
+
+@pytest.fixture(scope="module")
+def linkedin_server() -> Iterator[FakeLinkedIn]:
+    """One fake LinkedIn API per test module (a pytest plugin: see tests/conftest.py)."""
+    with FakeLinkedIn(token=TOKEN, author=AUTHOR) as running:
+        yield running
+
+
+@pytest.fixture
+def fake_linkedin(linkedin_server: FakeLinkedIn) -> FakeLinkedIn:
+    """The module's fake LinkedIn, with what earlier tests left behind forgotten."""
+    linkedin_server.reset()
+    return linkedin_server

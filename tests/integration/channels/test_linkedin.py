@@ -1,4 +1,4 @@
-"""The LinkedIn channel against a fake Posts API: escaping, URNs, duplicates, failures."""
+"""The LinkedIn channel against a fake_linkedin Posts API: escaping, URNs, duplicates, failures."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import pytest
 from dispatcher.channels import http, linkedin
 from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from dispatcher.content.post_length import linkedin_escape, linkedin_hashtag
-from tests.support.fake_linkedin import THROTTLED, FakeLinkedIn, error
+from tests.support.fake_linkedin import AUTHOR, THROTTLED, TOKEN, FakeLinkedIn, error
 from tests.support.httpserver import Response
 
-AUTHOR = "urn:li:organization:4711"
-TOKEN = "li-secret-token"
 WHEN = dt.datetime(2024, 4, 2, 7, 30, tzinfo=dt.UTC)
 
 
@@ -36,59 +34,50 @@ def post(title: str = "Werften in Görlitz (Teil 3)", teaser: str = "Grüße aus
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLinkedIn]:
-    running = FakeLinkedIn(token=TOKEN, author=AUTHOR)
-    with running:
-        yield running
-
-
 @pytest.fixture
-def fake(server: FakeLinkedIn) -> FakeLinkedIn:
-    server.reset()
-    return server
-
-
-@pytest.fixture
-def channel(fake: FakeLinkedIn) -> Iterator[linkedin.LinkedInChannel]:
-    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, base_url=fake.url)
+def channel(fake_linkedin: FakeLinkedIn) -> Iterator[linkedin.LinkedInChannel]:
+    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, base_url=fake_linkedin.url)
     yield chan
     chan.close()
 
 
 def test_article_post_arrives_escaped_and_whole(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
     receipt = channel.send(post(), key="k1")
 
-    assert receipt.provider_id == fake.posts[0].urn
+    assert receipt.provider_id == fake_linkedin.posts[0].urn
     assert receipt.provider_id.startswith("urn:li:share:")
-    published = fake.posts[0].text
+    published = fake_linkedin.posts[0].text
     assert published == "Werften in Görlitz (Teil 3)\n\nGrüße aus Köln\n\n#Zukunft"
-    article = fake.posts[0].body["content"]["article"]
+    article = fake_linkedin.posts[0].body["content"]["article"]
     assert article["title"] == "Werften in Görlitz (Teil 3)"  # not little text: no escaping
     assert article["description"] == "Grüße aus Köln – über Straßenbahnen & Brücken"
 
 
 def test_an_unescaped_parenthesis_would_cut_the_post(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
     unescaped = dataclasses.replace(post(), text="Werften in Görlitz (Teil 3) und mehr")
     channel.send(unescaped, key="k1")
     # LinkedIn answers 201 but shows only this: the channel must get escaped text.
-    assert fake.posts[0].text == "Werften in Görlitz "
+    assert fake_linkedin.posts[0].text == "Werften in Görlitz "
 
 
 def test_describe_request_is_what_is_sent(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
     channel.send(post(), key="k1")
     described = linkedin.describe_request(
-        post(), key="k1", author_urn=AUTHOR, version=linkedin.DEFAULT_VERSION, base_url=fake.url
+        post(),
+        key="k1",
+        author_urn=AUTHOR,
+        version=linkedin.DEFAULT_VERSION,
+        base_url=fake_linkedin.url,
     )
-    [request] = fake.requests
+    [request] = fake_linkedin.requests
     assert described["method"] == request.method == "POST"
-    assert described["url"] == fake.url + request.path
+    assert described["url"] == fake_linkedin.url + request.path
     assert request.json() == described["json"]
     for name, value in described["headers"].items():
         assert request.headers[name.lower()] == value
@@ -97,20 +86,20 @@ def test_describe_request_is_what_is_sent(
 
 
 def test_duplicate_post_is_the_existing_post(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
     first = channel.send(post(), key="k1")
     again = channel.send(post(), key="k1")
 
     assert again.provider_id == first.provider_id
     assert again.details == {"duplicate": "true"}
-    assert len(fake.posts) == 1
+    assert len(fake_linkedin.posts) == 1
 
 
 def test_5xx_after_posting_is_ambiguous_and_not_idempotent(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
-    fake.fail_next(
+    fake_linkedin.fail_next(
         "/rest/posts",
         Response(
             500, json={"message": "Internal Server Error", "status": 500}, after_handling=True
@@ -121,21 +110,23 @@ def test_5xx_after_posting_is_ambiguous_and_not_idempotent(
 
     assert caught.value.ambiguous and not caught.value.permanent
     assert channel.idempotent is False  # so the pipeline records `unknown`, never retries
-    assert len(fake.posts) == 1  # LinkedIn did post
+    assert len(fake_linkedin.posts) == 1  # LinkedIn did post
 
 
 def test_timeout_is_ambiguous(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, monkeypatch: pytest.MonkeyPatch
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(http, "READ_TIMEOUT", 0.2)
-    fake.fail_next("/rest/posts", Response(201, delay=1.0, after_handling=True))
+    fake_linkedin.fail_next("/rest/posts", Response(201, delay=1.0, after_handling=True))
     with pytest.raises(ChannelError) as caught:
         channel.send(post(), key="k1")
     assert caught.value.ambiguous
 
 
-def test_expired_token_names_the_credential_and_hides_the_token(fake: FakeLinkedIn) -> None:
-    chan = linkedin.LinkedInChannel("expired-token-XYZ", AUTHOR, base_url=fake.url)
+def test_expired_token_names_the_credential_and_hides_the_token(
+    fake_linkedin: FakeLinkedIn,
+) -> None:
+    chan = linkedin.LinkedInChannel("expired-token-XYZ", AUTHOR, base_url=fake_linkedin.url)
     with pytest.raises(ChannelError) as caught:
         chan.send(post(), key="k1")
     chan.close()
@@ -151,8 +142,8 @@ def test_expired_token_names_the_credential_and_hides_the_token(fake: FakeLinked
     assert "expired-token-XYZ" not in repr(chan)
 
 
-def test_wrong_author_explains_the_permission(fake: FakeLinkedIn) -> None:
-    chan = linkedin.LinkedInChannel(TOKEN, "urn:li:organization:999", base_url=fake.url)
+def test_wrong_author_explains_the_permission(fake_linkedin: FakeLinkedIn) -> None:
+    chan = linkedin.LinkedInChannel(TOKEN, "urn:li:organization:999", base_url=fake_linkedin.url)
     with pytest.raises(ChannelError) as caught:
         chan.send(post(), key="k1")
     chan.close()
@@ -200,9 +191,9 @@ def test_wrong_author_explains_the_permission(fake: FakeLinkedIn) -> None:
     ],
 )
 def test_refusals_name_the_cause_and_keep_the_post(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, answer: Response, says: str
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel, answer: Response, says: str
 ) -> None:
-    fake.fail_next("/rest/posts", answer)
+    fake_linkedin.fail_next("/rest/posts", answer)
     with pytest.raises(ChannelError) as caught:
         channel.send(post(), key="k1")
     assert caught.value.kind is ErrorKind.UNAVAILABLE
@@ -210,11 +201,13 @@ def test_refusals_name_the_cause_and_keep_the_post(
         f"linkedin: HTTP {answer.status}: {answer.json['message']}; {says}"
     )
     assert TOKEN not in caught.value.message
-    assert fake.posts == []
+    assert fake_linkedin.posts == []
 
 
-def test_429_has_no_retry_after(fake: FakeLinkedIn, channel: linkedin.LinkedInChannel) -> None:
-    fake.fail_next("/rest/posts", THROTTLED)
+def test_429_has_no_retry_after(
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
+) -> None:
+    fake_linkedin.fail_next("/rest/posts", THROTTLED)
     with pytest.raises(ChannelError) as caught:
         channel.send(post(), key="k1")
     error = caught.value
@@ -223,9 +216,9 @@ def test_429_has_no_retry_after(fake: FakeLinkedIn, channel: linkedin.LinkedInCh
 
 
 def test_422_schema_error_is_permanent_with_linkedins_message(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
-    fake.fail_next(
+    fake_linkedin.fail_next(
         "/rest/posts",
         Response(422, json={"message": "ERROR :: /visibility :: invalid", "status": 422}),
     )
@@ -235,8 +228,8 @@ def test_422_schema_error_is_permanent_with_linkedins_message(
     assert "/visibility" in str(caught.value)
 
 
-def test_sunset_version_keeps_deliveries_queued(fake: FakeLinkedIn) -> None:
-    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, version="202401", base_url=fake.url)
+def test_sunset_version_keeps_deliveries_queued(fake_linkedin: FakeLinkedIn) -> None:
+    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, version="202401", base_url=fake_linkedin.url)
     with pytest.raises(ChannelError) as caught:
         chan.send(post(), key="k1")
     chan.close()
@@ -245,13 +238,13 @@ def test_sunset_version_keeps_deliveries_queued(fake: FakeLinkedIn) -> None:
 
 
 def test_too_long_commentary_is_refused_before_sending(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
     long = dataclasses.replace(post(), text="ä" * 3001)
     with pytest.raises(ChannelError) as caught:
         channel.send(long, key="k1")
     assert caught.value.permanent
-    assert fake.requests == []
+    assert fake_linkedin.requests == []
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The LinkedIn article thumbnail against the fake Images API: upload, alt text, degradation."""
+"""The LinkedIn article thumbnail against the fake_linkedin Images API: upload, alt text, degradation."""
 
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ import pytest
 
 from dispatcher.channels import http, linkedin
 from dispatcher.channels.base import ChannelError, Post
-from tests.support.fake_linkedin import THROTTLED, FakeLinkedIn, error
+from tests.support.fake_linkedin import AUTHOR, THROTTLED, TOKEN, FakeLinkedIn, error
 from tests.support.fake_mastodon import PNG
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 
-AUTHOR = "urn:li:organization:4711"
-TOKEN = "li-secret-token"
 WHEN = dt.datetime(2024, 4, 2, 7, 30, tzinfo=dt.UTC)
 ALT = "Ein Containerschiff im Trockendock der Kieler Werft bei Sonnenaufgang"
 
@@ -34,19 +32,6 @@ def post(image_url: str | None, text: str = "Werften im Wandel") -> Post:
     )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeLinkedIn]:
-    running = FakeLinkedIn(token=TOKEN, author=AUTHOR)
-    with running:
-        yield running
-
-
-@pytest.fixture
-def fake(server: FakeLinkedIn) -> FakeLinkedIn:
-    server.reset()
-    return server
-
-
 @pytest.fixture
 def thumbnails() -> linkedin.Thumbnails:
     """A process's memory of uploaded images, fresh for each test."""
@@ -55,9 +40,11 @@ def thumbnails() -> linkedin.Thumbnails:
 
 @pytest.fixture
 def channel(
-    fake: FakeLinkedIn, thumbnails: linkedin.Thumbnails
+    fake_linkedin: FakeLinkedIn, thumbnails: linkedin.Thumbnails
 ) -> Iterator[linkedin.LinkedInChannel]:
-    chan = linkedin.LinkedInChannel(TOKEN, AUTHOR, base_url=fake.url, thumbnails=thumbnails)
+    chan = linkedin.LinkedInChannel(
+        TOKEN, AUTHOR, base_url=fake_linkedin.url, thumbnails=thumbnails
+    )
     yield chan
     chan.close()
 
@@ -68,17 +55,17 @@ def warnings(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def image_url(fake: FakeLinkedIn, path: str = "/images/werft.png") -> str:
-    return fake.url + path
+def image_url(fake_linkedin: FakeLinkedIn, path: str = "/images/werft.png") -> str:
+    return fake_linkedin.url + path
 
 
 def test_image_is_uploaded_and_attached_with_its_alt_text(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
-    receipt = channel.send(post(image_url(fake)), key="k1")
+    receipt = channel.send(post(image_url(fake_linkedin)), key="k1")
 
-    [published] = fake.posts
-    [upload] = fake.uploads.values()
+    [published] = fake_linkedin.posts
+    [upload] = fake_linkedin.uploads.values()
     assert published.article["thumbnail"] == upload.urn
     assert upload.urn.startswith("urn:li:image:")
     assert published.article["thumbnailAltText"] == ALT
@@ -86,31 +73,31 @@ def test_image_is_uploaded_and_attached_with_its_alt_text(
     assert upload.owner == AUTHOR
     assert receipt.details["thumbnail"].startswith(upload.urn)
     # Every LinkedIn call carries the version headers and the token; the image host sees none.
-    [initialize] = fake.requests_to("/rest/images")
+    [initialize] = fake_linkedin.requests_to("/rest/images")
     assert initialize.query == {"action": ["initializeUpload"]}
     assert initialize.json() == {"initializeUploadRequest": {"owner": AUTHOR}}
     assert initialize.headers["linkedin-version"] == linkedin.DEFAULT_VERSION
     assert initialize.headers["x-restli-protocol-version"] == "2.0.0"
-    [download] = fake.requests_to("/images/")
+    [download] = fake_linkedin.requests_to("/images/")
     assert "authorization" not in download.headers
-    [put] = fake.requests_to("/dms-uploads/")
+    [put] = fake_linkedin.requests_to("/dms-uploads/")
     assert put.method == "PUT" and put.headers["authorization"] == f"Bearer {TOKEN}"
 
 
 def test_the_post_sent_is_what_describe_request_shows_for_the_thumbnail(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
-    channel.send(post(image_url(fake)), key="k1")
-    [upload] = fake.uploads.values()
+    channel.send(post(image_url(fake_linkedin)), key="k1")
+    [upload] = fake_linkedin.uploads.values()
     described = linkedin.describe_request(
-        post(image_url(fake)),
+        post(image_url(fake_linkedin)),
         key="k1",
         author_urn=AUTHOR,
         version=linkedin.DEFAULT_VERSION,
-        base_url=fake.url,
+        base_url=fake_linkedin.url,
         thumbnail=upload.urn,
     )
-    [sent] = fake.requests_to("/rest/posts")
+    [sent] = fake_linkedin.requests_to("/rest/posts")
     assert sent.json() == described["json"]
     assert "thumbnail_source" not in described
 
@@ -125,14 +112,16 @@ def test_the_outbox_names_the_image_it_would_upload() -> None:
 
 
 def test_image_download_failure_posts_without_image_and_warns(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, warnings: pytest.LogCaptureFixture
+    fake_linkedin: FakeLinkedIn,
+    channel: linkedin.LinkedInChannel,
+    warnings: pytest.LogCaptureFixture,
 ) -> None:
-    receipt = channel.send(post(image_url(fake, "/images/fehlt.png")), key="k1")
+    receipt = channel.send(post(image_url(fake_linkedin, "/images/fehlt.png")), key="k1")
 
-    [published] = fake.posts
+    [published] = fake_linkedin.posts
     assert "thumbnail" not in published.article
     assert "thumbnailAltText" not in published.article
-    assert fake.uploads == {}
+    assert fake_linkedin.uploads == {}
     assert receipt.details["thumbnail"].startswith("omitted:")
     [record] = warnings.records
     assert record.levelno == logging.WARNING
@@ -141,13 +130,15 @@ def test_image_download_failure_posts_without_image_and_warns(
 
 
 def test_an_image_type_linkedin_does_not_take_is_left_out(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, warnings: pytest.LogCaptureFixture
+    fake_linkedin: FakeLinkedIn,
+    channel: linkedin.LinkedInChannel,
+    warnings: pytest.LogCaptureFixture,
 ) -> None:
-    fake.images["/images/werft.webp"] = (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp")
-    channel.send(post(image_url(fake, "/images/werft.webp")), key="k1")
+    fake_linkedin.images["/images/werft.webp"] = (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp")
+    channel.send(post(image_url(fake_linkedin, "/images/werft.webp")), key="k1")
 
-    assert "thumbnail" not in fake.posts[0].article
-    assert fake.requests_to("/rest/images") == []
+    assert "thumbnail" not in fake_linkedin.posts[0].article
+    assert fake_linkedin.requests_to("/rest/images") == []
     assert "image/webp" in warnings.text
 
 
@@ -163,16 +154,16 @@ def test_an_image_type_linkedin_does_not_take_is_left_out(
     ids=["initialize-500", "initialize-429", "initialize-no-url", "put-500", "put-400"],
 )
 def test_upload_failure_posts_without_image(
-    fake: FakeLinkedIn,
+    fake_linkedin: FakeLinkedIn,
     channel: linkedin.LinkedInChannel,
     warnings: pytest.LogCaptureFixture,
     path: str,
     failure: Response,
 ) -> None:
-    fake.fail_next(path, failure)
-    receipt = channel.send(post(image_url(fake)), key="k1")
+    fake_linkedin.fail_next(path, failure)
+    receipt = channel.send(post(image_url(fake_linkedin)), key="k1")
 
-    [published] = fake.posts
+    [published] = fake_linkedin.posts
     assert receipt.provider_id == published.urn
     assert "thumbnail" not in published.article
     assert "posting without the image" in warnings.text
@@ -180,88 +171,94 @@ def test_upload_failure_posts_without_image(
 
 
 def test_upload_timeout_posts_without_image(
-    fake: FakeLinkedIn,
+    fake_linkedin: FakeLinkedIn,
     channel: linkedin.LinkedInChannel,
     warnings: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(http, "READ_TIMEOUT", 0.2)
-    fake.fail_next("/dms-uploads/", Response(201, delay=1.0, after_handling=True))
-    channel.send(post(image_url(fake)), key="k1")
+    fake_linkedin.fail_next("/dms-uploads/", Response(201, delay=1.0, after_handling=True))
+    channel.send(post(image_url(fake_linkedin)), key="k1")
 
-    assert "thumbnail" not in fake.posts[0].article
+    assert "thumbnail" not in fake_linkedin.posts[0].article
     assert "no answer within 0.2 s" in warnings.text
     assert "may have been created" not in warnings.text  # an upload creates no post
 
 
 def test_an_owner_the_token_may_not_use_leaves_the_image_out(
-    fake: FakeLinkedIn, warnings: pytest.LogCaptureFixture
+    fake_linkedin: FakeLinkedIn, warnings: pytest.LogCaptureFixture
 ) -> None:
-    fake.author = "urn:li:organization:1"  # the token may post as this one only
+    fake_linkedin.author = "urn:li:organization:1"  # the token may post as this one only
     chan = linkedin.LinkedInChannel(
-        TOKEN, AUTHOR, base_url=fake.url, thumbnails=linkedin.Thumbnails()
+        TOKEN, AUTHOR, base_url=fake_linkedin.url, thumbnails=linkedin.Thumbnails()
     )
     try:
         with pytest.raises(ChannelError):
-            chan.send(post(image_url(fake)), key="k1")
+            chan.send(post(image_url(fake_linkedin)), key="k1")
     finally:
         chan.close()
-        fake.author = AUTHOR
+        fake_linkedin.author = AUTHOR
     assert "HTTP 403" in warnings.text and "initializing the image upload" in warnings.text
-    assert len(fake.requests_to("/rest/posts")) == 1  # the post itself decided, once
+    assert len(fake_linkedin.requests_to("/rest/posts")) == 1  # the post itself decided, once
 
 
-def test_a_refused_token_stops_at_the_upload(fake: FakeLinkedIn) -> None:
+def test_a_refused_token_stops_at_the_upload(fake_linkedin: FakeLinkedIn) -> None:
     chan = linkedin.LinkedInChannel(
-        "expired-token-XYZ", AUTHOR, base_url=fake.url, thumbnails=linkedin.Thumbnails()
+        "expired-token-XYZ", AUTHOR, base_url=fake_linkedin.url, thumbnails=linkedin.Thumbnails()
     )
     try:
         with pytest.raises(ChannelError) as caught:
-            chan.send(post(image_url(fake)), key="k1")
+            chan.send(post(image_url(fake_linkedin)), key="k1")
     finally:
         chan.close()
     assert linkedin.CREDENTIAL in caught.value.message
     assert "expired-token-XYZ" not in caught.value.message
-    assert fake.requests_to("/rest/posts") == []  # it would be refused alike
-    assert fake.posts == []
+    assert fake_linkedin.requests_to("/rest/posts") == []  # it would be refused alike
+    assert fake_linkedin.posts == []
 
 
 def test_a_retry_after_a_failed_post_reuses_the_uploaded_image(
-    fake: FakeLinkedIn, thumbnails: linkedin.Thumbnails
+    fake_linkedin: FakeLinkedIn, thumbnails: linkedin.Thumbnails
 ) -> None:
-    fake.fail_next("/rest/posts", THROTTLED)
-    first = linkedin.LinkedInChannel(TOKEN, AUTHOR, base_url=fake.url, thumbnails=thumbnails)
+    fake_linkedin.fail_next("/rest/posts", THROTTLED)
+    first = linkedin.LinkedInChannel(
+        TOKEN, AUTHOR, base_url=fake_linkedin.url, thumbnails=thumbnails
+    )
     with pytest.raises(ChannelError) as caught:
-        first.send(post(image_url(fake)), key="k1")
+        first.send(post(image_url(fake_linkedin)), key="k1")
     first.close()
     assert not caught.value.ambiguous  # a 429: refused, nothing posted
     # The retry comes in a later tick, through a newly opened channel of the same process.
-    again = linkedin.LinkedInChannel(TOKEN, AUTHOR, base_url=fake.url, thumbnails=thumbnails)
-    receipt = again.send(post(image_url(fake)), key="k1")
+    again = linkedin.LinkedInChannel(
+        TOKEN, AUTHOR, base_url=fake_linkedin.url, thumbnails=thumbnails
+    )
+    receipt = again.send(post(image_url(fake_linkedin)), key="k1")
     again.close()
 
-    [upload] = fake.uploads.values()  # uploaded once
-    assert len(fake.requests_to("/rest/images")) == 1
-    [published] = fake.posts
+    [upload] = fake_linkedin.uploads.values()  # uploaded once
+    assert len(fake_linkedin.requests_to("/rest/images")) == 1
+    [published] = fake_linkedin.posts
     assert published.article["thumbnail"] == upload.urn
     assert receipt.details["thumbnail"] == f"{upload.urn} (uploaded before)"
 
 
 def test_a_thumbnail_linkedin_no_longer_knows_costs_only_the_image(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel, warnings: pytest.LogCaptureFixture
+    fake_linkedin: FakeLinkedIn,
+    channel: linkedin.LinkedInChannel,
+    warnings: pytest.LogCaptureFixture,
 ) -> None:
-    channel.send(post(image_url(fake), text="Montag"), key="k1")
-    fake.uploads.clear()  # LinkedIn dropped the image the process remembers
+    channel.send(post(image_url(fake_linkedin), text="Montag"), key="k1")
+    fake_linkedin.uploads.clear()  # LinkedIn dropped the image the process remembers
 
-    receipt = channel.send(post(image_url(fake), text="Dienstag"), key="k2")
+    receipt = channel.send(post(image_url(fake_linkedin), text="Dienstag"), key="k2")
 
-    assert [p.text for p in fake.posts] == ["Montag", "Dienstag"]
-    assert "thumbnail" not in fake.posts[1].article
+    assert [p.text for p in fake_linkedin.posts] == ["Montag", "Dienstag"]
+    assert "thumbnail" not in fake_linkedin.posts[1].article
     assert receipt.details["thumbnail"].startswith("omitted: refused with the post")
     assert "/content/article/thumbnail" in warnings.text
     # Forgotten: the next post uploads the image again and carries it.
-    channel.send(post(image_url(fake), text="Mittwoch"), key="k3")
-    assert fake.posts[2].article["thumbnail"] in fake.uploads
+    channel.send(post(image_url(fake_linkedin), text="Mittwoch"), key="k3")
+    assert fake_linkedin.posts[2].article["thumbnail"] in fake_linkedin.uploads
 
 
 class UploadHost(FakeHTTPServer):
@@ -272,7 +269,7 @@ class UploadHost(FakeHTTPServer):
 
 
 def test_the_token_goes_only_to_linkedins_own_upload_host(
-    fake: FakeLinkedIn, channel: linkedin.LinkedInChannel
+    fake_linkedin: FakeLinkedIn, channel: linkedin.LinkedInChannel
 ) -> None:
     with UploadHost() as other:
         value = {
@@ -280,8 +277,8 @@ def test_the_token_goes_only_to_linkedins_own_upload_host(
             "uploadUrl": f"{other.url}/upload/1",
             "image": "urn:li:image:D4E10AQHelsewhere",
         }
-        fake.fail_next("/rest/images", Response(200, json={"value": value}))
-        channel.send(post(image_url(fake)), key="k1")
+        fake_linkedin.fail_next("/rest/images", Response(200, json={"value": value}))
+        channel.send(post(image_url(fake_linkedin)), key="k1")
         [put] = other.requests
     assert put.method == "PUT" and put.body == PNG
     assert "authorization" not in put.headers
