@@ -12,15 +12,21 @@ Use it as a pytest plugin (`pytest_plugins = [..., "tests.support.browser"]`).
 pages, the email, every desk page): axe-core without a serious or critical violation,
 `lang="de"`, an `<h1>`, a visible focus at every Tab stop, and no horizontal scrolling at 200
 and 400 % zoom. With DISPATCHER_TEST_SCREENSHOTS=<dir> it keeps what the browser showed.
+
+`after_new_page(driver, action, what)` runs a click or key press that submits a form and waits
+until the document it loaded is complete; `main_text` reads `<main>` by script. Together they
+keep a test from reading the old page, or holding an element of it, while the browser
+navigates (a stale element on a busy machine otherwise).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -45,6 +51,7 @@ CHROMIUM_FLAGS = (
 AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
 BLOCKING = frozenset({"serious", "critical"})  #: axe impacts that fail a test
 AXE_TIMEOUT = 30.0  #: seconds for one axe.run; well under a second on these pages
+WAIT = 10.0  #: seconds a page may take after a click or key press
 
 
 def _axe_source() -> str:
@@ -268,3 +275,50 @@ def docs_screenshot(driver: Any, name: str) -> None:
     wait_for_paint(driver)
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(DOCS_IMAGES / f"{name}.png")), name
+
+
+def wait_until(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
+    """Poll `condition(driver)` until it is truthy (and return it); fail with `what`."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(condition, message=what)
+
+
+def path_of(driver: Any) -> str:
+    return str(urlsplit(driver.current_url).path)
+
+
+def main_text(driver: Any) -> str:
+    """The text of the page's <main> ("" while none is loaded). Read by a script, not an
+    element reference: a wait that polls during a navigation never holds a stale element."""
+    text = driver.execute_script(
+        "const m = document.querySelector('main'); return m ? m.innerText : ''"
+    )
+    return str(text or "")
+
+
+def after_new_page(driver: Any, action: Callable[[], object], what: str) -> None:
+    """Run `action` (a click or key press that submits a form or follows a link) and wait
+    until the window shows the new document, completely loaded.
+
+    Selenium's ``staleness_of`` asks Chrome about the old element, and during the navigation
+    Chrome may answer "Node … does not belong to the document" (a plain WebDriverException)
+    instead of "stale element"; a marker on the old window object has no such race.
+    """
+    from selenium.common.exceptions import WebDriverException
+
+    driver.execute_script("window.__dispatcherOldPage = true")
+    action()
+
+    def loaded(d: Any) -> bool:
+        try:
+            return bool(
+                d.execute_script(
+                    "return window.__dispatcherOldPage === undefined"
+                    " && document.readyState === 'complete'"
+                )
+            )
+        except WebDriverException:  # the new document is still being committed
+            return False
+
+    wait_until(driver, loaded, f"{what}: no new page loaded")

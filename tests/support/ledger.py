@@ -40,6 +40,13 @@ def delivery_states(database: Database, channel: str | None = "email") -> Counte
         return Counter(s for (s,) in connection.execute(query))
 
 
+def dispatch_states(database: Database, channel: str = "email") -> Counter[str]:
+    """How many dispatches of `channel` are in each state (`done` once finished)."""
+    query = sa.select(dispatches.c.state).where(dispatches.c.channel == channel)
+    with database.engine.connect() as connection:
+        return Counter(s for (s,) in connection.execute(query))
+
+
 def tick_at(settings: Settings, database: Database, at: dt.datetime) -> pipeline.TickReport:
     """One `tick` in-process at the instant `at`, as `dispatcher tick --at` runs it."""
     campaign = load_campaign(settings.campaign_file)

@@ -44,7 +44,7 @@ from dispatcher.settings import Settings
 from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
 from dispatcher.web.state import WebState
-from tests.support.browser import check_accessibility
+from tests.support.browser import after_new_page, check_accessibility
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.httpserver import FakeHTTPServer, Request, Response
@@ -175,26 +175,6 @@ def _wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
     return WebDriverWait(driver, WAIT).until(condition, message=what)
 
 
-def _mark_page(driver: Any) -> Callable[[Any], bool]:
-    """A condition that holds once the window shows a document other than the current one.
-
-    Selenium's ``staleness_of`` asks Chrome about the old element, and during the navigation
-    Chrome may answer "Node … does not belong to the document" (a plain WebDriverException)
-    instead of "stale element"; a marker on the old window object has no such race.
-    """
-    from selenium.common.exceptions import WebDriverException
-
-    driver.execute_script("window.__dispatcherOldPage = true")
-
-    def replaced(d: Any) -> bool:
-        try:
-            return bool(d.execute_script("return window.__dispatcherOldPage === undefined"))
-        except WebDriverException:  # the new document is still being committed
-            return False
-
-    return replaced
-
-
 def _body_text(driver: Any) -> str:
     text: str = driver.execute_script("return document.body.innerText")
     return " ".join(text.split())
@@ -215,12 +195,8 @@ def test_unsubscribe_page_click_unsubscribes(site: Site, driver: Any) -> None:
         "//form//button[contains(normalize-space(.), 'Abmelden')]"
         " | //form//input[@type='submit' and contains(@value, 'Abmelden')]",
     )
-    new_page = _mark_page(driver)
-    button.click()  # a real click: the browser submits the form itself
-    _wait_for(driver, new_page, "the click loaded no new page")
-    _wait_for(
-        driver, lambda d: d.execute_script("return document.readyState") == "complete", "load"
-    )
+    # A real click: the browser submits the form itself.
+    after_new_page(driver, button.click, "the unsubscribe click")
     heading = driver.find_element(By.TAG_NAME, "h1").text
     assert "abgemeldet" in heading, f"the answer page says: {_body_text(driver)[:300]!r}"
     assert READER in _body_text(driver)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.browser import check_accessibility
+from tests.support.browser import after_new_page, check_accessibility, main_text, path_of
 from tests.support.database import Database
 from tests.support.desk import EDITOR, add_editor, sign_in_links
 from tests.support.smtpd import SmtpServer
@@ -24,16 +24,6 @@ from tests.support.webapp import WebApp, serve_webapp
 @pytest.fixture
 def app(sqlite_database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[WebApp]:
     yield from serve_webapp(sqlite_database, smtp_server, tmp_path, public_url="http://127.0.0.1")
-
-
-def _wait_for_path(browser: Any, path: str) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(browser, 10).until(lambda b: urlsplit(b.current_url).path == path)
-
-
-def _main_text(browser: Any) -> str:
-    return str(browser.find_element("tag name", "main").text)
 
 
 def test_sign_in_pages_are_accessible(app: WebApp, smtp_server: SmtpServer, browser: Any) -> None:
@@ -49,14 +39,15 @@ def test_sign_in_pages_are_accessible(app: WebApp, smtp_server: SmtpServer, brow
         field = browser.find_element(By.ID, "email")
         field.send_keys("kein-at-zeichen")
         browser.execute_script("document.querySelector('form').noValidate = true")
-        field.send_keys(Keys.ENTER)
-        assert "gültige E-Mail-Adresse" in _main_text(browser)
+        after_new_page(browser, lambda: field.send_keys(Keys.ENTER), "invalid address sent")
+        assert "gültige E-Mail-Adresse" in main_text(browser)
         check_accessibility(browser, "POST /desk/anmelden, invalid address")
 
         field = browser.find_element(By.ID, "email")
         field.clear()
-        field.send_keys(EDITOR, Keys.ENTER)
-        assert "Anmeldelink" in _main_text(browser) and EDITOR in _main_text(browser)
+        after_new_page(browser, lambda: field.send_keys(EDITOR, Keys.ENTER), "address sent")
+        assert "Anmeldelink an diese Adresse unterwegs" in main_text(browser)
+        assert EDITOR in main_text(browser)
         check_accessibility(browser, "POST /desk/anmelden, link sent")
         assert app.state.background.join()
 
@@ -64,19 +55,21 @@ def test_sign_in_pages_are_accessible(app: WebApp, smtp_server: SmtpServer, brow
         browser.get(app.url + urlsplit(link).path)
         check_accessibility(browser, "GET /desk/anmelden/link/…")
         button = browser.find_element(By.CSS_SELECTOR, "main form button")
-        button.send_keys(Keys.ENTER)  # the keyboard presses it
-        _wait_for_path(browser, "/desk/protokoll")
-        assert "angemeldet" in _main_text(browser)
+        # The keyboard presses it.
+        after_new_page(browser, lambda: button.send_keys(Keys.ENTER), "link button pressed")
+        assert path_of(browser) == "/desk/protokoll"
+        assert "angemeldet" in main_text(browser)
         check_accessibility(browser, "GET /desk/protokoll")
 
         browser.get(app.url + urlsplit(link).path)  # used: the link is gone
-        assert "gilt nicht mehr" in _main_text(browser)
+        assert "gilt nicht mehr" in main_text(browser)
         check_accessibility(browser, "GET /desk/anmelden/link/… used")
 
         browser.get(f"{app.url}/desk/protokoll")
-        browser.find_element(By.CSS_SELECTOR, "header form button").send_keys(Keys.ENTER)
-        _wait_for_path(browser, "/desk/anmelden")
-        assert "Sie sind abgemeldet" in _main_text(browser)
+        sign_out = browser.find_element(By.CSS_SELECTOR, "header form button")
+        after_new_page(browser, lambda: sign_out.send_keys(Keys.ENTER), "sign-out pressed")
+        assert path_of(browser) == "/desk/anmelden"
+        assert "Sie sind abgemeldet" in main_text(browser)
     finally:
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         browser.delete_all_cookies()

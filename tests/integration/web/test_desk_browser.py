@@ -31,7 +31,7 @@ from dispatcher.web.desk import session
 from dispatcher.web.desk.pages import CSRF_REFUSED
 from dispatcher.web.server import BackgroundServer
 from dispatcher.web.state import WebState
-from tests.support.browser import docs_screenshot
+from tests.support.browser import docs_screenshot, main_text, path_of, wait_until
 from tests.support.database import Database
 from tests.support.desk import EDITOR, sign_in_links
 from tests.support.desk_items import desk_state
@@ -39,7 +39,7 @@ from tests.support.desk_week import NOW, a_sent_a_running_and_a_missed_day
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock
 
-WAIT = 10.0  #: seconds a page may take after a key press
+WAIT = 10.0  #: seconds for an HTTP request made beside the browser
 SIGN_IN = "/desk/anmelden"
 
 
@@ -69,25 +69,6 @@ def visit(sqlite_database: Database, smtp_server: SmtpServer, browser: Any) -> I
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
         browser.delete_all_cookies()
         browser.get("about:blank")
-
-
-def wait_until(browser: Any, condition: Callable[[Any], Any], what: str) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, WAIT, poll_frequency=0.05).until(condition, message=what)
-
-
-def path_of(browser: Any) -> str:
-    return str(urlsplit(browser.current_url).path)
-
-
-def main_text(browser: Any) -> str:
-    """The text of the page's <main> ("" while none is loaded). Read by a script, not an
-    element reference: a wait that polls during a navigation never holds a stale element."""
-    text = browser.execute_script(
-        "const m = document.querySelector('main'); return m ? m.innerText : ''"
-    )
-    return str(text or "")
 
 
 def heading(browser: Any) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from dispatcher.web.desk import session
-from tests.support.browser import check_accessibility, wait_for_paint
+from tests.support.browser import after_new_page, check_accessibility, main_text, wait_for_paint
 from tests.support.database import Database
 from tests.support.desk_editor import EDITOR
 from tests.support.desk_items import ITEM, Desk, all_channels, serve
@@ -72,9 +72,10 @@ def test_the_item_page_in_a_browser(browser: Any, desk: Desk, smtp_server: SmtpS
         screenshot(browser, "desk-item", height=1500)
         check_accessibility(browser, "GET /desk/items/{id}")
 
-        browser.find_element(By.XPATH, "//button[normalize-space(.)='Test an mich senden']").click()
+        send = browser.find_element(By.XPATH, "//button[normalize-space(.)='Test an mich senden']")
+        after_new_page(browser, send.click, "the test-send click")
         heading = browser.find_element(By.TAG_NAME, "h1").text
-        assert heading == "Test gesendet", browser.find_element(By.TAG_NAME, "main").text
+        assert heading == "Test gesendet", main_text(browser)
         assert [m.rcpt_tos for m in smtp_server.received] == [[EDITOR]]
         check_accessibility(browser, "POST /desk/items/{id}/test-send (the answer page)")
 
