@@ -21,7 +21,7 @@ import socket
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -57,7 +57,6 @@ FIRST_DAY = dt.date(2019, 4, 2)
 SECOND_DAY = dt.date(2019, 4, 3)
 READER = "leser00000@example.org"  #: the first subscriber that `add_subscribers` creates
 NEW_READER = "neu@example.org"
-WAIT = 10.0  #: seconds a page may take after a click
 
 
 # --- a local image host: the sample's images live on a host this machine cannot reach -------
@@ -169,12 +168,6 @@ def driver(browser: Any) -> Iterator[Any]:
     browser.get("about:blank")
 
 
-def _wait_for(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, WAIT).until(condition, message=what)
-
-
 def _body_text(driver: Any) -> str:
     text: str = driver.execute_script("return document.body.innerText")
     return " ".join(text.split())
@@ -220,8 +213,9 @@ def test_unsubscribe_page_and_its_answer_are_accessible(site: Site, driver: Any)
 
     driver.get(site.url + site.unsubscribe_path())
     check_accessibility(driver, "GET /u/{token}")
-    driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]").click()
-    _wait_for(driver, lambda d: site.state_of(READER) == "unsubscribed", "unsubscribe")
+    button = driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]")
+    after_new_page(driver, button.click, "the unsubscribe click")
+    assert site.state_of(READER) == "unsubscribed"
     check_accessibility(driver, "POST /u/{token} (the answer page)")
     driver.get(site.url + site.unsubscribe_path()[:-3] + "xyz")  # a tampered token
     assert "ungültig" in driver.find_element(By.TAG_NAME, "h1").text
@@ -263,17 +257,19 @@ def test_subscribe_and_confirm_pages_are_accessible(
 
     # A form the server rejects (the browser's own checks switched off, as in old browsers).
     driver.execute_script("document.querySelector('form').noValidate = true")
-    driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]").click()
-    _wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]"), "errors")
+    button = driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]")
+    after_new_page(driver, button.click, "the empty form sent")
+    assert driver.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]"), "no field marked invalid"
     check_accessibility(driver, "POST /subscribe (the form with errors)")
 
     # Sign up as a person would: type, tick the consent box, submit.
     form = driver.find_element(By.CSS_SELECTOR, "form")
     form.find_element(By.CSS_SELECTOR, "input[type=email]").send_keys(NEW_READER)
     form.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
-    form.find_element(By.CSS_SELECTOR, "button, input[type=submit]").click()
-    _wait_for(driver, lambda d: site.state_of(NEW_READER) == "pending", "a pending subscriber")
-    _wait_for(driver, lambda d: "/subscribe" in d.current_url, "the answer page")
+    button = form.find_element(By.CSS_SELECTOR, "button, input[type=submit]")
+    after_new_page(driver, button.click, "the filled-in form sent")
+    assert "/subscribe" in driver.current_url
+    assert site.state_of(NEW_READER) == "pending"
     check_accessibility(driver, "POST /subscribe (the answer page)")
 
     # The confirmation email is part of what a subscriber sees, so it is checked too.

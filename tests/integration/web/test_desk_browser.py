@@ -31,7 +31,7 @@ from dispatcher.web.desk import session
 from dispatcher.web.desk.pages import CSRF_REFUSED
 from dispatcher.web.server import BackgroundServer
 from dispatcher.web.state import WebState
-from tests.support.browser import docs_screenshot, main_text, path_of, wait_until
+from tests.support.browser import after_new_page, docs_screenshot, main_text, path_of, wait_until
 from tests.support.database import Database
 from tests.support.desk import EDITOR, sign_in_links
 from tests.support.desk_items import desk_state
@@ -148,7 +148,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
 
     # 1. Ask for the link: type the address, press Enter.
     tab_to(browser, lambda f: f["tag"] == "input", "the address field")
-    press(browser, EDITOR + Keys.ENTER)
+    after_new_page(browser, lambda: press(browser, EDITOR + Keys.ENTER), "the address sent")
     # "unterwegs" is only on the answer page ("Anmeldelink" is also the form's button).
     wait_until(browser, lambda b: "Anmeldelink an diese Adresse unterwegs" in main_text(b), "sent")
     assert visit.state.background.join()  # the link mail is sent after the answer
@@ -157,7 +157,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     # 2. Open the link from the mail; the button on its page signs in (Enter).
     browser.get(visit.url + urlsplit(link).path)
     tab_to(browser, button("Jetzt anmelden"), "the sign-in button")
-    press(browser, Keys.ENTER)
+    after_new_page(browser, lambda: press(browser, Keys.ENTER), "the sign-in button pressed")
     wait_until(browser, lambda b: path_of(b) == "/desk/", "the calendar after signing in")
 
     # 3. The calendar of the sample week (read once the page is complete, not mid-load).
@@ -170,7 +170,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     # 4. An item: the first item link in Tab order, opened with Enter.
     viewport(browser, 1500)
     item = tab_to(browser, lambda f: f["href"].startswith("/desk/items/"), "an item link")
-    press(browser, Keys.ENTER)
+    after_new_page(browser, lambda: press(browser, Keys.ENTER), "the item link followed")
     wait_until(browser, lambda b: path_of(b) == item["href"], "the item page")
     wait_until(browser, lambda b: heading(b) == item["text"], "the item's heading")
     wait_until(browser, frames_show_the_email, "the email in both frames")
@@ -179,7 +179,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     # 5. Send a test to me (Space), which the SMTP server receives.
     before = len(smtp_server.received)
     tab_to(browser, button("Test an mich senden"), "the test-send button")
-    press(browser, Keys.SPACE)
+    after_new_page(browser, lambda: press(browser, Keys.SPACE), "the test-send button pressed")
     wait_until(browser, lambda b: heading(b) == "Test gesendet", "sent")
     tests = smtp_server.received[before:]
     assert [m.rcpt_tos for m in tests] == [[EDITOR]]
@@ -193,7 +193,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     )
     before = len(smtp_server.received)
     tab_to(browser, button("Test an mich senden"), "the test-send button")
-    press(browser, Keys.ENTER)
+    after_new_page(browser, lambda: press(browser, Keys.ENTER), "the form without its token")
     wait_until(browser, lambda b: "CSRF-Prüfung" in b.page_source, "the refusal")
     assert CSRF_REFUSED.split("(")[0].strip() in browser.find_element("tag name", "body").text
     cookie = {session.COOKIE: browser.get_cookie(session.COOKIE)["value"]}
@@ -212,7 +212,7 @@ def test_an_editor_signs_in_by_link_sends_a_test_and_signs_out_by_keyboard(
     # 7. Sign out (the header's button, Enter): the desk sends the browser to sign-in.
     browser.get(f"{visit.url}/desk/")
     tab_to(browser, button("Abmelden"), "the sign-out button")
-    press(browser, Keys.ENTER)
+    after_new_page(browser, lambda: press(browser, Keys.ENTER), "the sign-out button pressed")
     wait_until(browser, lambda b: path_of(b) == SIGN_IN, "the sign-in page after signing out")
     wait_until(browser, lambda b: "Sie sind abgemeldet" in main_text(b), "the signed-out note")
     browser.get(f"{visit.url}/desk/")

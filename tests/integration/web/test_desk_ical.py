@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,7 +29,7 @@ from dispatcher.cli import main as cli
 from dispatcher.ledger import editors
 from dispatcher.web.desk import session
 from dispatcher.web.state import WebState
-from tests.support.browser import check_accessibility
+from tests.support.browser import after_new_page, check_accessibility
 from tests.support.database import Database
 from tests.support.delivery import email_time
 from tests.support.ledger import add_subscribers, tick_at
@@ -283,7 +284,7 @@ def test_the_page_is_accessible_and_works_by_keyboard(
                     break
                 browser.switch_to.active_element.send_keys(Keys.TAB)
             assert browser.switch_to.active_element == button, "the button is reachable by Tab"
-            button.send_keys(Keys.ENTER)
+            after_new_page(browser, partial(button.send_keys, Keys.ENTER), "Enter on the button")
             field = browser.find_element(By.ID, "abo-adresse")
             url = str(field.get_attribute("value"))
             check_accessibility(browser, "POST /desk/kalender-abo (new address)")
