@@ -21,6 +21,7 @@ from dispatcher.campaign.loading import CampaignError, load_campaign
 from dispatcher.campaign.model import Campaign, Channel
 from dispatcher.cli import dkim as cli_dkim
 from dispatcher.cli import editors as cli_editors
+from dispatcher.cli import history as cli_history
 from dispatcher.cli import ops as cli_ops
 from dispatcher.cli import subscribers as cli_subscribers
 from dispatcher.cli.common import (
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_subscribers.register(commands)
     cli_dkim.register(commands)
     cli_editors.register(commands)
+    cli_history.register(commands)
     return parser
 
 
