@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     desk_trusted_header: str | None = None
     desk_session_hours: float = Field(12, gt=0, le=24 * 30)  #: a desk session ends this much later
     desk_sign_in_per_hour: int = Field(5, ge=1)  #: sign-in links per address and hour
+    #: a desk change to a send less than this many minutes ahead needs an explicit confirmation
+    desk_freeze_minutes: float = Field(10, ge=0)
 
     def production_problems(self) -> list[str]:
         """The development defaults of the settings themselves that production must not run

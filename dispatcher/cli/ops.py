@@ -259,6 +259,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         email_channel=lambda: wiring.email_channel(settings),
         reload_errors=lambda: source.rejected,
         campaign_problems=source.current_problems,
+        campaign_changed=source.check,
     )
     serve_forever(create_app(state), settings.http_host, settings.http_port)
     return EXIT_OK

@@ -87,6 +87,7 @@ class Service:
         self.engine = open_ledger(settings)
         self.stop = threading.Event()
         self._schedule_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._lanes: dict[str, Lane] = {}
         self.source = CampaignSource(
             settings.campaign_file, campaign, on_rejected=metrics.count_reload_error
@@ -212,13 +213,15 @@ class Service:
 
     def reload(self, *, force: bool = False) -> bool:
         """Load the campaign file again if it changed; keep the last good one when invalid
-        (`campaign.source`: the one home of that rule, shared with `dispatcher web`)."""
-        if self.source.check(force=force) is not Reload.LOADED:
-            return False
-        self.campaign = self.source.campaign
-        self.context = self._wire(self.campaign)
-        self._schedule_sends()
-        return True
+        (`campaign.source`: the one home of that rule, shared with `dispatcher web`).
+        The scheduler's check, SIGHUP and a desk change may call it at the same time."""
+        with self._reload_lock:
+            if self.source.check(force=force) is not Reload.LOADED:
+                return False
+            self.campaign = self.source.campaign
+            self.context = self._wire(self.campaign)
+            self._schedule_sends()
+            return True
 
     @property
     def last_reload_error(self) -> str | None:

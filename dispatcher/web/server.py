@@ -346,6 +346,7 @@ def serve_beside(service: Service) -> BackgroundServer:
         scheduler_alive=service.scheduler_alive,
         reload_errors=lambda: service.reload_errors,
         campaign_problems=lambda: service.source.problems,
+        campaign_changed=service.reload,
         clock=service.clock,
         liveness=service.liveness,
     )

@@ -33,6 +33,9 @@ class WebState:
     campaign_problems: Callable[[], list[str]] = lambda: []
     #: why the process is not alive (a hung send lane), or None: /healthz answers 503 then
     liveness: Callable[[], str | None] = lambda: None
+    #: after the desk wrote the campaign file: load it now (`run`: the service's reload,
+    #: `web`: the source's check), so the next page shows the change
+    campaign_changed: Callable[[], object] = lambda: None
     clock: Clock = utc_now
     templates: jinja2.Environment = field(init=False)
     #: sign-up work done after the answer (see `dispatcher.web.background`)

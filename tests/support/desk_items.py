@@ -40,6 +40,7 @@ def desk_state(settings: Settings, database: Database, clock: ManualClock) -> We
         email_channel=lambda: wiring.email_channel(settings),
         reload_errors=lambda: source.rejected,
         campaign_problems=source.current_problems,
+        campaign_changed=source.check,
         clock=clock,
     )
 

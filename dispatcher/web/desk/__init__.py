@@ -1,4 +1,5 @@
-"""The editors' desk under /desk (docs/desk.md): sign-in, calendar, item pages, iCal feed.
+"""The editors' desk under /desk (docs/desk.md): sign-in, calendar, item pages, iCal feed,
+changes of the queue and their history.
 
 Each part is a small route module with `routes(state)`; `routes` mounts them all at /desk,
 with the `WebState` in the scope (`pages.WithState`) for the `signed_in` guard.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from dispatcher.web.desk import auth, calendar, ical, items
+from dispatcher.web.desk import auth, calendar, ical, items, queue
 from dispatcher.web.desk.pages import WithState
 from dispatcher.web.state import WebState
 
@@ -20,5 +21,6 @@ def routes(state: WebState) -> list[BaseRoute]:
         *calendar.routes(state),
         *ical.routes(state),
         *items.routes(state),
+        *queue.routes(state),
     ]
     return [Mount("/desk", routes=desk, middleware=[Middleware(WithState, state=state)])]

@@ -56,7 +56,7 @@ from dispatcher.ledger import store
 from dispatcher.ledger.engine import reader
 from dispatcher.mail import dkim
 from dispatcher.settings import Settings
-from dispatcher.web.desk import pages
+from dispatcher.web.desk import actions, pages
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.hardening import content_security_policy
 from dispatcher.web.ratelimit import SlidingWindowLimiter
@@ -586,17 +586,27 @@ def routes(state: WebState) -> list[BaseRoute]:
             items=state.campaign().items,
         )  # fmt: skip
 
+    def queue_forms(item_id: str) -> actions.ItemActions | None:
+        with reader(state.engine).connect() as connection:
+            return actions.item_actions(
+                connection, state.campaign(), state.settings.campaign_file, item_id,
+                now=state.clock(),
+            )  # fmt: skip
+
     @pages.signed_in
     async def item_page(request: Request) -> Response:
         try:
             view = await run_in_threadpool(build, request, _tag(request))
         except ItemNotFoundError as missing:
             return not_found(request, str(missing))
+        allowed = await run_in_threadpool(queue_forms, request.path_params["item_id"])
         return pages.render(
             state,
             request,
             "item.html.j2",
             view=view,
+            allowed=allowed,
+            read_only_help=actions.READ_ONLY_HELP,
             desktop=DESKTOP_WIDTH,
             phone=PHONE_WIDTH,
             test_limit=TEST_SENDS,
