@@ -67,7 +67,7 @@ class FormValues:
         return cls(
             title=item.title,
             teaser=item.teaser,
-            body=item.body or "",
+            body=(item.body or "").strip(),  # as `of_form` reads it: no change by itself
             tags=", ".join(item.tags),
             image=item.image or "",
             image_alt=item.image_alt or "",

@@ -17,7 +17,13 @@ import pytest
 
 from dispatcher.campaign.loading import load_campaign
 from dispatcher.web.desk import session
-from tests.support.browser import after_new_page, check_accessibility, main_text, path_of
+from tests.support.browser import (
+    after_new_page,
+    check_accessibility,
+    docs_screenshot,
+    main_text,
+    path_of,
+)
 from tests.support.database import Database
 from tests.support.desk_items import ITEM, Desk, all_channels, serve
 from tests.support.smtpd import SmtpServer
@@ -98,6 +104,8 @@ def test_queue_actions_by_click_change_only_their_lines(browser: Any, desk: Desk
         check_accessibility(browser, "POST /desk/items/{id}/bearbeiten (preview)")
         assert path.read_text("utf-8") == before_edit
         click(browser, "Speichern", "save")
+        assert "bearbeitet (teaser)" in main_text(browser)  # the body was not touched
+        docs_screenshot(browser, "desk-change")
         edited = path.read_text("utf-8")
         removed, added = diff(before_edit, edited)
         assert added == ["      Reinräume teilen: ein Besuch im Elbtal."]
@@ -107,6 +115,7 @@ def test_queue_actions_by_click_change_only_their_lines(browser: Any, desk: Desk
         # (as a new change: the later ones stay).
         browser.get(desk.url + "/desk/history")
         check_accessibility(browser, "GET /desk/history")
+        docs_screenshot(browser, "desk-history")
         assert len(re.findall(r"Änderung \d+ ansehen", main_text(browser))) == 4
         links = browser.find_elements(By.PARTIAL_LINK_TEXT, "ansehen")
         after_new_page(browser, links[-1].click, "the oldest change")
