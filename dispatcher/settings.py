@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
@@ -27,6 +28,8 @@ DEFAULT_IMPRINT = (
 
 MAX_WORKERS = 32  #: the most sender processes per `tick` (`DISPATCHER_WORKERS`)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: the shape of an ops address in `DISPATCHER_ALERT_EMAILS` (the relay judges the rest)
+_ADDRESS = re.compile(r"[^@\s,<>]+@[^@\s,<>]+")
 
 
 def available_cpus(
@@ -140,6 +143,28 @@ class Settings(BaseSettings):
     desk_sign_in_per_hour: int = Field(5, ge=1)  #: sign-in links per address and hour
     #: a desk change to a send less than this many minutes ahead needs an explicit confirmation
     desk_freeze_minutes: float = Field(10, ge=0)
+    #: ops addresses told of alerts (docs/operations.md, "Alerts"), comma-separated; empty: none
+    alert_emails: str = ""
+    #: chat webhooks told of alerts, written as DISPATCHER_WEBHOOK_URLS (they embed secrets)
+    alert_webhook_urls: SecretStr | None = None
+    #: a channel backing off, or the campaign file invalid, this long is alerted
+    alert_after_minutes: float = Field(15, gt=0)
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _alert_addresses(cls, value: str) -> str:
+        """One address per entry; the message names the entry, not the value."""
+        for number, entry in enumerate(value.split(","), start=1):
+            address = entry.strip()
+            if address and not _ADDRESS.fullmatch(address):
+                raise ValueError(f"entry {number} is not an email address (name@domain)")
+        return value
+
+    @property
+    def alert_addresses(self) -> tuple[str, ...]:
+        """`alert_emails` as a list, without empty entries and repeats."""
+        entries = (entry.strip() for entry in self.alert_emails.split(","))
+        return tuple(dict.fromkeys(entry for entry in entries if entry))
 
     def production_problems(self) -> list[str]:
         """The development defaults of the settings themselves that production must not run

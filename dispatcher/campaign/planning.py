@@ -17,8 +17,9 @@ from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus
 
 __all__ = ["PastDispatch", "Plan", "PlanState", "PlannedDispatch", "assign_items", "plan"]
 
-STARTED_STATES: frozenset[str] = frozenset({"running", "done", "partial", "failed"})
-"""Ledger states after which a day's content is fixed: something may have gone out."""
+STARTED_STATES: frozenset[str] = frozenset({"running", "done", "partial", "failed", "cancelled"})
+"""Ledger states after which a day's content is fixed: something may have gone out (a
+cancelled dispatch too: its day keeps its item, and the item is not planned again)."""
 
 _FROM_LEDGER: dict[str, str] = {
     "done": "sent",
@@ -26,9 +27,8 @@ _FROM_LEDGER: dict[str, str] = {
     "running": "running",
     "partial": "partial",
     "missed": "missed",
-    # Nothing went out and nothing will: for the reader of a plan that is a miss, and the
-    # scheduler must not pick it up again as DUE.
-    "cancelled": "missed",
+    # Called off by an operator (`dispatcher cancel`): shown as such, never DUE again.
+    "cancelled": "cancelled",
     # "planned" is deliberately absent: the ledger's own plan carries no news, time decides.
 }
 
@@ -43,6 +43,7 @@ class PlanState(StrEnum):
     FAILED = "failed"  #: ledger: failed
     RUNNING = "running"  #: ledger: running
     PARTIAL = "partial"  #: ledger: partial
+    CANCELLED = "cancelled"  #: ledger: cancelled by an operator (`dispatcher cancel`)
     EMPTY = "empty"  #: a send day without an item
     UNSCHEDULED = "unscheduled"  #: a ready item for which no send day is left
 

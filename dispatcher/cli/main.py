@@ -19,11 +19,13 @@ import sqlalchemy as sa
 
 from dispatcher.campaign.loading import CampaignError, load_campaign
 from dispatcher.campaign.model import Campaign, Channel
+from dispatcher.cli import controls as cli_controls
 from dispatcher.cli import dkim as cli_dkim
 from dispatcher.cli import editors as cli_editors
 from dispatcher.cli import history as cli_history
 from dispatcher.cli import ops as cli_ops
 from dispatcher.cli import subscribers as cli_subscribers
+from dispatcher.cli import tokens as cli_tokens
 from dispatcher.cli.common import (
     EXIT_OK,
     EXIT_USER_ERROR,
@@ -154,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_dkim.register(commands)
     cli_editors.register(commands)
     cli_history.register(commands)
+    cli_controls.register(commands)
+    cli_tokens.register(commands)
     return parser
 
 

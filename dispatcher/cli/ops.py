@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from dispatcher import logs
 from dispatcher.campaign.model import Campaign, Channel, item_to_json
 from dispatcher.campaign.source import CampaignSource
-from dispatcher.channels import links
 from dispatcher.cli.common import (
     EXIT_DELIVERY_FAILED,
     EXIT_OK,
@@ -38,11 +37,12 @@ from dispatcher.cli.common import (
 )
 from dispatcher.clock import SimulatedClock, clock_from, utc_now
 from dispatcher.content import rendering
-from dispatcher.delivery import metrics, pipeline, schedule, wiring
+from dispatcher.delivery import alerts, metrics, pipeline, schedule, wiring
 from dispatcher.delivery import targets as delivery_targets
 from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.delivery.leader import SqliteInUseError
 from dispatcher.delivery.service import Service
+from dispatcher.delivery.status import status_of
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import outages, store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
@@ -210,6 +210,10 @@ def _service_start(args: argparse.Namespace) -> tuple[Settings, Campaign]:
     problems = wiring.production_problems(settings, campaign.channels)
     if problems:
         raise UserError("\n".join(problems))
+    try:  # a mistyped alert destination: refused at start, not a traceback in the service
+        alerts.destinations_for(settings)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     logs.configure(settings.log_format)
     return settings, campaign
 
@@ -269,74 +273,42 @@ def status_rows(settings: Settings, campaign: Campaign, now: dt.datetime) -> dic
     engine = open_ledger(settings)
     try:
         with ledger_engine.reader(engine).connect() as connection:
-            rows = []
-            listed = store.list_dispatches(connection, campaign.id)
-            posts: dict[int, list[dict[str, Any]]] = {}
-            social = [d.id for d in listed if d.channel != Channel.EMAIL]
-            channel_of = {d.id: d.channel for d in listed}
-            for post in ledger_targets.posts(connection, social):
-                posts.setdefault(post.dispatch_id, []).append(
-                    {
-                        "target": post.target,
-                        "state": post.state,
-                        "attempts": post.attempts,
-                        "provider_id": post.provider_id,
-                        "link": post.provider_url
-                        or links.post_url(
-                            channel_of[post.dispatch_id], post.provider_id, recipient=post.target
-                        ),
-                        "error": None if post.state == DeliveryState.SENT else post.error,
-                    }
-                )
-            for d in listed:
-                row = {
-                    "id": d.id,
-                    "day": d.day.isoformat(),
-                    "channel": d.channel,
-                    "item": d.item_id,
-                    "state": d.state,
-                    "counts": store.delivery_counts(connection, d.id),
-                    "errors": store.recent_errors(connection, d.id),
-                }
-                if d.channel != Channel.EMAIL:
-                    row["posts"] = posts.get(d.id, [])
-                rows.append(row)
-            plan = schedule.ledger_plan(connection, campaign, now)
-            subscribers = subscriber_store.count_by_state(connection)
-            down = outages.outages(connection)
-            stranded = delivery_targets.stranded_problems(connection, campaign.id, settings)
+            return status_of(connection, campaign, settings, now)
     finally:
         engine.dispose()
-    next_send = {
-        str(channel): None if at is None else at.isoformat()
-        for channel, at in schedule.next_sends(plan, campaign).items()
-    }
-    return {
-        "dispatches": rows,
-        "next_send": next_send,
-        "subscribers": subscribers,
-        "stranded": stranded,
-        "outages": {
-            channel: {
-                "since": outage.since.isoformat(),
-                "refused_tries": outage.failures,
-                "next_try": outage.retry_at.isoformat(),
-                "error": outage.error,
-            }
-            for channel, outage in sorted(down.items())
-        },
-    }
+
+
+def _cancel_lines(row: dict[str, Any]) -> list[str]:
+    off = row["cancelled"]
+    if off is None:
+        return []
+    at = dt.datetime.fromisoformat(off["at"])
+    why = f": {off['reason']}" if off["reason"] else ""
+    lines = [f"      cancelled {at:%Y-%m-%d %H:%M:%S} UTC by {off['by']}{why}"]
+    unsent = row["counts"].get(DeliveryState.CANCELLED, 0)
+    if off["resent_at"] is not None:
+        resent = dt.datetime.fromisoformat(off["resent_at"])
+        lines.append(
+            f"      unsent rest resent {resent:%Y-%m-%d %H:%M:%S} UTC by {off['resent_by']}"
+        )
+    elif row["state"] == DispatchState.CANCELLED and unsent:
+        lines.append(
+            f"      {unsent} not sent; `dispatcher resend {row['id']} --only-unsent` sends them"
+        )
+    return lines
 
 
 def format_status(status: dict[str, Any]) -> str:
     head = f"{'id':>4}  {'day':<10}  {'channel':<9} {'item':<26} {'state':<9}"
-    lines = [head + "".join(f" {s:>8}" for s in DELIVERY_COLUMNS)]
+    widths = {s: max(8, len(s)) for s in DELIVERY_COLUMNS}  # "cancelled" is nine letters
+    lines = [head + "".join(f" {s:>{widths[s]}}" for s in DELIVERY_COLUMNS)]
     for row in status["dispatches"]:
-        counts = "".join(f" {row['counts'].get(s, 0):>8}" for s in DELIVERY_COLUMNS)
+        counts = "".join(f" {row['counts'].get(s, 0):>{widths[s]}}" for s in DELIVERY_COLUMNS)
         lines.append(
             f"{row['id']:>4}  {row['day']:<10}  {row['channel']:<9} {row['item']:<26} "
             f"{row['state']:<9}{counts}"
         )
+        lines += _cancel_lines(row)
         if "posts" in row:
             for post in row["posts"]:
                 attempts = f"{post['attempts']} attempt{'' if post['attempts'] == 1 else 's'}"
@@ -353,6 +325,13 @@ def format_status(status: dict[str, Any]) -> str:
         f"unavailable: {channel} since {o['since']} (refused {o['refused_tries']} times, "
         f"deliveries stay queued), next try {o['next_try']}: {o['error']}"
         for channel, o in status["outages"].items()
+    ]
+    lines += [
+        f"paused: {'all sending' if channel == 'all' else channel} since "
+        f"{dt.datetime.fromisoformat(p['since']):%Y-%m-%d %H:%M:%S} UTC by {p['by']} "
+        f"(nothing is claimed, deliveries keep their place; "
+        f"`dispatcher resume{'' if channel == 'all' else ' ' + channel}`)"
+        for channel, p in status["paused"].items()
     ]
     lines.append(
         "next send: " + ", ".join(f"{c} {t or '—'}" for c, t in status["next_send"].items())

@@ -8,7 +8,8 @@ Two registries, neither of them prometheus-client's global default:
   `dispatcher_config_reload_errors_total` counter, plus the process/platform collectors.
 * `build_registry(ledger)` (one per app) reads the ledger when scraped —
   `dispatcher_deliveries`, `dispatcher_dispatches`, `dispatcher_subscribers`,
-  `dispatcher_next_dispatch_timestamp_seconds`, `dispatcher_ledger_up` — and includes
+  `dispatcher_next_dispatch_timestamp_seconds`, `dispatcher_channel_unavailable`,
+  `dispatcher_channel_paused`, `dispatcher_ledger_up` — and includes
   `PROCESS_REGISTRY`, so one `/metrics` shows both.
 
 The ledger counts are gauges of *current* rows (a delivery moves from pending to sent),
@@ -44,7 +45,7 @@ from prometheus_client.registry import Collector
 from dispatcher.campaign.model import Campaign
 from dispatcher.clock import Clock
 from dispatcher.delivery import schedule
-from dispatcher.ledger import outages, stats
+from dispatcher.ledger import controls, outages, stats
 from dispatcher.ledger.engine import reader
 from dispatcher.ledger.tables import (
     DeliveryState,
@@ -147,6 +148,7 @@ class LedgerCollector(Collector):
             people = stats.subscriber_counts(connection)
             plan = schedule.ledger_plan(connection, campaign, self._now())
             down = outages.outages(connection)
+            held = {pause.channel for pause in controls.pauses(connection)}
         upcoming = schedule.next_sends(plan, campaign)
         channels = sorted({str(c) for c in campaign.channels} | {c for c, _ in delivered})
         deliveries = GaugeMetricFamily(
@@ -191,7 +193,16 @@ class LedgerCollector(Collector):
             unavailable.add_metric([name], 1 if name in down else 0)
             if name in down:
                 next_try.add_metric([name], down[name].retry_at.timestamp())
-        return [deliveries, dispatches, subscribers, next_dispatch, unavailable, next_try]
+        paused = GaugeMetricFamily(
+            "dispatcher_channel_paused",
+            "1 while sending on a channel is held by `dispatcher pause` (its own pause or that "
+            'of all sending); channel="all": all sending is paused.',
+            labels=["channel"],
+        )
+        for name in sorted(set(channels) | (held - {controls.ALL})):
+            paused.add_metric([name], 1 if held & {name, controls.ALL} else 0)
+        paused.add_metric([controls.ALL], 1 if controls.ALL in held else 0)
+        return [deliveries, dispatches, subscribers, next_dispatch, unavailable, next_try, paused]
 
 
 def delivery_counts(connection: sa.Connection) -> dict[tuple[str, str], int]:

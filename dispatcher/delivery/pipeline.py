@@ -18,6 +18,9 @@ Invariants:
   alone, by every process, until its outage's retry time (`ledger.outages`).
 - Each loop unit returns whether there is more work, so a stop request is honoured
   between batches.
+- The stop switch is read before every claim batch: a cancelled dispatch gets no claim
+  (what is in flight is recorded, what is given back is cancelled), a paused channel
+  neither claims nor fans out, and its deliveries stay as they are (`ledger.controls`).
 See docs/architecture.md for the reasoning.
 """
 
@@ -43,8 +46,8 @@ from dispatcher.delivery import schedule
 from dispatcher.delivery.email import EmailDispatch
 from dispatcher.delivery.posts import PostDispatch
 from dispatcher.delivery.sending import ChannelDown, Context, DispatchSender
+from dispatcher.ledger import controls, outages, store, ticks
 from dispatcher.ledger import engine as ledger_engine
-from dispatcher.ledger import outages, store, ticks
 from dispatcher.ledger.tables import DeliveryState, DispatchState
 
 IMPLEMENTED_CHANNELS = tuple(Channel)
@@ -72,13 +75,60 @@ class TickReport:
     finished: dict[int, DispatchState] = field(default_factory=dict)
     counts: dict[int, dict[str, int]] = field(default_factory=dict)
     failed_deliveries: int = 0
+    #: channels held by a pause during the tick (`dispatcher pause`), with the pause
+    paused: dict[str, controls.PauseRow] = field(default_factory=dict)
+
+
+class _Notices:
+    """What this process has logged about pauses and cancels, so each is logged once per
+    process (not once per poll or batch); a resume is logged when it is first noticed."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paused: dict[str, tuple[str, dt.datetime]] = {}  # channel -> pause seen
+        self._held_days: set[tuple[str, str, dt.datetime]] = set()
+        self._cancelled: set[int] = set()
+
+    def paused(self, channel: str, pause: controls.PauseRow) -> bool:
+        with self._lock:
+            seen = (pause.channel, pause.paused_at)
+            new = self._paused.get(channel) != seen
+            self._paused[channel] = seen
+            return new
+
+    def running(self, channel: str) -> bool:
+        """Whether `channel` had been seen paused (and now is not)."""
+        with self._lock:
+            return self._paused.pop(channel, None) is not None
+
+    def held_day(self, day: str, channel: str, pause: controls.PauseRow) -> bool:
+        with self._lock:
+            key = (day, channel, pause.paused_at)
+            new = key not in self._held_days
+            self._held_days.add(key)
+            return new
+
+    def cancelled(self, dispatch_id: int) -> bool:
+        with self._lock:
+            new = dispatch_id not in self._cancelled
+            self._cancelled.add(dispatch_id)
+            return new
+
+
+_notices = _Notices()
 
 
 # 1. Plan: which dispatches are due now, which were missed -------------------------------
 
 
 def make_due_dispatches(ctx: Context, report: TickReport) -> None:
-    """Create the ledger row of each due dispatch (once), and record missed ones."""
+    """Create the ledger row of each due dispatch (once), and record missed ones.
+
+    A day due on a paused channel is not created yet: it is created (and sent) at the first
+    tick after the resume while its catch-up lasts, and recorded missed once that has
+    passed, as for a service that was stopped (docs/operations.md, "A wrong link went out").
+    This is also where what cancels left behind is settled (`controls.settle_cancelled`).
+    """
     now = ctx.clock()
     campaign = ctx.campaign
     with ctx.engine.begin() as connection:
@@ -89,6 +139,7 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
             ctx.config.clock_jump_limit,
             ctx.config.clock_jump_confirmed,
         )
+        controls.settle_cancelled(connection, now=now)
         plan = schedule.ledger_plan(connection, campaign, now)
         for row in plan.rows:
             if row.channel not in IMPLEMENTED_CHANNELS or row.item_id is None:
@@ -97,6 +148,26 @@ def make_due_dispatches(ctx: Context, report: TickReport) -> None:
                 continue
             assert row.day is not None and row.send_at_utc is not None
             if store.get_dispatch(connection, campaign.id, row.day, row.channel) is not None:
+                continue
+            held = controls.holding(connection, row.channel)
+            if held is not None and row.state is planning.PlanState.DUE:
+                report.paused[row.channel] = held
+                if _notices.held_day(str(row.day), row.channel, held):
+                    log.warning(
+                        "dispatch %s %s %s is due but held: %s; it is sent if the pause "
+                        "ends by %s (its catch_up), else it is missed",
+                        row.day,
+                        row.channel,
+                        row.item_id,
+                        _describe_pause(held),
+                        _local(ctx, row.send_at_utc + campaign.catch_up),
+                        extra={
+                            "event": "dispatch_held",
+                            "channel": str(row.channel),
+                            "day": str(row.day),
+                            "item": row.item_id,
+                        },
+                    )
                 continue
             content = item_to_json(campaign.item(row.item_id))
             missed = row.state is planning.PlanState.MISSED
@@ -272,6 +343,43 @@ def write_to_ledger(ctx: Context, what: str, write: Callable[[sa.Connection], T]
         return result
 
 
+def _describe_pause(pause: controls.PauseRow) -> str:
+    what = "all sending" if pause.channel == controls.ALL else f"channel {pause.channel}"
+    return f"{what} paused since {pause.paused_at:%Y-%m-%d %H:%M:%S} UTC by {pause.paused_by}"
+
+
+def note_pause(channel: str, pause: controls.PauseRow) -> None:
+    """Log, once per process and pause, that `channel` is held."""
+    if _notices.paused(channel, pause):
+        log.warning(
+            "channel %s held: %s; nothing is claimed until `dispatcher resume`, deliveries "
+            "keep their place",
+            channel,
+            _describe_pause(pause),
+            extra={"event": "channel_paused", "channel": channel, "by": pause.paused_by},
+        )
+
+
+def note_running(channel: str) -> None:
+    """Log, once, that a channel this process saw paused sends again."""
+    if _notices.running(channel):
+        log.info(
+            "channel %s: the pause has ended; sending continues where it stopped",
+            channel,
+            extra={"event": "channel_resumed", "channel": channel},
+        )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one claim batch came to."""
+
+    more: bool  #: there may be more to claim
+    down: str | None = None  #: the channel refused the whole session (why)
+    paused: controls.PauseRow | None = None  #: nothing claimed: the channel is held
+    stopped: str | None = None  #: nothing claimed: the dispatch is not open (its state)
+
+
 @dataclass(frozen=True)
 class NotSent:
     """The delivery was not attempted: stop requested, channel down, or claim lost."""
@@ -284,21 +392,45 @@ def send_batch(
     dispatch: store.DispatchRow,
     send: Callable[[store.ClaimedDelivery], store.Outcome | ChannelDown],
     pool: ThreadPoolExecutor,
-) -> tuple[bool, str | None]:
-    """One claimed batch through the channel: (whether there may be more, channel failure)."""
+) -> Batch:
+    """One claimed batch through the channel. Before the claim, in its transaction, the stop
+    switch is read: a pause of the channel or a cancel of the dispatch claims nothing."""
     with ctx.engine.begin() as connection:
-        claimed = store.claim_batch(
-            connection,
-            dispatch.id,
-            limit=ctx.config.claim_batch,
-            now=ctx.clock(),
-            lease=ctx.config.lease,
-            worker=ctx.config.worker,
-            max_attempts=ctx.config.max_attempts,
+        state = store.lock_dispatch(connection, dispatch.id)
+        paused = controls.holding(connection, dispatch.channel)
+        claimed = (
+            []
+            if paused is not None or state not in store.OPEN_DISPATCH_STATES
+            else store.claim_batch(
+                connection,
+                dispatch.id,
+                limit=ctx.config.claim_batch,
+                now=ctx.clock(),
+                lease=ctx.config.lease,
+                worker=ctx.config.worker,
+                max_attempts=ctx.config.max_attempts,
+            )
         )
     ctx.beat()
+    if paused is not None:
+        note_pause(dispatch.channel, paused)
+        return Batch(more=False, paused=paused)
+    if state not in store.OPEN_DISPATCH_STATES:
+        if state == DispatchState.CANCELLED and _notices.cancelled(dispatch.id):
+            log.warning(
+                "dispatch %s %s %s was cancelled: this process claims none of it any more",
+                dispatch.day,
+                dispatch.channel,
+                dispatch.item_id,
+                extra={
+                    "event": "dispatch_stopped",
+                    "dispatch": dispatch.id,
+                    "channel": dispatch.channel,
+                },
+            )
+        return Batch(more=False, stopped=state)
     if not claimed:
-        return False, None
+        return Batch(more=False)
     down = threading.Event()
 
     def guarded(
@@ -340,12 +472,7 @@ def send_batch(
         write_to_ledger(
             ctx,
             f"the outcomes of {len(outcomes)} deliveries",
-            lambda connection: (
-                store.record_outcomes(
-                    connection, outcomes, worker=ctx.config.worker, now=ctx.clock()
-                ),
-                store.release_claims(connection, worker=ctx.config.worker, ids=unsent),
-            ),
+            lambda connection: record_batch(ctx, connection, dispatch, outcomes, unsent),
         )
     for outcome in outcomes:
         if outcome.state in (DeliveryState.FAILED, DeliveryState.DEFERRED, DeliveryState.UNKNOWN):
@@ -362,7 +489,25 @@ def send_batch(
                     "error": outcome.error,
                 },
             )
-    return down_message is None and not ctx.stop.is_set(), down_message
+    return Batch(more=down_message is None and not ctx.stop.is_set(), down=down_message)
+
+
+def record_batch(
+    ctx: Context,
+    connection: sa.Connection,
+    dispatch: store.DispatchRow,
+    outcomes: list[store.Outcome],
+    unsent: list[int],
+) -> None:
+    """A batch's outcomes and the claims it gives back, in one transaction. Under the
+    dispatch's shared lock: if it was cancelled meanwhile, what is given back or deferred
+    becomes `cancelled` here, or the cancel (waiting for the lock) finds it unsent."""
+    now = ctx.clock()
+    state = store.lock_dispatch(connection, dispatch.id)
+    store.record_outcomes(connection, outcomes, worker=ctx.config.worker, now=now)
+    store.release_claims(connection, worker=ctx.config.worker, ids=unsent)
+    if state == DispatchState.CANCELLED:
+        controls.settle_cancelled(connection, now=now, dispatch_id=dispatch.id)
 
 
 def run_dispatch(
@@ -390,12 +535,16 @@ def run_dispatch(
         fanning = sender.fan_out_step()
         with ThreadPoolExecutor(sender.workers, thread_name_prefix="send") as pool:
             while True:
-                more, down = send_batch(ctx, dispatch, sender.send, pool)
-                if down is not None or ctx.stop.is_set():
+                batch = send_batch(ctx, dispatch, sender.send, pool)
+                down = batch.down
+                if batch.paused is not None:
+                    report.paused[dispatch.channel] = batch.paused
+                    break
+                if down is not None or batch.stopped is not None or ctx.stop.is_set():
                     break
                 if fanning:
                     fanning = sender.fan_out_step()
-                elif not more:
+                elif not batch.more:
                     break
                 report_progress(ctx, dispatch)
     finally:
@@ -498,6 +647,14 @@ def run_lane(ctx: Context, channel: str, report: TickReport) -> None:
         waiting = [d for d in due_dispatches(ctx, channel) if d.id not in tried]
         if not waiting:
             return
+        with ledger_engine.reader(ctx.engine).connect() as connection:
+            paused = controls.holding(connection, channel)
+        if paused is not None:
+            # Before the dispatch is opened: a held channel neither renders nor fans out.
+            report.paused[channel] = paused
+            note_pause(channel, paused)
+            return
+        note_running(channel)
         dispatch = waiting[0]
         tried.add(dispatch.id)
         final = run_dispatch(ctx, dispatch, report)

@@ -194,9 +194,9 @@ def check_change(
     if isinstance(edit, editing.Hold) and running:
         names = ", ".join(sorted({CHANNEL_NAMES[p.channel] for p in running}))
         notes.append(
-            f"Der Versand ({names}) läuft bereits und wird zu Ende geführt – einen "
-            "Stopp-Schalter gibt es noch nicht. Zurückgehalten wird, was noch nicht "
-            "begonnen hat."
+            f"Der Versand ({names}) läuft bereits und wird zu Ende geführt; zurückgehalten "
+            "wird, was noch nicht begonnen hat. Stoppen: `dispatcher cancel` oder "
+            "„Versand … abbrechen“ auf der Beitragsseite."
         )
     new_text = editing.apply_edit(file_text, edit)
     changed = load_campaign_text(new_text, file)  # CampaignError: the edit is invalid

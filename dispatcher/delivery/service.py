@@ -21,12 +21,13 @@ from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from dispatcher.campaign import source
 from dispatcher.campaign.model import Campaign
 from dispatcher.campaign.source import CampaignSource, Reload
 from dispatcher.clock import Clock, utc_now
-from dispatcher.delivery import leader, metrics, pipeline, schedule, sending
+from dispatcher.delivery import alerts, leader, metrics, pipeline, schedule, sending
 from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import ticks
@@ -102,6 +103,15 @@ class Service:
         )
         self.is_leader = False
         self.context = self._wire(campaign)
+        # Built once, like the wiring: its destinations (relay, webhooks) are opened once.
+        self.alerts = alerts.monitor_for(
+            settings,
+            self.engine,
+            clock=clock,
+            campaign_id=campaign.id,
+            problems=lambda: self.source.problems,
+            is_leader=lambda: self.is_leader,
+        )
 
     # --- the one job function ------------------------------------------------------------
 
@@ -256,6 +266,8 @@ class Service:
             self.fire()  # catch up at once: the previous holder may have died mid-day
         elif was and not self.is_leader:
             log.warning("this process is no longer the scheduler", extra={"event": "leader_lost"})
+            if self.alerts is not None:
+                self.alerts.leader_lost()
 
     def start(self) -> None:
         """Catch up from the ledger, then let the scheduler fire at the planned times."""
@@ -269,6 +281,13 @@ class Service:
         self.scheduler.add_job(
             self.check_leader, "interval", seconds=LEADER_CHECK_SECONDS, id="leader"
         )
+        if self.alerts is not None:
+            # Its runs start a thread of their own (`Monitor.start_run`): a relay or webhook
+            # that hangs never holds up the poll or the send lanes (docs/operations.md).
+            trigger = IntervalTrigger(
+                seconds=alerts.interval(self.settings.poll_seconds), start_date=alerts.ALIGNED_START
+            )
+            self.scheduler.add_job(self.alerts.start_run, trigger, id="alerts")
         self._schedule_sends()
         self.scheduler.start()
         log.info("service started", extra={"event": "service_started"})
@@ -283,6 +302,8 @@ class Service:
             self.http.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self.alerts is not None:
+            self.alerts.close()
         if not self.lanes_idle(self.settings.shutdown_seconds):
             log.error(
                 "in-flight sends did not finish in time; their leases will expire",

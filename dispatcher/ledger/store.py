@@ -4,6 +4,12 @@ A claim is one UPDATE of rows picked with `FOR UPDATE SKIP LOCKED` (PostgreSQL)
 or under SQLite's write lock (`BEGIN IMMEDIATE`), so two workers never hold the
 same delivery. A claim carries a lease: a worker that dies leaves rows in
 `sending` that another worker may take again once the lease has expired.
+
+Only an open dispatch (planned, running) gets claims or fan-out rows. Claims, fan-out
+and the record of a batch first take a shared lock on the dispatch row (`lock_dispatch`),
+a cancel an exclusive one: so once `dispatcher cancel` has committed, no claim starts on
+the dispatch, and what a worker gives back lands where the cancel sees it
+(docs/architecture.md, "A claim lives exactly as long as its worker works on it").
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from dispatcher.ledger.tables import (
 
 OPEN_DISPATCH_STATES = (DispatchState.PLANNED, DispatchState.RUNNING)
 UNFINISHED_DELIVERY_STATES = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.DEFERRED)
+#: where a `sent` outcome lands: a message that left is sent, whatever happened to its row
+SENT_LANDS_ON = (*UNFINISHED_DELIVERY_STATES, DeliveryState.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,25 @@ def list_dispatches(
     return [DispatchRow.from_row(row) for row in connection.execute(query)]
 
 
+def lock_dispatch(
+    connection: sa.Connection, dispatch_id: int, *, exclusive: bool = False
+) -> str | None:
+    """The dispatch's state, its row locked until the transaction ends (None: no such row).
+
+    Shared (`FOR KEY SHARE`) for claims, fan-out and records: they do not wait for each
+    other, nor for updates of the dispatch's cursor or state. Exclusive (`FOR UPDATE`) for a
+    cancel or resend, which thus waits for the shared holders and makes new ones wait. SQLite
+    needs neither: every writing transaction holds the database's write lock.
+    """
+    query = sa.select(dispatches.c.state).where(dispatches.c.id == dispatch_id)
+    if exclusive:
+        query = query.with_for_update()
+    else:
+        query = query.with_for_update(read=True, key_share=True)
+    state = connection.execute(query).scalar()
+    return None if state is None else str(state)
+
+
 def mark_dispatch(
     connection: sa.Connection,
     dispatch_id: int,
@@ -152,14 +179,18 @@ def mark_dispatch(
     now: dt.datetime,
     error: str | None = None,
 ) -> None:
+    """Set the dispatch's state. `running` only from an open state: a worker that listed the
+    dispatch just before it was cancelled must not open it again."""
     values: dict[str, Any] = {"state": state}
+    where = dispatches.c.id == dispatch_id
     if state is DispatchState.RUNNING:
         values["started_at"] = sa.func.coalesce(dispatches.c.started_at, now)
+        where = sa.and_(where, dispatches.c.state.in_(OPEN_DISPATCH_STATES))
     elif state is not DispatchState.PLANNED:
         values["finished_at"] = now
     if error is not None:
         values["error"] = error
-    connection.execute(dispatches.update().where(dispatches.c.id == dispatch_id).values(values))
+    connection.execute(dispatches.update().where(where).values(values))
 
 
 def fan_out_subscribers(
@@ -175,8 +206,11 @@ def fan_out_subscribers(
 
     Streaming in id order keeps memory flat however long the list; the cursor is
     stored with the rows, and a conflict (another worker did the same batch) is
-    harmless. Returns the number of subscribers covered; 0 means fan-out is done.
+    harmless. Returns the number of subscribers covered; 0 means fan-out is done — or
+    stopped: a dispatch that is not open (cancelled) gets no more rows.
     """
+    if lock_dispatch(connection, dispatch.id) not in OPEN_DISPATCH_STATES:
+        return 0
     cursor = connection.execute(
         sa.select(dispatches.c.fanout_cursor).where(dispatches.c.id == dispatch.id)
     ).scalar_one()
@@ -195,20 +229,51 @@ def fan_out_subscribers(
             dispatches.update().where(dispatches.c.id == dispatch.id).values(fanout_done=True)
         )
         return 0
-    # INSERT … SELECT: the rows never pass through Python, whatever the list's size.
+    insert_subscriber_deliveries(
+        connection,
+        dispatch.id,
+        after=cursor,
+        upto=last,
+        key_prefix=key_prefix,
+        key_suffix=key_suffix,
+        state=DeliveryState.PENDING,
+        now=now,
+    )
+    connection.execute(
+        dispatches.update()
+        .where(dispatches.c.id == dispatch.id, dispatches.c.fanout_cursor < last)
+        .values(fanout_cursor=last)
+    )
+    return int(covered)
+
+
+def insert_subscriber_deliveries(
+    connection: sa.Connection,
+    dispatch_id: int,
+    *,
+    after: int,
+    upto: int | None,
+    key_prefix: str,
+    key_suffix: str,
+    state: DeliveryState,
+    now: dt.datetime,
+) -> None:
+    """One delivery in `state` per active subscriber with `after < id <= upto` (None: no
+    upper bound), keyed `key_prefix + id + key_suffix`; rows that exist stay as they are.
+
+    INSERT … SELECT: the rows never pass through Python, whatever the list's size.
+    """
     source = sa.select(
-        sa.literal(dispatch.id),
+        sa.literal(dispatch_id),
         sa.literal("subscriber:") + sa.cast(subscribers.c.id, sa.String),
         subscribers.c.id,
         sa.literal(key_prefix) + sa.cast(subscribers.c.id, sa.String) + sa.literal(key_suffix),
-        sa.literal(str(DeliveryState.PENDING)),
+        sa.literal(str(state)),
         sa.literal(now, UTCDateTime),
         sa.literal(now, UTCDateTime),
-    ).where(
-        subscribers.c.state == SubscriberState.ACTIVE,
-        subscribers.c.id > cursor,
-        subscribers.c.id <= last,
-    )
+    ).where(subscribers.c.state == SubscriberState.ACTIVE, subscribers.c.id > after)
+    if upto is not None:
+        source = source.where(subscribers.c.id <= upto)
     columns = ["dispatch_id", "recipient", "subscriber_id", "key", "state", "created_at"]
     statement = (
         _insert(connection, deliveries)
@@ -216,12 +281,6 @@ def fan_out_subscribers(
         .on_conflict_do_nothing()
     )
     connection.execute(statement)
-    connection.execute(
-        dispatches.update()
-        .where(dispatches.c.id == dispatch.id, dispatches.c.fanout_cursor < last)
-        .values(fanout_cursor=last)
-    )
-    return int(covered)
 
 
 def claim_batch(
@@ -239,7 +298,11 @@ def claim_batch(
     A takeover of an expired lease is an attempt like any other: the worker that held it
     may have sent some of its messages. A delivery whose attempts are used up is not taken
     over again but settled as `unknown` (it may have arrived; `retry --force` resends it).
+    A dispatch that is not open (cancelled) gives nothing: checked under its row lock, so a
+    claim either ended before the cancel committed or sees it.
     """
+    if lock_dispatch(connection, dispatch_id) not in OPEN_DISPATCH_STATES:
+        return []
     if max_attempts is not None:
         connection.execute(
             deliveries.update()
@@ -316,7 +379,7 @@ def _record_statement(*, held_only: bool) -> sa.Update:
         )
     else:
         # Not IN (…): an expanding parameter cannot be used with executemany.
-        where = sa.or_(*(deliveries.c.state == state for state in UNFINISHED_DELIVERY_STATES))
+        where = sa.or_(*(deliveries.c.state == state for state in SENT_LANDS_ON))
     return (
         deliveries.update()
         .where(deliveries.c.id == sa.bindparam("o_id"), where)
@@ -461,9 +524,10 @@ def next_retry_at(connection: sa.Connection, dispatch_id: int) -> dt.datetime | 
 def finish_if_complete(
     connection: sa.Connection, dispatch: DispatchRow, *, now: dt.datetime
 ) -> DispatchState | None:
-    """Close the dispatch once fan-out is done and no delivery is unfinished."""
+    """Close the dispatch once fan-out is done and no delivery is unfinished. A dispatch
+    that is not open any more (cancelled meanwhile) keeps its state."""
     fresh = dispatch_by_id(connection, dispatch.id)
-    if fresh is None or not fresh.fanout_done:
+    if fresh is None or not fresh.fanout_done or fresh.state not in OPEN_DISPATCH_STATES:
         return None
     counts = delivery_counts(connection, dispatch.id)
     if any(counts.get(state, 0) for state in UNFINISHED_DELIVERY_STATES):
@@ -478,8 +542,12 @@ def finish_if_complete(
         state = DispatchState.FAILED
     else:
         state = DispatchState.PARTIAL
-    mark_dispatch(connection, dispatch.id, state, now=now)
-    return state
+    closed = connection.execute(
+        dispatches.update()
+        .where(dispatches.c.id == dispatch.id, dispatches.c.state.in_(OPEN_DISPATCH_STATES))
+        .values(state=state, finished_at=now)
+    )
+    return state if closed.rowcount else None
 
 
 def requeue(
@@ -490,9 +558,13 @@ def requeue(
     force: bool,
     now: dt.datetime,
 ) -> int:
-    """Put failed (and with `force`, unknown) deliveries back to pending and reopen dispatches."""
+    """Put failed (and with `force`, unknown) deliveries back to pending and reopen dispatches.
+
+    A cancelled dispatch is left alone: only `dispatcher resend` sends any of it again."""
     states = [DeliveryState.FAILED] + ([DeliveryState.UNKNOWN] if force else [])
-    scope = sa.select(dispatches.c.id).where(dispatches.c.campaign_id == campaign_id)
+    scope = sa.select(dispatches.c.id).where(
+        dispatches.c.campaign_id == campaign_id, dispatches.c.state != DispatchState.CANCELLED
+    )
     if dispatch_id is not None:
         scope = scope.where(dispatches.c.id == dispatch_id)
     # A bounced subscriber's delivery stays failed: sending again would bounce again.
@@ -582,7 +654,10 @@ def fan_out_targets(
     *,
     now: dt.datetime,
 ) -> None:
-    """One pending delivery per (recipient, key) of a social dispatch, then fan-out is done."""
+    """One pending delivery per (recipient, key) of a social dispatch, then fan-out is done
+    (nothing for a dispatch that is not open: a cancelled one gets no new rows)."""
+    if lock_dispatch(connection, dispatch.id) not in OPEN_DISPATCH_STATES:
+        return
     rows = [
         dict(
             dispatch_id=dispatch.id,

@@ -41,10 +41,18 @@ class DeliveryState(StrEnum):
     FAILED = "failed"  #: permanent error
     SKIPPED = "skipped"  #: the subscriber left before the send
     UNKNOWN = "unknown"  #: outcome unknown on a provider without idempotency
+    #: not sent because its dispatch was cancelled; `dispatcher resend --only-unsent` sends it
+    CANCELLED = "cancelled"
 
 
 FINISHED_DELIVERY_STATES = frozenset(
-    {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED, DeliveryState.UNKNOWN}
+    {
+        DeliveryState.SENT,
+        DeliveryState.FAILED,
+        DeliveryState.SKIPPED,
+        DeliveryState.UNKNOWN,
+        DeliveryState.CANCELLED,
+    }
 )
 
 
@@ -122,6 +130,13 @@ dispatches = sa.Table(
     sa.Column("started_at", UTCDateTime),
     sa.Column("finished_at", UTCDateTime),
     sa.Column("error", sa.Text),
+    # The stop switch (`dispatcher cancel`, docs/operations.md "A wrong link went out"): who
+    # called the dispatch off, when and why; and who sent what it left unsent (`resend`).
+    sa.Column("cancelled_at", UTCDateTime),
+    sa.Column("cancelled_by", sa.String(200)),
+    sa.Column("cancel_reason", sa.Text),
+    sa.Column("resent_at", UTCDateTime),
+    sa.Column("resent_by", sa.String(200)),
     sa.UniqueConstraint("campaign_id", "day", "channel", name="uq_dispatches_campaign_day_channel"),
 )
 

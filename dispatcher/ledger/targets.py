@@ -135,6 +135,8 @@ def move(
         .where(
             dispatches.c.campaign_id == campaign_id,
             dispatches.c.channel == channel,
+            # A cancelled dispatch stays called off: a renamed target does not reopen it.
+            dispatches.c.state != DispatchState.CANCELLED,
             deliveries.c.recipient.in_(list(sources)),
             deliveries.c.state.in_(list(states)),
         )

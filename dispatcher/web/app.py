@@ -1,7 +1,7 @@
 """The HTTP endpoints (docs/operations.md) as one Starlette app: small route modules —
 `subscription` (unsubscribe, double opt-in), `archive` (archive page, Atom feed), `bounce`
-(the relay's webhook), `ops` (health, readiness, metrics) and `desk` (the editors' desk
-under /desk) — over one `WebState`.
+(the relay's webhook), `ops` (health, readiness, metrics), `desk` (the editors' desk
+under /desk) and `api` (the JSON API under /api/v1, docs/api.md) — over one `WebState`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from dispatcher.web import archive, bounce, desk, ops, subscription
+from dispatcher.web import api, archive, bounce, desk, ops, subscription
 from dispatcher.web.hardening import Hardening
 from dispatcher.web.proxy import ClientAddress
 from dispatcher.web.state import WebState
@@ -22,6 +22,7 @@ def create_app(state: WebState) -> Starlette:
         *archive.routes(state),
         *bounce.routes(state),
         *desk.routes(state),
+        *api.routes(state),
     ]
     app = Starlette(
         routes=routes,

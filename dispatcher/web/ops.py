@@ -4,7 +4,8 @@
   service's watchdog); touches nothing else, not even the database.
 * `GET /readyz` — readiness: the ledger answers `SELECT 1` within `READY_TIMEOUT`
   seconds and the scheduler runs (`absent` under `dispatcher web`, which has none); JSON
-  with the next send per channel. 503 otherwise.
+  with the next send per channel, and the pauses in force (`dispatcher pause`) — a pause is
+  intended, so it leaves the answer 200. 503 otherwise.
 * `GET /metrics` — Prometheus text format (see `dispatcher.delivery.metrics`), rendered at most
   once per `DISPATCHER_METRICS_CACHE_SECONDS` (5; 0: every scrape); with
   `DISPATCHER_METRICS_TOKEN` set it needs `Authorization: Bearer <token>` (401 otherwise).
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher.campaign.model import Channel
-from dispatcher.delivery import metrics, schedule
+from dispatcher.delivery import controls, metrics, schedule
 from dispatcher.ledger import stats
 from dispatcher.ledger.engine import reader
 from dispatcher.web.bounce import bearer_token, token_matches
@@ -47,14 +48,15 @@ class _Probe:
     def start(self) -> bool:
         return self._busy.acquire(blocking=False)
 
-    def run(self) -> dict[Channel, dt.datetime | None]:
+    def run(self) -> tuple[dict[Channel, dt.datetime | None], list[controls.Pause]]:
         """Must follow a successful `start()`; releases it when done."""
         try:
             with reader(self._state.engine).connect() as connection:
                 stats.ping(connection)
                 campaign = self._state.campaign()
                 plan = schedule.ledger_plan(connection, campaign, self._state.clock())
-            return schedule.next_sends(plan, campaign)
+                held = controls.pauses(connection)
+            return schedule.next_sends(plan, campaign), held
         finally:
             self._busy.release()
 
@@ -111,7 +113,9 @@ def routes(state: WebState) -> list[Route]:
         else:
             try:
                 with anyio.fail_after(READY_TIMEOUT):
-                    upcoming = await anyio.to_thread.run_sync(probe.run, abandon_on_cancel=True)
+                    upcoming, held = await anyio.to_thread.run_sync(
+                        probe.run, abandon_on_cancel=True
+                    )
             except TimeoutError:
                 database = f"unavailable: no answer within {READY_TIMEOUT:g} s"
             except (sa.exc.SQLAlchemyError, OSError) as error:
@@ -122,6 +126,14 @@ def routes(state: WebState) -> list[Route]:
                     str(channel): None if at is None else at.isoformat()
                     for channel, at in upcoming.items()
                 }
+                if held:  # only while something is paused: the usual answer stays as it was
+                    body["paused"] = {
+                        "all" if pause.channel is None else str(pause.channel): {
+                            "since": pause.paused_at.isoformat(),
+                            "by": pause.by,
+                        }
+                        for pause in held
+                    }
         ready = database == "ok" and scheduler != "stopped"
         body = {
             "status": "ok" if ready else "unavailable",

@@ -78,6 +78,19 @@ def test_validate_in_production_refuses_dev_defaults() -> None:
     assert len([line for line in lines if "has no credentials" in line]) == 5
 
 
+def test_run_refuses_a_mistyped_alert_webhook_without_a_traceback(tmp_path: Path) -> None:
+    secret = "https://hooks.slack.com/services/T0/B0/geheim"
+    result = dispatcher(
+        "run",
+        DISPATCHER_DATABASE_URL=f"sqlite:///{tmp_path}/ledger.sqlite3",
+        DISPATCHER_HTTP_PORT="0",
+        DISPATCHER_ALERT_WEBHOOK_URLS=f"{secret},not a url",
+    )
+    assert result.returncode == 1
+    assert "error: DISPATCHER_ALERT_WEBHOOK_URLS entry 2: needs an http(s) URL" in result.stderr
+    assert "Traceback" not in result.stderr and "geheim" not in result.stderr
+
+
 def test_plan_json_for_the_sample_week() -> None:
     result = dispatcher("plan", "--json", "--at", "2019-04-01T12:00:00+02:00")
     assert result.returncode == 0, result.stderr

@@ -402,16 +402,27 @@ def test_history_outside_the_current_window_still_consumes_the_item() -> None:
 def test_unstarted_history_does_not_fix_the_day() -> None:
     history = [
         PastDispatch(D(2019, 4, 2), Channel.EMAIL, "old-item", "planned"),
-        PastDispatch(D(2019, 4, 3), Channel.EMAIL, "other", "cancelled"),
         PastDispatch(D(2019, 4, 4), Channel.EMAIL, "bayern-medizintechnik", "missed"),
     ]
     result = plan(sample(), now=BEFORE, history=history)
     assert {d: result.item_for(d) for d in EXPECTED_SAMPLE} == EXPECTED_SAMPLE
     states = {(r.day, r.channel): r.state for r in result.rows}
     assert states[(D(2019, 4, 2), Channel.EMAIL)] is PlanState.PLANNED
-    assert states[(D(2019, 4, 3), Channel.EMAIL)] is PlanState.MISSED
     assert states[(D(2019, 4, 4), Channel.EMAIL)] is PlanState.MISSED
     assert states[(D(2019, 4, 4), Channel.WEBHOOK)] is PlanState.PLANNED
+
+
+def test_a_cancelled_dispatch_keeps_its_day_and_its_item_is_not_planned_again() -> None:
+    # `dispatcher cancel` mid-send: some readers have it, so it must not go out on another day.
+    history = [PastDispatch(D(2019, 4, 2), Channel.EMAIL, "nordwind-maritim", "cancelled")]
+    result = plan(sample(), now=BEFORE, history=history)
+    assert result.item_for(D(2019, 4, 2)) == "nordwind-maritim"
+    assert [d for d, i in ((r.day, r.item_id) for r in result.rows) if i == "nordwind-maritim"] == [
+        D(2019, 4, 2)
+    ] * len([r for r in result.rows if r.item_id == "nordwind-maritim"])
+    states = {(r.day, r.channel): r.state for r in result.rows}
+    assert states[(D(2019, 4, 2), Channel.EMAIL)] is PlanState.CANCELLED
+    assert states[(D(2019, 4, 2), Channel.WEBHOOK)] is PlanState.PLANNED  # other channels go on
 
 
 def test_later_ledger_records_win() -> None:

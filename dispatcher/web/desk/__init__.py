@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from dispatcher.web.desk import auth, calendar, ical, items, queue
+from dispatcher.web.desk import auth, calendar, ical, items, queue, stop
 from dispatcher.web.desk.pages import WithState
 from dispatcher.web.state import WebState
 
@@ -22,5 +22,6 @@ def routes(state: WebState) -> list[BaseRoute]:
         *ical.routes(state),
         *items.routes(state),
         *queue.routes(state),
+        *stop.routes(state),
     ]
     return [Mount("/desk", routes=desk, middleware=[Middleware(WithState, state=state)])]

@@ -54,6 +54,7 @@ STATE_LABELS: dict[PlanState, str] = {
     PlanState.PARTIAL: "teilweise gesendet",
     PlanState.FAILED: "fehlgeschlagen",
     PlanState.MISSED: "verpasst",
+    PlanState.CANCELLED: "abgebrochen",
     PlanState.EMPTY: "kein Beitrag",
     PlanState.UNSCHEDULED: "ohne Tag",
 }
@@ -64,7 +65,12 @@ STATUS_LABELS: dict[ItemStatus, str] = {
     ItemStatus.HOLD: "zurückgehalten",
 }
 
-_FINISHED = (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.UNKNOWN)
+_FINISHED = (
+    DeliveryState.SENT,
+    DeliveryState.FAILED,
+    DeliveryState.UNKNOWN,
+    DeliveryState.CANCELLED,
+)
 _CHANNELS = frozenset(c.value for c in Channel)
 
 

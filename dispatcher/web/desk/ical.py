@@ -85,6 +85,7 @@ STATE_LABELS: dict[PlanState, str] = {
     PlanState.PARTIAL: "teilweise gesendet",
     PlanState.FAILED: "fehlgeschlagen",
     PlanState.MISSED: "verpasst",
+    PlanState.CANCELLED: "abgebrochen",
 }
 
 #: SEQUENCE per state: it only grows while a send goes its way (planned → due → running →
@@ -97,6 +98,7 @@ SEQUENCE: dict[PlanState, int] = {
     PlanState.PARTIAL: 3,
     PlanState.FAILED: 3,
     PlanState.MISSED: 3,
+    PlanState.CANCELLED: 3,
 }
 
 

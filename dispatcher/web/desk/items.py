@@ -56,7 +56,7 @@ from dispatcher.ledger import store
 from dispatcher.ledger.engine import reader
 from dispatcher.mail import dkim
 from dispatcher.settings import Settings
-from dispatcher.web.desk import actions, pages
+from dispatcher.web.desk import actions, pages, stop
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.hardening import content_security_policy
 from dispatcher.web.ratelimit import SlidingWindowLimiter
@@ -82,6 +82,7 @@ STATE_LABELS: Mapping[planning.PlanState, str] = {
     planning.PlanState.PARTIAL: "teilweise gesendet",
     planning.PlanState.FAILED: "fehlgeschlagen",
     planning.PlanState.MISSED: "verpasst",
+    planning.PlanState.CANCELLED: "abgebrochen",
     planning.PlanState.UNSCHEDULED: "ohne Sendetag",
 }
 
@@ -600,6 +601,9 @@ def routes(state: WebState) -> list[BaseRoute]:
         except ItemNotFoundError as missing:
             return not_found(request, str(missing))
         allowed = await run_in_threadpool(queue_forms, request.path_params["item_id"])
+        running = await run_in_threadpool(
+            stop.stoppable_dispatches, state, request.path_params["item_id"]
+        )
         return pages.render(
             state,
             request,
@@ -607,6 +611,7 @@ def routes(state: WebState) -> list[BaseRoute]:
             view=view,
             allowed=allowed,
             read_only_help=actions.READ_ONLY_HELP,
+            stoppable=running,
             desktop=DESKTOP_WIDTH,
             phone=PHONE_WIDTH,
             test_limit=TEST_SENDS,

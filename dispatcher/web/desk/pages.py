@@ -28,7 +28,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from dispatcher.delivery import controls
 from dispatcher.ledger import editors as ledger
+from dispatcher.ledger.engine import reader
 from dispatcher.web.desk import session
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.state import WebState
@@ -78,6 +80,12 @@ def problems(state: WebState) -> tuple[list[str], bool]:
     return found, bool(found)
 
 
+def paused(state: WebState) -> list[controls.Pause]:
+    """Sending held by `dispatcher pause` (all, or a channel): every desk page says so."""
+    with reader(state.engine).connect() as connection:
+        return controls.pauses(connection)
+
+
 def render(
     state: WebState,
     request: Request,
@@ -93,6 +101,7 @@ def render(
     token = getattr(request.state, "session_token", None)
     # The file's problems quote unpublished items and paths: only for editors.
     found, last_good = problems(state) if editor is not None else ([], False)
+    held = paused(state) if editor is not None else []
     campaign = state.campaign()
     values: dict[str, Any] = {
         "editor": editor,
@@ -105,6 +114,7 @@ def render(
         "now": state.clock(),
         "imprint": state.settings.imprint,
         "path": request.url.path,
+        "paused": held,
     }
     values.update(context)
     html = state.templates.get_template(name).render(values)

@@ -44,8 +44,9 @@ from dispatcher.web.state import WebState
 
 QUEUE_ACTIONS = ("hold", "release", "pin", "unpin", "move-up", "move-down")
 RUNNING_NOTE = (
-    "Ein Versand dieses Beitrags läuft bereits und wird zu Ende geführt – einen "
-    "Stopp-Schalter gibt es noch nicht. Zurückgehalten wird, was noch nicht begonnen hat."
+    "Ein Versand dieses Beitrags läuft bereits und wird zu Ende geführt; zurückgehalten wird, "
+    "was noch nicht begonnen hat. Um den laufenden Versand zu stoppen: „Versand … abbrechen“ "
+    "auf der Beitragsseite."
 )
 
 
