@@ -20,9 +20,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from pydantic import SecretStr
 
 from dispatcher.campaign.loading import load_campaign
@@ -32,9 +29,8 @@ from dispatcher.clock import SimulatedClock
 from dispatcher.delivery import alerts, leader
 from dispatcher.delivery.service import Service
 from dispatcher.ledger import alerts as alert_ledger
-from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import store
-from dispatcher.ledger.tables import DispatchState, metadata
+from dispatcher.ledger.tables import DispatchState
 from dispatcher.settings import Settings
 from tests.support import fake_webhooks
 from tests.support.campaigns import SAMPLE, campaign_copy
@@ -621,22 +617,3 @@ def test_more_alerts_than_the_rate_limit_come_as_one_more_message(
         "[dispatcher] dispatch 16 failed: 2019-05-01 email late"
     ]
     ops.assert_no_secret()
-
-
-# --- the table ----------------------------------------------------------------------------------
-
-
-def test_the_migration_builds_the_table_the_code_declares(database: Database) -> None:
-    with database.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
-    assert [d for d in differences if "alerts" in repr(d)] == []
-
-
-def test_the_migration_can_be_undone_and_redone(database: Database) -> None:
-    config = ledger_engine.alembic_config(database.engine.url.render_as_string(False))
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0011")
-    assert "alerts" not in sa.inspect(database.engine).get_table_names()
-    ledger_engine.upgrade(database.engine)
-    assert "alerts" in sa.inspect(database.engine).get_table_names()

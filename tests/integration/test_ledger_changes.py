@@ -5,14 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from dispatcher.ledger import changes, editors
-from dispatcher.ledger import engine as ledger_engine
-from dispatcher.ledger.tables import metadata
 from tests.support.database import Database
 
 T0 = dt.datetime(2019, 4, 1, 6, 15, tzinfo=dt.UTC)
@@ -130,24 +124,4 @@ def test_a_long_summary_is_cut_and_a_long_action_refused(database: Database) -> 
         _record(database, at=T0, action="x" * 33)
     with pytest.raises(ValueError, match="item id"):
         _record(database, at=T0, item_id="x" * 201)
-    assert len(_recent(database)) == 1
-
-
-def test_the_migration_builds_the_table_the_code_declares(database: Database) -> None:
-    with database.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
-    ours = [d for d in differences if "campaign_changes" in repr(d)]
-    assert ours == []
-
-
-def test_the_migration_can_be_undone_and_redone(database: Database) -> None:
-    _record(database, at=T0)
-    config = ledger_engine.alembic_config(database.engine.url.render_as_string(False))
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0008")
-    assert "campaign_changes" not in sa.inspect(database.engine).get_table_names()
-    ledger_engine.upgrade(database.engine)
-    assert _recent(database) == []
-    _record(database, at=T0)
     assert len(_recent(database)) == 1

@@ -9,14 +9,9 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from dispatcher.cli import main as cli
-from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import tokens
-from dispatcher.ledger.tables import metadata
 from tests.support.database import Database
 
 T0 = dt.datetime(2019, 4, 1, 10, 0, tzinfo=dt.UTC)
@@ -92,21 +87,3 @@ def test_a_scope_must_be_known_and_a_name_given(
     assert _stored(ledger) == []
     code, out, _ = _run(capsys, "list")
     assert code == 0 and "no API tokens yet" in out
-
-
-def test_the_migration_builds_the_table_the_code_declares(database: Database) -> None:
-    with database.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
-    assert [d for d in differences if "api_tokens" in repr(d)] == []
-
-
-def test_the_migration_can_be_undone_and_redone(database: Database) -> None:
-    config = ledger_engine.alembic_config(database.engine.url.render_as_string(False))
-    with database.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0010")
-    assert "api_tokens" not in sa.inspect(database.engine).get_table_names()
-    ledger_engine.upgrade(database.engine)
-    with database.engine.begin() as connection:
-        _, secret = tokens.create(connection, "cms", ["plan:read"], now=T0)
-        assert tokens.authenticate(connection, secret) is not None
