@@ -43,6 +43,7 @@ from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.delivery.leader import SqliteInUseError
 from dispatcher.delivery.service import Service
 from dispatcher.delivery.status import status_of
+from dispatcher.ledger import controls as ledger_controls
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import outages, store, ticks
 from dispatcher.ledger import subscribers as subscriber_store
@@ -105,6 +106,12 @@ def _report_lines(report: pipeline.TickReport, engine: sa.Engine) -> tuple[list[
                 for post in ledger_targets.posts(connection, [dispatch_id])
                 if post.state == DeliveryState.DEFERRED and post.error
             ]
+    for channel, held in sorted(report.paused.items()):  # due, but `dispatcher pause` holds it
+        who = "all sending" if held.channel == ledger_controls.ALL else f"channel {held.channel}"
+        lines.append(
+            f"{channel}: due but paused ({who} since {held.paused_at:%Y-%m-%d %H:%M} UTC by "
+            f"{held.paused_by}); `dispatcher resume` sends it"
+        )
     return [" ".join(line.split()) for line in lines] or ["nothing due"], errors
 
 

@@ -182,6 +182,7 @@ def test_the_commands_say_what_they_did_and_refuse_what_they_cannot_do(
     assert again.returncode == 0 and again.stdout.startswith("all sending was paused already")
     held = dispatcher(env, "tick", "--at", "2019-04-02T08:00:05+02:00")
     assert held.returncode == 0 and smtp_server.received == []
+    assert "email: due but paused (all sending since" in held.stdout  # not "nothing due"
     assert "paused: all sending since" in dispatcher(env, "status").stdout
     resumed = dispatcher(env, "resume")
     assert resumed.stdout.splitlines() == ["resumed all sending: sending continues where it "
