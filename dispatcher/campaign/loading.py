@@ -26,8 +26,10 @@ from dispatcher.campaign.model import (
     WEEKDAY_KEYS,
     Campaign,
     Channel,
+    Fallback,
     Item,
     ItemStatus,
+    Translation,
     control_characters,
 )
 from dispatcher.campaign.yamlsource import (
@@ -40,11 +42,26 @@ from dispatcher.campaign.yamlsource import (
     format_path,
     parse,
 )
+from dispatcher.i18n import LANGUAGE_NAMES, LANGUAGES, SOURCE_LANGUAGE
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DURATION = re.compile(r"^(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m(?:in)?)?$")
-SUPPORTED_LOCALE = "de_DE"
+
+
+def _language_code(value: str) -> str:
+    return re.split(r"[_-]", value)[0].lower()
+
+
+def _language(value: str) -> str:
+    """A language with catalogues ("de", "en"); "de_DE" and "en-GB" name their language."""
+    if _language_code(value) not in LANGUAGES:
+        raise ValueError(
+            f'language "{value}" has no catalogues; use one of: {", ".join(LANGUAGES)}'
+        )
+    return value
+
+
 URL = re.compile(
     r"^https?://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?$|^https?://localhost(?::\d+)?(?:/\S*)?$"
 )
@@ -79,6 +96,13 @@ def _region(value: str | None) -> str | None:
     return value
 
 
+def _hashtags(value: list[str]) -> list[str]:
+    for tag in value:
+        if not re.search(r"\w", tag):
+            raise ValueError(f'tag "{tag}" has no letters or digits; it cannot be a hashtag')
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,7 +116,10 @@ class _CampaignSection(_Strict):
     weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
     holidays: str | None = None
     skip: list[dt.date] = []
-    locale: str = SUPPORTED_LOCALE
+    locales: list[str] | None = None
+    #: the single-language form of earlier files: `locale: de_DE` means `locales: [de]`
+    locale: str | None = None
+    fallback: Fallback = Fallback.DEFAULT
     catch_up: str | int = "6h"
 
     _id = field_validator("id")(_slug)
@@ -117,17 +144,28 @@ class _CampaignSection(_Strict):
             raise ValueError("list at least one weekday (mon … sun)")
         return value
 
+    @field_validator("locales")
+    @classmethod
+    def _known_locales(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("list at least one language, e.g. locales: [de, en]")
+        for lang in value:
+            _language(lang)
+        if len(set(value)) != len(value):
+            raise ValueError("a language is listed twice")
+        return value
+
     @field_validator("locale")
     @classmethod
-    def _supported_locale(cls, value: str) -> str:
-        # Dates and the texts around the items are German only; another locale would be
-        # accepted and then ignored, so an English campaign would go out in German.
-        if value != SUPPORTED_LOCALE:
-            raise ValueError(
-                f'locale "{value}": only {SUPPORTED_LOCALE} is supported until the English '
-                "edition (issue 18); write locale: de_DE or remove the key"
-            )
-        return value
+    def _known_locale(cls, value: str | None) -> str | None:
+        return None if value is None else _language(value)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        named = self.locales if self.locales is not None else [self.locale or SOURCE_LANGUAGE]
+        return tuple(dict.fromkeys(_language_code(lang) for lang in named))
 
     @field_validator("catch_up")
     @classmethod
@@ -151,6 +189,7 @@ class _ItemModel(_Strict):
     date: dt.date | None = None
     channels: list[Channel] | None = None
     status: ItemStatus = ItemStatus.READY
+    translations: dict[str, _TranslationModel] | None = None
 
     _id = field_validator("id")(_slug)
 
@@ -173,13 +212,32 @@ class _ItemModel(_Strict):
             raise ValueError("list at least one channel, or remove channels: to use all of them")
         return value
 
+    _tags = field_validator("tags")(_hashtags)
+
+
+class _TranslationModel(_Strict):
+    """An item's texts in another language; what is required is checked against the item."""
+
+    title: str | None = None
+    teaser: str | None = None
+    body: str | None = None
+    image_alt: str | None = None
+    url: str | None = None
+    tags: list[str] | None = None
+
+    _url = field_validator("url")(lambda value: None if value is None else _url(value))
+
+    @field_validator("title", "teaser")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return None if value is None else value.strip()
+
     @field_validator("tags")
     @classmethod
-    def _tags(cls, value: list[str]) -> list[str]:
-        for tag in value:
-            if not re.search(r"\w", tag):
-                raise ValueError(f'tag "{tag}" has no letters or digits; it cannot be a hashtag')
-        return value
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _hashtags(value)
 
 
 class _Lenient(BaseModel):
@@ -303,28 +361,74 @@ class _Collector:
             return None
 
 
-def _send_times(collect: _Collector, raw: Any) -> dict[Channel, dt.time]:
+def _send_times(
+    collect: _Collector, raw: Any, languages: tuple[str, ...] | None
+) -> tuple[dict[Channel, dt.time], dict[Channel, tuple[str, ...]]]:
+    """`send:`: per channel a time, `"08:00"`, or `{time: "08:05", lang: [de, en]}`."""
     if not isinstance(raw, dict) or not raw:
         collect.add(("send",), 'list at least one channel with its local time, e.g. email: "08:00"')
-        return {}
+        return {}, {}
     times: dict[Channel, dt.time] = {}
+    post_languages: dict[Channel, tuple[str, ...]] = {}
     known = ", ".join(c.value for c in Channel)
-    for name, value in raw.items():
+    for name, entry in raw.items():
         if name not in Channel._value2member_map_:
             collect.add(("send", name), f'unknown channel "{name}"; known: {known}', key=True)
             continue
+        path: Path = ("send", name)
+        value = entry
+        if isinstance(entry, dict):
+            for extra in sorted(set(entry) - {"time", "lang"}, key=str):
+                collect.add((*path, extra), "unknown key; write time: and lang:", key=True)
+            if "time" not in entry:
+                collect.add(path, 'add time: "HH:MM"')
+                continue
+            value, path = entry["time"], (*path, "time")
+            if "lang" in entry:
+                langs = _post_languages(collect, ("send", name, "lang"), entry["lang"], languages)
+                if name == Channel.EMAIL.value:
+                    collect.add(
+                        ("send", name, "lang"),
+                        "the email goes out in each reader's language; remove lang",
+                        key=True,
+                    )
+                elif langs:
+                    post_languages[Channel(name)] = langs
         match = TIME.match(value) if isinstance(value, str) else None
         if match is None:
             hint = (
                 " (unquoted times are read as numbers: quote it)" if isinstance(value, int) else ""
             )
-            collect.add(("send", name), f'malformed time {value!r}; write "HH:MM"{hint}')
+            collect.add(path, f'malformed time {value!r}; write "HH:MM"{hint}')
             continue
         times[Channel(name)] = dt.time(int(match[1]), int(match[2]))
-    return times
+    return times, post_languages
 
 
-def _build_campaign(section: _CampaignSection, send: dict[Channel, dt.time]) -> Campaign:
+def _post_languages(
+    collect: _Collector, path: Path, raw: Any, languages: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    named = raw if isinstance(raw, list) else [raw]
+    if not named or not all(isinstance(lang, str) for lang in named):
+        collect.add(path, "write a language or a list of them, e.g. lang: [de, en]")
+        return ()
+    codes = tuple(dict.fromkeys(_language_code(lang) for lang in named))
+    if languages is not None:
+        for lang in codes:
+            if lang not in languages:
+                collect.add(
+                    path,
+                    f'"{lang}" is not in campaign.locales ({", ".join(languages)}); add it there',
+                )
+                return ()
+    return codes
+
+
+def _build_campaign(
+    section: _CampaignSection,
+    send: dict[Channel, dt.time],
+    post_languages: dict[Channel, tuple[str, ...]],
+) -> Campaign:
     return Campaign(
         id=section.id,
         name=section.name,
@@ -334,18 +438,72 @@ def _build_campaign(section: _CampaignSection, send: dict[Channel, dt.time]) -> 
         weekdays=frozenset(WEEKDAY_KEYS.index(d) for d in section.weekdays),
         holidays=section.holidays,
         skip=frozenset(section.skip),
-        locale=section.locale,
+        locales=section.languages,
+        fallback=section.fallback,
         catch_up=parse_duration(str(section.catch_up)) or dt.timedelta(0),
         send=send,
+        post_languages=post_languages,
     )
 
 
 def _build_item(model: _ItemModel) -> Item:
     return Item(
-        **model.model_dump(exclude={"tags", "channels"}),
+        **model.model_dump(exclude={"tags", "channels", "translations"}),
         tags=tuple(model.tags),
         channels=None if model.channels is None else tuple(model.channels),
+        translations=tuple(
+            Translation(
+                lang=_language_code(lang),
+                title=texts.title or "",
+                teaser=texts.teaser or "",
+                body=texts.body,
+                image_alt=texts.image_alt,
+                url=texts.url,
+                tags=None if texts.tags is None else tuple(texts.tags),
+            )
+            for lang, texts in (model.translations or {}).items()
+        ),
     )
+
+
+def _check_translations(
+    collect: _Collector, languages: tuple[str, ...] | None, raw_items: list[Any]
+) -> None:
+    """Each translation is in a language of the campaign and has the texts its item has.
+
+    The texts an item shows must all exist in each version, or a reader would get half
+    a translation: title and teaser always, body and image_alt when the item has them.
+    """
+    for index, raw in enumerate(raw_items):
+        if not isinstance(raw, dict) or not isinstance(raw.get("translations"), dict):
+            continue
+        for lang, texts in raw["translations"].items():
+            path: Path = ("items", index, "translations", lang)
+            if languages is not None and (
+                not isinstance(lang, str) or _language_code(lang) not in languages[1:]
+            ):
+                others = ", ".join(languages[1:]) or "none"
+                collect.add(
+                    path,
+                    f'"{lang}" is not one of the campaign\'s other languages ({others}); '
+                    "add it to campaign.locales or remove this translation"
+                    if lang != languages[0]
+                    else f'"{lang}" is the default language: its texts are the item\'s own',
+                    key=True,
+                )
+                continue
+            if not isinstance(texts, dict):
+                continue  # the schema check reports it
+            name = LANGUAGE_NAMES.get(_language_code(str(lang)), str(lang))
+            required = ["title", "teaser"]
+            required += [f for f in ("body", "image_alt") if raw.get(f)]
+            for field in required:
+                if field not in texts:
+                    collect.add(
+                        path,
+                        f"the {name} version lacks {field}; add translations.{lang}.{field}",
+                        key=True,
+                    )
 
 
 def _check_raw_items(collect: _Collector, raw_items: list[Any]) -> None:
@@ -469,8 +627,11 @@ def load_campaign_text(text: str, file: str) -> Campaign:
     if section is not None and section.end < section.start:
         collect.add(("campaign", "end"), f"end {section.end} is before start {section.start}")
         section = None
-    send = _send_times(collect, raw.get("send"))
-    campaign = None if section is None else _build_campaign(section, send)
+    if section is not None and section.locales is not None and section.locale is not None:
+        collect.add(("campaign", "locale"), "write only locales: (the languages), not locale:")
+    languages = None if section is None else section.languages
+    send, post_languages = _send_times(collect, raw.get("send"), languages)
+    campaign = None if section is None else _build_campaign(section, send, post_languages)
 
     raw_items = raw.get("items")
     if not isinstance(raw_items, list):
@@ -486,6 +647,7 @@ def load_campaign_text(text: str, file: str) -> Campaign:
         else None
     )
     _check_items(collect, _calendar_of(raw.get("campaign")), sent_on, raw_items)
+    _check_translations(collect, languages, raw_items)
 
     # One problem per value: a URL with a line break is already "not a valid URL".
     reported = {problem.path for problem in collect.problems}

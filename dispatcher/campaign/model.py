@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,6 +54,34 @@ def control_characters(field_name: str) -> re.Pattern[str]:
     return CONTROL_CHARACTERS
 
 
+class Fallback(StrEnum):
+    """What a reader gets on a day whose item has no version in the reader's language."""
+
+    DEFAULT = "default"  #: the item in the campaign's default (first) language
+    SKIP = "skip"  #: nothing that day
+
+
+#: Texts an item's translation may carry; the rest (initiative, region, image) is shared.
+TRANSLATED_FIELDS: tuple[str, ...] = ("title", "teaser", "body", "image_alt", "url", "tags")
+
+
+@dataclass(frozen=True)
+class Translation:
+    """An item's texts in one more language (`translations: {en: …}` in the campaign file).
+
+    `url` and `tags` may be left out: the item's own are used then. The loader requires
+    `title` and `teaser`, and `body`/`image_alt` when the item has them.
+    """
+
+    lang: str
+    title: str
+    teaser: str
+    body: str | None = None
+    image_alt: str | None = None
+    url: str | None = None
+    tags: tuple[str, ...] | None = None
+
+
 @dataclass(frozen=True)
 class Item:
     """One reportage in the queue."""
@@ -71,10 +99,26 @@ class Item:
     date: dt.date | None = None  #: pinned send day, if any
     channels: tuple[Channel, ...] | None = None  #: None means every channel under `send:`
     status: ItemStatus = ItemStatus.READY
+    translations: tuple[Translation, ...] = ()
 
     def uses(self, channel: Channel) -> bool:
         """Whether this item goes out on `channel` (the campaign must also use it)."""
         return self.channels is None or channel in self.channels
+
+    def translation(self, lang: str) -> Translation | None:
+        return next((t for t in self.translations if t.lang == lang), None)
+
+    def translated(self, translation: Translation) -> Item:
+        """This item with `translation`'s texts (the shared fields and the rest kept)."""
+        return replace(
+            self,
+            title=translation.title,
+            teaser=translation.teaser,
+            body=translation.body if translation.body is not None else self.body,
+            image_alt=translation.image_alt if translation.image_alt else self.image_alt,
+            url=translation.url or self.url,
+            tags=self.tags if translation.tags is None else translation.tags,
+        )
 
 
 @dataclass(frozen=True)
@@ -89,10 +133,55 @@ class Campaign:
     weekdays: frozenset[int]  #: `date.weekday()` numbers, Monday = 0
     holidays: str | None  #: "DE" or "DE-SN"; None means no holiday calendar
     skip: frozenset[dt.date] = frozenset()
-    locale: str = "de_DE"
+    #: the languages readers may choose; the first is the default (and the editors' own)
+    locales: tuple[str, ...] = ("de",)
+    fallback: Fallback = Fallback.DEFAULT
     catch_up: dt.timedelta = dt.timedelta(hours=6)
     send: dict[Channel, dt.time] = field(default_factory=dict)  #: local send time per used channel
+    #: the languages each social network posts in (`send: {mastodon: {lang: …}}`); a
+    #: network not listed posts in the default language
+    post_languages: dict[Channel, tuple[str, ...]] = field(default_factory=dict)
     items: tuple[Item, ...] = ()
+
+    @property
+    def language(self) -> str:
+        """The default language: the items' own texts, and what a reader without one gets."""
+        return self.locales[0]
+
+    def reader_language(self, lang: str | None) -> str:
+        """A reader's language as this campaign serves it: one it offers, else the default."""
+        return lang if lang in self.locales else self.language
+
+    def edition(self, item: Item, lang: str | None) -> Item | None:
+        """`item` as readers of `lang` get it: translated, in the default language (fallback
+        `default`), or None (fallback `skip`: nothing that day)."""
+        lang = self.reader_language(lang)
+        if lang == self.language:
+            return item
+        translation = item.translation(lang)
+        if translation is not None:
+            return item.translated(translation)
+        return item if self.fallback is Fallback.DEFAULT else None
+
+    def languages_of(self, item: Item) -> tuple[str, ...]:
+        """The campaign's languages `item` has its own version in (the default always)."""
+        return tuple(
+            lang for lang in self.locales
+            if lang == self.language or item.translation(lang) is not None
+        )  # fmt: skip
+
+    def missing_languages(self, item: Item) -> tuple[str, ...]:
+        """The campaign's languages `item` lacks; their readers get the fallback."""
+        have = self.languages_of(item)
+        return tuple(lang for lang in self.locales if lang not in have)
+
+    def path_prefix(self, lang: str) -> str:
+        """Where `lang`'s public pages live: "" for the default language, "/en" for English."""
+        return "" if lang == self.language else f"/{lang}"
+
+    def post_languages_of(self, channel: Channel) -> tuple[str, ...]:
+        """The languages `channel` posts in, each one post per target and day."""
+        return self.post_languages.get(channel) or (self.language,)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -114,7 +203,7 @@ class Campaign:
 
 def item_to_json(item: Item) -> str:
     """The item as stored with its dispatch: what was sent stays what it was."""
-    data = {
+    data: dict[str, Any] = {
         "id": item.id,
         "title": item.title,
         "teaser": item.teaser,
@@ -129,6 +218,18 @@ def item_to_json(item: Item) -> str:
         "channels": None if item.channels is None else [str(c) for c in item.channels],
         "status": str(item.status),
     }
+    if item.translations:  # left out otherwise: snapshots of one language stay as they were
+        data["translations"] = {
+            t.lang: {
+                "title": t.title,
+                "teaser": t.teaser,
+                "body": t.body,
+                "image_alt": t.image_alt,
+                "url": t.url,
+                "tags": None if t.tags is None else list(t.tags),
+            }
+            for t in item.translations
+        }
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
@@ -140,8 +241,19 @@ def item_from_json(text: str) -> Item:
     ledger must not be rewritten, so they are dropped here, where every reader passes.
     """
     data = _without_control_characters(json.loads(text))
+    translations = tuple(
+        Translation(
+            lang=lang,
+            **{
+                **_without_control_characters(texts),
+                "tags": None if texts.get("tags") is None else tuple(texts["tags"]),
+            },
+        )
+        for lang, texts in (data.pop("translations", None) or {}).items()
+    )
     return Item(
         **{k: v for k, v in data.items() if k not in ("tags", "date", "channels", "status")},
+        translations=translations,
         tags=tuple(data["tags"]),
         date=dt.date.fromisoformat(data["date"]) if data["date"] else None,
         channels=None if data["channels"] is None else tuple(Channel(c) for c in data["channels"]),

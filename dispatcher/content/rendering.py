@@ -22,10 +22,10 @@ from typing import Any
 import css_inline
 import jinja2
 import nh3
-from babel.dates import format_date
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from dispatcher import i18n
 from dispatcher.campaign.model import Campaign, Channel, Item
 from dispatcher.content import post_length
 
@@ -55,11 +55,6 @@ class TemplatesError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def german_date(day: dt.date, format: str = "full") -> str:  # `format`: Babel's name
-    """Dates as German readers write them: "Dienstag, 2. April 2019"."""
-    return format_date(day, format=format, locale="de_DE")
-
-
 def create_environment(templates_dir: Path) -> jinja2.Environment:
     """One environment per process: it caches compiled templates across dispatches."""
     env = jinja2.Environment(
@@ -70,7 +65,7 @@ def create_environment(templates_dir: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters["german_date"] = german_date
+    i18n.install(env)  # `_()`, `ngettext()` and `local_date` in the render's `lang`
     env.filters["hashtag"] = post_length.hashtag
     return env
 
@@ -133,13 +128,16 @@ def check_templates(
                 problems.append(_problem(env, name, exc))
                 continue
             try:
-                if name in EMAIL_TEMPLATES:
-                    full = _email_context(campaign, item, campaign.start, [(campaign.start, other)])
-                    bare = _email_context(campaign, other, campaign.end, [])
-                    for context in (full, bare):
-                        _render(env, name, {"subject": "Betreff", **context})
-                else:
-                    _render(env, name, _post_context(campaign, item, campaign.start, item.teaser))
+                for lang in i18n.LANGUAGES:  # every language: a text may be translated wrongly
+                    if name in EMAIL_TEMPLATES:
+                        published = [(campaign.start, other)]
+                        full = _email_context(campaign, item, campaign.start, published, lang=lang)
+                        bare = _email_context(campaign, other, campaign.end, [], lang=lang)
+                        for context in (full, bare):
+                            _render(env, name, {"subject": "Betreff", **context})
+                    else:
+                        context = _post_context(campaign, item, campaign.start, item.teaser, lang)
+                        _render(env, name, context)
             except TemplateProblem as problem:
                 problems.append(problem)
     return problems
@@ -180,11 +178,16 @@ class RenderedEmail:
     subject: str
     html: str  #: whole document, CSS inlined, with both placeholders
     text: str  #: plain-text alternative, with both placeholders
+    lang: str = i18n.SOURCE_LANGUAGE  #: the language it is written in
 
     def personalise(self, *, name: str | None, unsubscribe_url: str) -> tuple[str, str]:
         """(html, text) for one recipient; escaping happens here because the names do."""
         name = " ".join((name or "").split())
-        greeting = f"Guten Tag {name}," if name else "Guten Tag,"
+        greeting = (
+            i18n.gettext(self.lang, "Guten Tag %(name)s,", name=name)
+            if name
+            else i18n.gettext(self.lang, "Guten Tag,")
+        )
         html_out = self.html.replace(GREETING_PLACEHOLDER, html.escape(greeting)).replace(
             UNSUBSCRIBE_PLACEHOLDER, html.escape(unsubscribe_url, quote=True)
         )
@@ -309,9 +312,13 @@ def _email_context(
     published: Sequence[tuple[dt.date, Item]],
     imprint: str = "Beispiel-Impressum",
     public_url: str = "http://127.0.0.1:8080",
+    *,
+    lang: str,
 ) -> dict[str, Any]:
     body_html = body_to_html(item.body) if item.body else Markup("")
+    site = public_url.rstrip("/")
     return {
+        "lang": lang,
         "campaign": campaign,
         "item": item,
         "day": day,
@@ -320,8 +327,8 @@ def _email_context(
         "body_text": body_to_text(body_html),
         "imprint": imprint.strip(),
         "imprint_html": _imprint_html(imprint),
-        "public_url": public_url.rstrip("/"),
-        "archive_url": public_url.rstrip("/") + "/archive",
+        "public_url": site,
+        "archive_url": site + campaign.path_prefix(lang) + "/archive",
         "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
         "greeting": GREETING_PLACEHOLDER,
     }
@@ -336,17 +343,30 @@ def render_email(
     published: Sequence[tuple[dt.date, Item]],
     imprint: str,
     public_url: str,
+    lang: str | None = None,
 ) -> RenderedEmail:
-    """The shared part of one day's newsletter; see `RenderedEmail.personalise`."""
-    for shown in (item, *(p for _, p in published)):
+    """The shared part of one day's newsletter in `lang` (default: the campaign's); see
+    `RenderedEmail.personalise`. `item` and `published` are the items as stored; each is
+    shown in its `lang` edition, and an earlier item without one is left out of the list.
+    `ValueError` if the day's item has no edition for `lang` (fallback `skip`)."""
+    lang = campaign.reader_language(lang)
+    edition = campaign.edition(item, lang)
+    if edition is None:
+        raise ValueError(f"item {item.id!r} has no {lang} version and the fallback is skip")
+    shown_before = [
+        (before, shown)
+        for before, earlier in published
+        if (shown := campaign.edition(earlier, lang)) is not None
+    ]
+    for shown in (edition, *(p for _, p in shown_before)):
         _require_http(shown)
-    context = _email_context(campaign, item, day, published, imprint, public_url)
+    context = _email_context(campaign, edition, day, shown_before, imprint, public_url, lang=lang)
     subject_name, html_name, text_name = EMAIL_TEMPLATES
     subject = " ".join(_render(env, subject_name, context).split())  # a header is one line
     context["subject"] = subject
     document = _INLINER.inline(_render(env, html_name, context))
     text = _render(env, text_name, context).strip() + "\n"
-    return RenderedEmail(subject=subject, html=document, text=text)
+    return RenderedEmail(subject=subject, html=document, text=text, lang=lang)
 
 
 # --- posts -----------------------------------------------------------------------------------
@@ -361,11 +381,15 @@ class RenderedPost:
     link: str  #: item.url; LinkedIn sends it as the article card, not in `text`
     hashtags: tuple[str, ...]  #: those that appear in `text`, as "#Tag"
     shortened: bool = False  #: the teaser was cut ("…") to fit the network's limit
+    lang: str = i18n.SOURCE_LANGUAGE  #: the language the post is written in
 
 
-def _post_context(campaign: Campaign, item: Item, day: dt.date, teaser: str) -> dict[str, Any]:
+def _post_context(
+    campaign: Campaign, item: Item, day: dt.date, teaser: str, lang: str
+) -> dict[str, Any]:
     tags = tuple(dict.fromkeys(post_length.hashtag(tag) for tag in item.tags))
     return {
+        "lang": lang,
         "campaign": campaign,
         "item": item,
         "day": day,
@@ -392,9 +416,22 @@ def _linkedin_commentary(text: str, hashtags: Sequence[str]) -> str:
 
 
 def render_post(
-    env: jinja2.Environment, channel: Channel | str, campaign: Campaign, item: Item, *, day: dt.date
+    env: jinja2.Environment,
+    channel: Channel | str,
+    campaign: Campaign,
+    item: Item,
+    *,
+    day: dt.date,
+    lang: str | None = None,
 ) -> RenderedPost:
-    """The post for one network, fitted by shortening only the teaser (never link or tags)."""
+    """The post for one network in `lang` (default: the campaign's), fitted by shortening
+    only the teaser (never link or tags). `item` is the item as stored; the post shows its
+    `lang` edition (`ValueError` if it has none under fallback `skip`)."""
+    lang = campaign.reader_language(lang)
+    edition = campaign.edition(item, lang)
+    if edition is None:
+        raise ValueError(f"item {item.id!r} has no {lang} version and the fallback is skip")
+    item = edition
     name = str(channel)
     if name not in post_length.RULES:
         raise ValueError(
@@ -402,10 +439,10 @@ def render_post(
         )
     rule = post_length.RULES[name]
     template = required_templates(name)[0]
-    tags: tuple[str, ...] = _post_context(campaign, item, day, "")["hashtags"]
+    tags: tuple[str, ...] = _post_context(campaign, item, day, "", lang)["hashtags"]
 
     def build(teaser: str) -> str:
-        text = _tidy(_render(env, template, _post_context(campaign, item, day, teaser)))
+        text = _tidy(_render(env, template, _post_context(campaign, item, day, teaser, lang)))
         return _linkedin_commentary(text, tags) if name == "linkedin" else text
 
     teaser = " ".join(item.teaser.split())
@@ -418,8 +455,9 @@ def render_post(
         )
     shown = _present(text, tags, linkedin=name == "linkedin")
     return RenderedPost(
-        name, text, rule.length(text), rule.limit, item.url, shown, shortened=fitted != teaser
-    )
+        name, text, rule.length(text), rule.limit, item.url, shown, shortened=fitted != teaser,
+        lang=lang,
+    )  # fmt: skip
 
 
 def _present(text: str, tags: Sequence[str], *, linkedin: bool) -> tuple[str, ...]:

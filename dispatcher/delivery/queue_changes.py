@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from dispatcher.campaign import editing, planning
 from dispatcher.campaign.loading import load_campaign_text
 from dispatcher.campaign.model import Campaign, Channel, Item
-from dispatcher.content.rendering import german_date
 from dispatcher.delivery import schedule
+from dispatcher.i18n import format_day
 from dispatcher.ledger import changes
 
 __all__ = [
@@ -150,7 +150,7 @@ def _locked_reason(item_id: str, started: list[planning.PastDispatch]) -> str:
     first = min(started, key=lambda p: p.day)
     channels = ", ".join(sorted({CHANNEL_NAMES[p.channel] for p in started}))
     return (
-        f"Der Beitrag „{item_id}“ ist am {german_date(first.day)} schon versendet "
+        f"Der Beitrag „{item_id}“ ist am {format_day(first.day, lang='de')} schon versendet "
         f"worden ({channels}). Was versendet ist, hält das Ledger fest: Text, Sendetag "
         "und Platz in der Queue lassen sich nicht mehr ändern – nur zurückhalten, was "
         "noch nicht begonnen hat."
@@ -185,7 +185,7 @@ def check_change(
     if isinstance(edit, editing.Pin) and edit.day is not None and edit.day in started_days:
         return Guard(
             refused=(
-                f"Am {german_date(edit.day)} ist schon versendet worden; dieser Tag gehört "
+                f"Am {format_day(edit.day, lang='de')} ist schon versendet worden; dieser Tag gehört "
                 "dem Ledger und nimmt keinen anderen Beitrag mehr."
             )
         )
@@ -212,7 +212,7 @@ def check_change(
             minutes = max(0, round((at - now).total_seconds() / 60))
             soon = "jetzt fällig" if at <= now else f"in {minutes} Minuten"
             confirm.append(
-                f"{CHANNEL_NAMES[row.channel]} am {german_date(row.day)}, {when} ({soon})"
+                f"{CHANNEL_NAMES[row.channel]} am {format_day(row.day, lang='de')}, {when} ({soon})"
             )
     return Guard(confirm=tuple(confirm), notes=tuple(notes))
 
@@ -227,7 +227,7 @@ def _summary(edit: editing.Edit, campaign: Campaign) -> str:
         case editing.Pin(day=None):
             return f"{label}: fester Sendetag entfernt"
         case editing.Pin(day=day) if day is not None:
-            return f"{label} auf {german_date(day)} gelegt"
+            return f"{label} auf {format_day(day, lang='de')} gelegt"
         case editing.Move(direction="up"):
             return f"{label} in der Queue nach vorn"
         case editing.Move():

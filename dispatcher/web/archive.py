@@ -66,6 +66,7 @@ def _host(state: WebState) -> str:
 def render_page(state: WebState, entries: list[Entry]) -> str:
     campaign = state.campaign()
     context: dict[str, Any] = {
+        "lang": campaign.language,
         "campaign_name": campaign.name,
         "public_url": _public_url(state),
         "imprint": state.settings.imprint.strip(),

@@ -297,6 +297,7 @@ class _Pages:
         settings = self.state.settings
         html = self.state.templates.get_template(f"web/{template}").render(
             campaign_name=self.state.campaign().name,
+            lang=self.state.campaign().language,
             public_url=settings.public_url.rstrip("/"),
             imprint=settings.imprint,
             **context,
@@ -468,6 +469,7 @@ def _send_confirmation(
     token = confirm_token(row.id, campaign.id, issued=now, key=secret, request=request)
     name = request.name or row.name  # the name the link will store
     context = {
+        "lang": campaign.language,
         "campaign_name": campaign.name,
         "confirm_url": f"{settings.public_url.rstrip('/')}/confirm/{token}",
         "subscribe_url": f"{settings.public_url.rstrip('/')}/subscribe",

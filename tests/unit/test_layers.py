@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).parents[2] / "dispatcher"
 #: Each layer may import the ones before it, never one after it.
 LAYERS = [
-    ("dispatcher", "clock"),
+    ("dispatcher", "clock", "i18n"),
     ("campaign",),
     ("settings", "logs"),
     ("content",),

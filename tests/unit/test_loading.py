@@ -326,10 +326,11 @@ def test_a_malformed_send_time_does_not_make_its_channel_unknown() -> None:
     assert error.startswith("campaign.yaml:12:13: send.mastodon: malformed time '8 Uhr'")
 
 
-def test_only_the_german_locale_is_accepted() -> None:
-    assert load_campaign_text(VALID.replace("  catch_up", "  locale: de_DE\n  catch_up"), "c")
-    [error] = errors_of(VALID.replace("  catch_up", "  locale: en_GB\n  catch_up"))
+def test_the_single_locale_of_earlier_files_names_the_language() -> None:
+    campaign = load_campaign_text(VALID.replace("  catch_up", "  locale: de_DE\n  catch_up"), "c")
+    assert campaign.locales == ("de",)
+    [error] = errors_of(VALID.replace("  catch_up", "  locale: fr_FR\n  catch_up"))
     assert error == (
-        'campaign.yaml:9:11: campaign.locale: locale "en_GB": only de_DE is supported until '
-        "the English edition (issue 18); write locale: de_DE or remove the key"
+        'campaign.yaml:9:11: campaign.locale: language "fr_FR" has no catalogues; '
+        "use one of: de, en"
     )

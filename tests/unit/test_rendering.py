@@ -391,8 +391,10 @@ def test_unknown_variable_is_an_error(templates_copy: Path) -> None:
         post(env, "x", make_item())
 
 
-def test_german_date_filter(env: jinja2.Environment) -> None:
-    assert env.from_string("{{ d | german_date }}").render(d=DAY) == "Dienstag, 2. April 2019"
+def test_local_date_filter_follows_the_language(env: jinja2.Environment) -> None:
+    template = env.from_string("{{ d | local_date }}")
+    assert template.render(d=DAY, lang="de") == "Dienstag, 2. April 2019"
+    assert template.render(d=DAY, lang="en") == "Tuesday, 2 April 2019"
     assert env.from_string("{{ 'Start-ups' | hashtag }}").render() == "#Startups"
 
 

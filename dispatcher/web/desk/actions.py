@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from dispatcher.campaign import editing
 from dispatcher.campaign.model import Campaign, ItemStatus
-from dispatcher.content.rendering import german_date
 from dispatcher.delivery import queue_changes
+from dispatcher.i18n import format_day
 
 READ_ONLY_HELP = (
     "Zum Bearbeiten braucht der Dienst Schreibrechte auf die Kampagnendatei und ihr "
@@ -86,7 +86,7 @@ def item_actions(
         locked=guard,
         status=item.status,
         pinned=item.date,
-        days=tuple(DayChoice(d.isoformat(), german_date(d)) for d in days),
+        days=tuple(DayChoice(d.isoformat(), format_day(d, lang="de")) for d in days),
         can_move_up=up,
         can_move_down=down,
     )

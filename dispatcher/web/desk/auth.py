@@ -262,6 +262,7 @@ def send_sign_in_link(state: WebState, email: str, next_path: str) -> bool:
         settings.mail_from, settings.public_url, settings.secret_key.get_secret_value()
     )
     context = {
+        "lang": campaign.language,
         "campaign_name": campaign.name,
         "name": editor.name,
         "email": editor.email,

@@ -109,6 +109,7 @@ def render(
         "problems": found,
         "last_good": last_good,
         "campaign": campaign,
+        "lang": campaign.language,
         "campaign_name": campaign.name,
         "public_url": state.settings.public_url.rstrip("/"),
         "now": state.clock(),
