@@ -52,8 +52,8 @@ def test_a_text_missing_from_a_catalogue_is_reported_with_its_place(
     del catalog[dropped.id]
     copy = tmp_path / "en" / "LC_MESSAGES" / "email.po"
     copy.parent.mkdir(parents=True)
-    with copy.open("wb") as file:
-        write_po(file, catalog)
+    with copy.open("wb") as out:
+        write_po(out, catalog)
     shutil.copytree(i18n.LOCALE_DIR / "de", tmp_path / "de")
     for domain in ("web", "desk"):
         shutil.copy(catalogues.po_path("en", domain), copy.parent / f"{domain}.po")
@@ -63,8 +63,8 @@ def test_a_text_missing_from_a_catalogue_is_reported_with_its_place(
     )
     [gap] = catalogues.check()
     assert gap.message == dropped.id and gap.lang == "en" and gap.domain == "email"
-    file, _, line = gap.where.partition(",")[0].rpartition(":")
-    assert (catalogues.ROOT / file).is_file() and int(line) > 0
+    where, _, line = gap.where.partition(",")[0].rpartition(":")
+    assert (catalogues.ROOT / where).is_file() and int(line) > 0
     assert "missing" in str(gap)
 
 
