@@ -29,7 +29,7 @@ LANGUAGES: tuple[str, ...] = ("de", "en")
 #: Each language's name in itself, for switches and forms.
 LANGUAGE_NAMES: dict[str, str] = {"de": "Deutsch", "en": "English"}
 #: Message domains, one per area, so the catalogue of one area can change without the others.
-DOMAINS: tuple[str, ...] = ("email", "web", "desk")
+DOMAINS: tuple[str, ...] = ("email", "posts", "web", "desk")
 LOCALE_DIR = Path(__file__).parent / "locale"
 
 

@@ -26,22 +26,29 @@ from babel.messages.pofile import read_po, write_po
 from dispatcher.i18n import DOMAINS, LANGUAGES, LOCALE_DIR, SOURCE_LANGUAGE
 
 ROOT = Path(__file__).parents[2]
-#: domain -> source globs (relative to the repository); a file belongs to its first domain.
+#: domain -> source globs (relative to the repository); each file belongs to one domain.
 SOURCES: dict[str, tuple[str, ...]] = {
     "email": (
-        "templates/email/*.j2",
-        "templates/social/*.j2",
+        "templates/email/newsletter.*.j2",
+        "templates/email/subject.txt.j2",
+        "templates/email/_impressum.html.j2",
         "dispatcher/content/**/*.py",
         "dispatcher/mail/**/*.py",
         "dispatcher/delivery/email.py",
         "dispatcher/delivery/preview.py",
     ),
+    "posts": (
+        "templates/social/*.j2",
+        "dispatcher/delivery/posts.py",
+    ),
     "web": (
         "templates/web/*.j2",
+        "templates/email/confirm.*.j2",
         "dispatcher/web/*.py",
     ),
     "desk": (
         "templates/desk/*.j2",
+        "templates/email/desk_sign_in.*.j2",
         "dispatcher/web/desk/*.py",
         "dispatcher/delivery/queue_changes.py",
         "dispatcher/campaign/editing.py",

@@ -108,6 +108,8 @@ subscribers = sa.Table(
     sa.Column("erased_at", UTCDateTime),  # personal data deleted; the row keeps delivery counts
     # Consecutive soft bounces reported by the bounce webhook; suppressed at the limit.
     sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"),
+    # The reader's language ("de", "en"); NULL: the campaign's default language.
+    sa.Column("lang", sa.String(8)),
 )
 
 dispatches = sa.Table(
@@ -167,6 +169,8 @@ deliveries = sa.Table(
     # An earlier attempt got no verdict after the whole message went out: it may have arrived.
     # Such a delivery is resent at most once and never called `failed` (see docs/architecture.md).
     sa.Column("doubtful", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The language this delivery is written in, fixed at fan-out; NULL: the default language.
+    sa.Column("lang", sa.String(8)),
     sa.UniqueConstraint("dispatch_id", "recipient", name="uq_deliveries_dispatch_recipient"),
 )
 
