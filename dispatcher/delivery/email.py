@@ -1,5 +1,8 @@
 """The daily email as a kind of dispatch: one delivery per active subscriber, the shared
-part rendered once per dispatch, each message from the per-dispatch wire template.
+part rendered once per dispatch and language, each message from that language's wire template.
+
+A dispatch is still one per day and channel: readers of every language are in it, and each
+delivery carries its reader's language from the fan-out on (docs/architecture.md, "Languages").
 """
 
 from __future__ import annotations
@@ -24,16 +27,31 @@ class EmailDispatch:
     def __init__(self, ctx: Context, dispatch: store.DispatchRow) -> None:
         self.ctx, self.dispatch = ctx, dispatch
         self.workers = ctx.config.connections
-        self.shared = render_shared(ctx, dispatch)
-        self.template = wire.WireTemplate(
-            self.shared, ctx.campaign, ctx.sender, send_at=dispatch.send_at
-        )
+        item = item_from_json(dispatch.content)
+        #: one wire template per language the day's item goes out in; a language without
+        #: one (fallback `skip`) has no readers in this dispatch
+        self.templates = {
+            lang: wire.WireTemplate(
+                render_shared(ctx, dispatch, lang), ctx.campaign, ctx.sender,
+                send_at=dispatch.send_at,
+            )
+            for lang in ctx.campaign.locales
+            if ctx.campaign.edition(item, lang) is not None
+        }  # fmt: skip
 
     def fan_out_step(self) -> bool:
         return fan_out_step(self.ctx, self.dispatch)
 
     def send(self, delivery: store.ClaimedDelivery) -> store.Outcome | ChannelDown:
-        return send_one(self.ctx, self.template, delivery)
+        lang = self.ctx.campaign.reader_language(delivery.lang)
+        template = self.templates.get(lang)
+        if template is None:
+            return store.Outcome(
+                delivery.id,
+                DeliveryState.SKIPPED,
+                error=f"the day's item has no {lang} version and the campaign's fallback is skip",
+            )
+        return send_one(self.ctx, template, delivery)
 
     def close(self) -> None:
         """The SMTP connections stay with the context's channel (closed by the lane)."""
@@ -47,6 +65,12 @@ def fan_out_step(ctx: Context, dispatch: store.DispatchRow) -> bool:
     prefix, suffix = emails.message_id_parts(
         dispatch.campaign_id, dispatch.day, dispatch.channel, ctx.sender.domain
     )
+    campaign = ctx.campaign
+    item = item_from_json(dispatch.content)
+    languages = store.Languages(
+        offered=campaign.locales,
+        skipped=tuple(lang for lang in campaign.locales if campaign.edition(item, lang) is None),
+    )
     with ctx.engine.begin() as connection:
         covered = store.fan_out_subscribers(
             connection,
@@ -55,11 +79,14 @@ def fan_out_step(ctx: Context, dispatch: store.DispatchRow) -> bool:
             key_prefix=prefix,
             key_suffix=suffix,
             now=ctx.clock(),
+            languages=languages,
         )
     return covered > 0
 
 
-def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.RenderedEmail:
+def render_shared(
+    ctx: Context, dispatch: store.DispatchRow, lang: str | None = None
+) -> rendering.RenderedEmail:
     """From the content stored with the dispatch, not the file: the past stays as sent."""
     with ledger_engine.reader(ctx.engine).connect() as connection:
         earlier = store.published_contents(
@@ -73,6 +100,7 @@ def render_shared(ctx: Context, dispatch: store.DispatchRow) -> rendering.Render
         published=[(day, item_from_json(content)) for day, content in earlier],
         imprint=ctx.imprint,
         public_url=ctx.sender.public_url,
+        lang=lang,
     )
 
 

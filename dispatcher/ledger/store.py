@@ -73,6 +73,16 @@ class ClaimedDelivery:
     name: str | None
     subscriber_state: str | None
     doubtful: bool = False  #: an earlier attempt may have delivered it
+    #: the language to write it in: fixed at fan-out, else the reader's (None: the default)
+    lang: str | None = None
+
+
+@dataclass(frozen=True)
+class Languages:
+    """The languages of one email dispatch, for its fan-out (the ledger has no campaign)."""
+
+    offered: tuple[str, ...]  #: the campaign's languages, the default first
+    skipped: tuple[str, ...] = ()  #: languages whose readers get nothing (fallback `skip`)
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,7 @@ def fan_out_subscribers(
     key_prefix: str,
     key_suffix: str,
     now: dt.datetime,
+    languages: Languages | None = None,
 ) -> int:
     """Create pending deliveries for the next `limit` active subscribers after the cursor.
 
@@ -238,6 +249,7 @@ def fan_out_subscribers(
         key_suffix=key_suffix,
         state=DeliveryState.PENDING,
         now=now,
+        languages=languages,
     )
     connection.execute(
         dispatches.update()
@@ -257,12 +269,24 @@ def insert_subscriber_deliveries(
     key_suffix: str,
     state: DeliveryState,
     now: dt.datetime,
+    languages: Languages | None = None,
 ) -> None:
     """One delivery in `state` per active subscriber with `after < id <= upto` (None: no
     upper bound), keyed `key_prefix + id + key_suffix`; rows that exist stay as they are.
+    With `languages`, each row gets its reader's language, and readers of a skipped
+    language get no row (their campaign has no version of the day's item for them).
 
     INSERT … SELECT: the rows never pass through Python, whatever the list's size.
     """
+    columns = ["dispatch_id", "recipient", "subscriber_id", "key", "state", "created_at"]
+    values: list[Any] = []
+    if languages is not None:
+        default, others = languages.offered[0], languages.offered[1:]
+        reader = sa.case(
+            (subscribers.c.lang.in_(others), subscribers.c.lang), else_=sa.literal(default)
+        ) if others else sa.literal(default)  # fmt: skip
+        columns.append("lang")
+        values.append(reader)
     source = sa.select(
         sa.literal(dispatch_id),
         sa.literal("subscriber:") + sa.cast(subscribers.c.id, sa.String),
@@ -270,11 +294,15 @@ def insert_subscriber_deliveries(
         sa.literal(key_prefix) + sa.cast(subscribers.c.id, sa.String) + sa.literal(key_suffix),
         sa.literal(str(state)),
         sa.literal(now, UTCDateTime),
+        *values,
         sa.literal(now, UTCDateTime),
     ).where(subscribers.c.state == SubscriberState.ACTIVE, subscribers.c.id > after)
     if upto is not None:
         source = source.where(subscribers.c.id <= upto)
-    columns = ["dispatch_id", "recipient", "subscriber_id", "key", "state", "created_at"]
+    if languages is not None and languages.skipped:
+        source = source.where(
+            sa.or_(subscribers.c.lang.is_(None), subscribers.c.lang.not_in(languages.skipped))
+        )
     statement = (
         _insert(connection, deliveries)
         .from_select([*columns, "updated_at"], source)
@@ -359,6 +387,7 @@ def claim_batch(
             subscribers.c.name,
             subscribers.c.state.label("subscriber_state"),
             deliveries.c.doubtful,
+            sa.func.coalesce(deliveries.c.lang, subscribers.c.lang).label("lang"),
         )
         .select_from(joined)
         .where(deliveries.c.id.in_(ids))

@@ -106,6 +106,7 @@ def compose(
         to=mime.recipient(to_name, to_address),
         message_id=message_id,
         date=date,
+        language=shared.lang,
         list_headers=mime.ListHeaders(
             list_id=list_id(campaign, sender),
             unsubscribe_url=unsubscribe,

@@ -284,8 +284,12 @@ def build_email(
     message_id: str,
     date: dt.datetime,
     list_headers: ListHeaders | None = None,
+    language: str | None = None,
 ) -> EmailMessage:
     """A `multipart/alternative` message (plain text first, then HTML).
+
+    `language` becomes `Content-Language` (RFC 3282): screen readers and mail clients'
+    translation offers go by it.
 
     `to` is best a `recipient(name, address)`: a string must be what `formataddr`
     writes, which has no room for a non-ASCII address.
@@ -304,6 +308,8 @@ def build_email(
     message["Subject"] = one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = one_line(message_id)
+    if language:
+        message["Content-Language"] = one_line(language)
     if list_headers is not None:
         targets = [f"<{one_line(list_headers.unsubscribe_url)}>"]
         if list_headers.unsubscribe_mailto:
