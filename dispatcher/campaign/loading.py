@@ -42,7 +42,7 @@ from dispatcher.campaign.yamlsource import (
     format_path,
     parse,
 )
-from dispatcher.i18n import LANGUAGE_NAMES, LANGUAGES, SOURCE_LANGUAGE
+from dispatcher.i18n import LANGUAGES, SOURCE_LANGUAGE, english_name
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -494,7 +494,7 @@ def _check_translations(
                 continue
             if not isinstance(texts, dict):
                 continue  # the schema check reports it
-            name = LANGUAGE_NAMES.get(_language_code(str(lang)), str(lang))
+            name = english_name(_language_code(str(lang)))
             required = ["title", "teaser"]
             required += [f for f in ("body", "image_alt") if raw.get(f)]
             for field in required:
@@ -589,8 +589,12 @@ def _control_character_problems(value: Any, path: Path) -> Iterator[tuple[Path, 
         for index, child in enumerate(value):
             yield from _control_character_problems(child, (*path, index))
     elif isinstance(value, str):
-        # Only an item's body and teaser are multi-line text; a tag inherits its list's rule.
-        field = str(path[2]) if len(path) > 2 and path[0] == "items" else ""
+        # Only an item's body and teaser are multi-line text, in a translation too
+        # (items[i].translations.en.body); a tag inherits its list's rule.
+        field = ""
+        if len(path) > 2 and path[0] == "items":
+            translated = path[2] == "translations" and len(path) > 4
+            field = str(path[4] if translated else path[2])
         # A block scalar (`name: >`) ends in a line break: that one is YAML, not the text.
         text = value if field in MULTILINE_FIELDS else value.rstrip("\n")
         if found := control_characters(field).search(text):

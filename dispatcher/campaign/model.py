@@ -61,6 +61,14 @@ class Fallback(StrEnum):
     SKIP = "skip"  #: nothing that day
 
 
+class EditionKind(StrEnum):
+    """What readers of one language get of an item: the plan and previews show it."""
+
+    OWN = "own"  #: the item in their language
+    DEFAULT = "default"  #: the default language's version (fallback `default`)
+    NONE = "none"  #: nothing that day (fallback `skip`)
+
+
 #: Texts an item's translation may carry; the rest (initiative, region, image) is shared.
 TRANSLATED_FIELDS: tuple[str, ...] = ("title", "teaser", "body", "image_alt", "url", "tags")
 
@@ -162,6 +170,16 @@ class Campaign:
         if translation is not None:
             return item.translated(translation)
         return item if self.fallback is Fallback.DEFAULT else None
+
+    def edition_kind(self, item: Item, lang: str) -> EditionKind:
+        if self.reader_language(lang) in self.languages_of(item):
+            return EditionKind.OWN
+        return EditionKind.DEFAULT if self.fallback is Fallback.DEFAULT else EditionKind.NONE
+
+    def languages_on(self, channel: Channel) -> tuple[str, ...]:
+        """The languages `channel` goes out in: every reader's for the email, the network's
+        own setting for a post."""
+        return self.locales if channel is Channel.EMAIL else self.post_languages_of(channel)
 
     def languages_of(self, item: Item) -> tuple[str, ...]:
         """The campaign's languages `item` has its own version in (the default always)."""

@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from dispatcher.campaign.calendar import local_send_time, send_days
-from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus
+from dispatcher.campaign.model import Campaign, Channel, EditionKind, Item, ItemStatus
 
 __all__ = ["PastDispatch", "Plan", "PlanState", "PlannedDispatch", "assign_items", "plan"]
 
@@ -71,8 +72,10 @@ class PlannedDispatch:
     send_at_local: dt.datetime | None  #: None: UNSCHEDULED, or a channel no longer configured
     send_at_utc: dt.datetime | None
     state: PlanState
+    #: per language the channel goes out in: what its readers get of the item
+    languages: tuple[tuple[str, EditionKind], ...] = ()
 
-    def to_json(self) -> dict[str, str | None]:
+    def to_json(self) -> dict[str, Any]:
         """Stable keys for `dispatcher plan --json` and the status endpoint."""
         return {
             "date": self.day.isoformat() if self.day else None,
@@ -81,6 +84,7 @@ class PlannedDispatch:
             "send_at_local": self.send_at_local.isoformat() if self.send_at_local else None,
             "send_at_utc": self.send_at_utc.isoformat() if self.send_at_utc else None,
             "state": self.state.value,
+            "languages": {lang: kind.value for lang, kind in self.languages} or None,
         }
 
 
@@ -197,6 +201,7 @@ def plan(campaign: Campaign, *, now: dt.datetime, history: Sequence[PastDispatch
         if past.state in _FROM_LEDGER:
             recorded[(past.day, past.channel)] = _FROM_LEDGER[past.state]
     zone = campaign.zone
+    by_id = {item.id: item for item in campaign.items}
     rows: list[PlannedDispatch] = []
     for day in days:
         item_id = assigned[day]
@@ -215,7 +220,16 @@ def plan(campaign: Campaign, *, now: dt.datetime, history: Sequence[PastDispatch
                 state = PlanState(recorded[(day, channel)])
             else:
                 state = _by_time(utc, now, campaign.catch_up)
-            rows.append(PlannedDispatch(day, channel, item_id, local, utc, state))
+            item = by_id.get(item_id) if item_id else None
+            languages = (
+                ()
+                if item is None
+                else tuple(
+                    (lang, campaign.edition_kind(item, lang))
+                    for lang in campaign.languages_on(channel)
+                )
+            )
+            rows.append(PlannedDispatch(day, channel, item_id, local, utc, state, languages))
     rows.sort(key=_sort_key)
     rows.extend(
         PlannedDispatch(None, None, item_id, None, None, PlanState.UNSCHEDULED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from dispatcher.campaign import planning
 from dispatcher.campaign.loading import CampaignError, load_campaign
-from dispatcher.campaign.model import Campaign
+from dispatcher.campaign.model import Campaign, EditionKind
 from dispatcher.delivery import schedule
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.settings import Settings, SettingsError, load_settings
@@ -73,7 +73,8 @@ def format_plan(campaign: Campaign, plan: planning.Plan) -> str:
     """The plan as a table an editor reads at a glance."""
     lines = [
         f"{campaign.name} ({campaign.id}) — {campaign.timezone}",
-        f"{'date':<10}  {'day':<3}  {'channel':<9} {'local':<5}  {'utc':<17}  {'item':<26} state",
+        f"{'date':<10}  {'day':<3}  {'channel':<9} {'local':<5}  {'utc':<17}  {'item':<26} "
+        f"{'state':<10} languages",
     ]
     for row in plan.rows:
         if row.state is planning.PlanState.UNSCHEDULED:
@@ -82,13 +83,36 @@ def format_plan(campaign: Campaign, plan: planning.Plan) -> str:
         lines.append(
             f"{row.day.isoformat():<10}  {GERMAN_WEEKDAYS[row.day.weekday()]:<3}  "
             f"{row.channel:<9} {row.send_at_local:%H:%M}  "
-            f"{row.send_at_utc:%Y-%m-%d %H:%MZ}  {row.item_id or '—':<26} {row.state}"
+            f"{row.send_at_utc:%Y-%m-%d %H:%MZ}  {row.item_id or '—':<26} "
+            f"{row.state:<10} {languages_cell(campaign, row.languages)}".rstrip()
+        )
+    if len(campaign.locales) > 1:
+        lines.append(
+            f"languages: {', '.join(campaign.locales)}, fallback: {campaign.fallback} "
+            f"(xx→{campaign.language}: readers of xx get the {campaign.language} version; "
+            "xx: none: they get nothing that day)"
         )
     empty = ", ".join(d.isoformat() for d in plan.empty_days) or "none"
     unscheduled = ", ".join(plan.unscheduled) or "none"
     lines.append(f"empty days (nothing to send): {empty}")
     lines.append(f"unscheduled items (no send day left): {unscheduled}")
     return "\n".join(lines)
+
+
+def languages_cell(campaign: Campaign, languages: Sequence[tuple[str, EditionKind]]) -> str:
+    """ "de en" when the item is in every language; "en→de" where readers get the default
+    language's version, "en: none" where they get nothing (fallback skip)."""
+    if len(campaign.locales) < 2:
+        return ""
+    cells = []
+    for lang, kind in languages:
+        if kind is EditionKind.OWN:
+            cells.append(lang)
+        elif kind is EditionKind.DEFAULT:
+            cells.append(f"{lang}→{campaign.language}")
+        else:
+            cells.append(f"{lang}: none")
+    return " ".join(cells)
 
 
 def plan_at(settings: Settings, campaign: Campaign, now: dt.datetime) -> planning.Plan:

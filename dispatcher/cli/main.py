@@ -17,8 +17,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from dispatcher import i18n
 from dispatcher.campaign.loading import CampaignError, load_campaign
-from dispatcher.campaign.model import Campaign, Channel
+from dispatcher.campaign.model import Campaign, Channel, Fallback
 from dispatcher.cli import controls as cli_controls
 from dispatcher.cli import dkim as cli_dkim
 from dispatcher.cli import editors as cli_editors
@@ -84,7 +85,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{settings.campaign_file}: OK — campaign {campaign.id}, {len(campaign.items)} items "
         f"({ready} ready), channels {', '.join(campaign.channels)}"
     )
+    for line in untranslated_lines(campaign):
+        print(line)
     return EXIT_OK
+
+
+def untranslated_lines(campaign: Campaign) -> list[str]:
+    """Per language of the campaign, the items without a version in it and what their
+    readers get instead: not a problem (the fallback decides), but editors want the list."""
+    lines = []
+    for lang in campaign.locales[1:]:
+        missing = [item.id for item in campaign.items if lang in campaign.missing_languages(item)]
+        if not missing:
+            continue
+        name, default = i18n.english_name(lang), i18n.english_name(campaign.language)
+        instead = (
+            f"its readers get the {default} one (fallback: default)"
+            if campaign.fallback is Fallback.DEFAULT
+            else "its readers get nothing on their days (fallback: skip)"
+        )
+        lines.append(f"items without a version in {name} ({instead}): {', '.join(missing)}")
+    return lines
 
 
 def _stranded_posts(settings: Settings, campaign: Campaign) -> list[str]:

@@ -18,6 +18,7 @@ from html.parser import HTMLParser
 
 import jinja2
 
+from dispatcher import i18n
 from dispatcher.campaign import calendar, planning
 from dispatcher.campaign.model import Campaign, Channel, Item
 from dispatcher.channels.base import Post
@@ -94,11 +95,15 @@ def email_preview(
     subject_prefix: str = "",
     message_tag: str = "preview",
     date: dt.datetime | None = None,
+    lang: str | None = None,
 ) -> EmailPreview:
-    """The newsletter of `day` for one recipient, composed as a dispatch composes it.
+    """The newsletter of `day` for one recipient reading `lang` (default: the campaign's
+    language), composed as a dispatch composes it.
 
     `subject_prefix` ("[TEST] "), `message_tag` (in the Message-ID where a subscriber id
     stands) and `date` (default: the planned send time) are for the desk's test send.
+    `ValueError` when `item` has no version for `lang` and the fallback is skip
+    (`campaign.edition` says so beforehand).
     """
     shared = rendering.render_email(
         env,
@@ -108,6 +113,7 @@ def email_preview(
         published=published,
         imprint=settings.imprint,
         public_url=settings.public_url,
+        lang=lang,
     )
     if subject_prefix:
         shared = dataclasses.replace(shared, subject=subject_prefix + shared.subject)
@@ -144,12 +150,32 @@ class PostPreview:
 
 
 def post_preview(
-    env: jinja2.Environment, channel: Channel, campaign: Campaign, item: Item, *, day: dt.date
+    env: jinja2.Environment,
+    channel: Channel,
+    campaign: Campaign,
+    item: Item,
+    *,
+    day: dt.date,
+    lang: str | None = None,
 ) -> PostPreview:
-    """The post of `day` on `channel`, exactly as its dispatch renders it."""
-    rendered = rendering.render_post(env, channel, campaign, item, day=day)
+    """The post of `day` on `channel` in `lang` (default: the campaign's language), exactly
+    as its dispatch renders it; `ValueError` as `email_preview`."""
+    rendered = rendering.render_post(env, channel, campaign, item, day=day, lang=lang)
+    edition = campaign.edition(item, rendered.lang) or item
     send_at = calendar.local_send_time(day, campaign.send[channel], campaign.zone)
-    return PostPreview(rendered, post_of(rendered, item, created_at=send_at.astimezone(dt.UTC)))
+    return PostPreview(rendered, post_of(rendered, edition, created_at=send_at.astimezone(dt.UTC)))
+
+
+def language_note(campaign: Campaign, item: Item, lang: str) -> str | None:
+    """Why readers of `lang` do not get `item` in their language, and what they get instead;
+    None when they do. The desk, `preview` and `plan` say it in these words."""
+    if campaign.reader_language(lang) in campaign.languages_of(item):
+        return None
+    name = i18n.english_name(lang)
+    if campaign.edition(item, lang) is None:
+        return f"no {name} version: its readers get nothing that day (fallback: skip)"
+    default = i18n.english_name(campaign.language)
+    return f"no {name} version: its readers get the {default} one (fallback: default)"
 
 
 class _VisibleText(HTMLParser):

@@ -72,6 +72,11 @@ def ngettext(lang: str, singular: str, plural: str, n: int, **variables: Any) ->
     return text % {"num": n, **variables}
 
 
+def english_name(lang: str) -> str:
+    """ "German", "English": how the CLI and `validate` (written in English) name a language."""
+    return Locale.parse(lang).get_display_name("en") or lang
+
+
 def babel_locale(lang: str) -> Locale:
     """The CLDR locale dates are written in; German readers get de_DE's forms."""
     return Locale.parse({"de": "de_DE", "en": "en_GB"}.get(lang, lang))

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from dispatcher.campaign.model import Channel
+from dispatcher.campaign.model import Channel, EditionKind
 from dispatcher.campaign.planning import PlanState
 from dispatcher.ledger.tables import DeliveryState, DispatchState, SubscriberState
 from dispatcher.mail.addresses import MAX_NAME_LENGTH
@@ -127,6 +127,11 @@ class PlanRow(BaseModel):
     send_at_local: dt.datetime | None
     send_at_utc: dt.datetime | None
     state: PlanState
+    languages: dict[str, EditionKind] | None = Field(
+        None,
+        description="per language the row goes out in: `own` (the item in that language), "
+        "`default` (the default language's version), `none` (nothing that day)",
+    )
 
 
 class Plan(BaseModel):
