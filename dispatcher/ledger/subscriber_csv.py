@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dispatcher.i18n import LANGUAGES
 from dispatcher.ledger.tables import SubscriberState
 from dispatcher.mail.addresses import clean_name, normalise
 
 EMAIL_HEADERS = frozenset({"email", "e-mail", "mail", "e_mail", "email-adresse", "e-mail-adresse"})
 NAME_HEADERS = frozenset({"name"})
 STATE_HEADERS = frozenset({"state"})  #: written by `subscribers export`
+#: The reader's language; an empty cell: the campaign's default language.
+LANG_HEADERS = frozenset({"lang", "language", "sprache"})
 DELIMITERS = (",", ";")
 #: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,6 +45,7 @@ class Row:
     #: Only when the file has a `state` column (an export): keeps unsubscribed
     #: people unsubscribed when a ledger is rebuilt from an export.
     state: SubscriberState | None = None
+    lang: str | None = None  #: a language the campaign offers; None: its default
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,15 @@ class RowProblem:
         return f"{self.line}: {self.message}"
 
 
-def parse_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
+def parse_csv(
+    text: str, *, languages: Sequence[str] = LANGUAGES
+) -> tuple[list[Row], list[RowProblem]]:
     """Rows and problems of a subscriber file, each with its physical line number.
 
     Line numbers count lines of the file as an editor shows them (1 = header),
     also when a quoted name spans lines, so `FILE.csv:LINE` points at the row.
     Duplicates are kept here; `ledger.subscribers.import_rows` merges and counts them.
+    A `lang` cell must be one of `languages` (the campaign's locales), in any case.
     """
     text = text.removeprefix("\ufeff")
     # strict: a stray or unclosed quote is an error with its line, not a name that
@@ -86,7 +94,7 @@ def parse_csv(text: str) -> tuple[list[Row], list[RowProblem]]:
             if columns is None:
                 return [], problems
             continue
-        row = _row(record, line, columns, problems)
+        row = _row(record, line, columns, problems, languages)
         if row is not None:
             rows.append(row)
     if columns is None:
@@ -109,6 +117,7 @@ class _Columns:
     email: int
     name: int | None
     state: int | None
+    lang: int | None = None
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -138,10 +147,11 @@ def _header(record: list[str], line: int, problems: list[RowProblem]) -> _Column
             problems.append(RowProblem(line, f"more than one {label} column in the header"))
         return found[0] if found else None
 
-    email, name, state = (
+    email, name, state, lang = (
         find(EMAIL_HEADERS, "email"),
         find(NAME_HEADERS, "name"),
         find(STATE_HEADERS, "state"),
+        find(LANG_HEADERS, "lang"),
     )
     if len(problems) > before:
         return None
@@ -153,10 +163,16 @@ def _header(record: list[str], line: int, problems: list[RowProblem]) -> _Column
             )
         )
         return None
-    return _Columns(width=len(record), email=email, name=name, state=state)
+    return _Columns(width=len(record), email=email, name=name, state=state, lang=lang)
 
 
-def _row(record: list[str], line: int, columns: _Columns, problems: list[RowProblem]) -> Row | None:
+def _row(
+    record: list[str],
+    line: int,
+    columns: _Columns,
+    problems: list[RowProblem],
+    languages: Sequence[str],
+) -> Row | None:
     if any(cell.strip() for cell in record[columns.width :]):
         problems.append(
             RowProblem(
@@ -178,10 +194,11 @@ def _row(record: list[str], line: int, columns: _Columns, problems: list[RowProb
         email = normalise(address)
         name = clean_name(cell(columns.name))
         state = _state(cell(columns.state))
+        lang = _lang(cell(columns.lang), languages)
     except ValueError as error:
         problems.append(RowProblem(line, str(error)))
         return None
-    return Row(line=line, email=email, name=name, state=state)
+    return Row(line=line, email=email, name=name, state=state, lang=lang)
 
 
 def _state(text: str) -> SubscriberState | None:
@@ -192,3 +209,16 @@ def _state(text: str) -> SubscriberState | None:
     except ValueError:
         allowed = ", ".join(s.value for s in SubscriberState)
         raise ValueError(f'unknown state "{text.strip()}" (use one of {allowed})') from None
+
+
+def _lang(text: str, languages: Sequence[str]) -> str | None:
+    code = text.strip().lower()
+    if not code:
+        return None
+    if code not in languages:
+        offered = ", ".join(languages)
+        raise ValueError(
+            f'unknown language "{text.strip()}" (the campaign offers {offered}; '
+            "leave the cell empty for the default language)"
+        )
+    return code

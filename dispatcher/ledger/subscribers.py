@@ -14,6 +14,13 @@ records the consent (time, source, IP, the exact text shown) on a pending row an
 says whether a confirmation mail may go out (at most one per address and hour);
 `confirm` activates. `unsubscribe` is what the one-click link does; `erase` deletes
 a person's data (GDPR art. 17) while the row keeps its deliveries and their counts.
+
+Languages: `lang` is the reader's language (None: the campaign's default, so a change of
+the default reaches them). Every door that creates a subscriber takes `lang`; the consent
+record keeps the language they signed up in (`consent_lang`), and each later change
+records when and by whom (`lang_changed_at`, `lang_changed_by`: `reader`, `cli`,
+`import`, `api:<token>`). Whether a language is one the campaign offers is the caller's
+check (it knows the campaign); the ledger refuses only what no campaign can offer.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from dispatcher.i18n import LANGUAGES
 from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import SubscriberState, deliveries, subscribers
 from dispatcher.mail.addresses import clean_name, normalise
@@ -41,6 +49,8 @@ BounceKind = Literal["hard", "soft", "complaint"]
 #: was suppressed; the subscriber had already left or bounced, nothing changed.
 BounceOutcome = Literal["unknown", "bounced", "complained", "soft", "suppressed", "unchanged"]
 MAX_REASON = 500  #: characters of a provider's bounce reason kept in `last_error`
+#: `lang_changed_by` when the reader changed their language (the unsubscribe page).
+BY_READER = "reader"
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,10 @@ class SubscriberRow:
     unsubscribed_at: dt.datetime | None = None
     erased_at: dt.datetime | None = None
     soft_bounces: int = 0  #: consecutive soft bounces reported by the bounce webhook
+    lang: str | None = None  #: the reader's language; None: the campaign's default
+    consent_lang: str | None = None  #: the language they signed up in (consent record)
+    lang_changed_at: dt.datetime | None = None  #: the last change of `lang` since sign-up
+    lang_changed_by: str | None = None  #: who made it: `reader`, `cli`, `import`, `api:<token>`
 
     @property
     def erased(self) -> bool:
@@ -89,6 +103,10 @@ class SubscriberRow:
             unsubscribed_at=m["unsubscribed_at"],
             erased_at=m["erased_at"],
             soft_bounces=m["soft_bounces"],
+            lang=m["lang"],
+            consent_lang=m["consent_lang"],
+            lang_changed_at=m["lang_changed_at"],
+            lang_changed_by=m["lang_changed_by"],
         )
 
 
@@ -108,6 +126,7 @@ class Requested:
     name: str | None  #: None: keep the stored name
     consent: Consent
     at: dt.datetime  #: when it was requested
+    lang: str | None = None  #: the language chosen with the request; None: keep the stored one
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,17 @@ class ImportReport:
     def imported(self) -> int:
         """Distinct addresses now known to the ledger from this input."""
         return self.created + self.updated + self.unchanged
+
+
+def check_language(lang: str | None) -> str | None:
+    """`lang` when the ledger can store it: None, or a language with catalogues.
+
+    Callers check against the campaign's `locales` first, with a message naming those;
+    this is the last guard, so a typo cannot reach the ledger through a new door.
+    """
+    if lang is not None and lang not in LANGUAGES:
+        raise ValueError(f'unknown language "{lang}" (use one of {", ".join(LANGUAGES)})')
+    return lang
 
 
 def _insert(conn: sa.Connection) -> postgresql.Insert | sqlite.Insert:
@@ -153,21 +183,23 @@ def add(
     source: str,
     now: dt.datetime,
     reactivate: bool = False,
+    lang: str | None = None,
 ) -> tuple[int, bool]:
-    """(id, created). An existing address keeps its id and state; its name is updated.
+    """(id, created). An existing address keeps its id and state; its name and, when one
+    is given, its language are updated (the change recorded as made by `source`).
 
     Someone who unsubscribed or bounced stays so unless `reactivate`: putting a
     person back on the list needs their fresh consent, which only the operator
     can vouch for. `reactivate` sets any existing row to `state`.
-    Raises InvalidAddress or InvalidName.
+    Raises InvalidAddress, InvalidName or ValueError (a language no campaign offers).
     """
-    address, name = normalise(email), clean_name(name)
+    address, name, lang = normalise(email), clean_name(name), check_language(lang)
     existing = _select(conn, address)
     if existing is None:
         statement = (
             _insert(conn)
             .values(email=address, name=name, state=state.value, source=source)
-            .values(created_at=now, updated_at=now)
+            .values(created_at=now, updated_at=now, lang=lang)
             .on_conflict_do_nothing(index_elements=[subscribers.c.email])
             .returning(subscribers.c.id)
         )
@@ -183,6 +215,8 @@ def add(
         return existing.id, False
     if name is not None and name != existing.name:
         changes["name"] = name
+    if lang is not None and lang != existing.lang:
+        changes.update(lang=lang, lang_changed_at=now, lang_changed_by=source)
     if changes:
         conn.execute(
             subscribers.update()
@@ -203,7 +237,9 @@ def import_rows(
     """Add many rows with `add`'s rules, in batches; importing twice creates nothing new.
 
     A new row gets its own `state` when the file has one (an export), else `state`.
-    Rows must come from `parse_csv` (or carry a `normalise`d email).
+    A row's language (`lang` column) is stored on a new row and changes an active or
+    pending one (an empty cell changes nothing). Rows must come from `parse_csv` (or
+    carry a `normalise`d email and a checked `lang`).
     """
     first: dict[str, Row] = {}
     merged = 0
@@ -227,7 +263,13 @@ def _import_batch(
     now: dt.datetime,
     state: SubscriberState,
 ) -> tuple[int, int]:
-    columns = (subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.state)
+    columns = (
+        subscribers.c.id,
+        subscribers.c.email,
+        subscribers.c.name,
+        subscribers.c.state,
+        subscribers.c.lang,
+    )
     existing = {
         r.email: r
         for r in conn.execute(
@@ -242,6 +284,7 @@ def _import_batch(
             "source": source,
             "created_at": now,
             "updated_at": now,
+            "lang": row.lang,
         }
         for row in batch
         if row.email not in existing
@@ -254,14 +297,19 @@ def _import_batch(
             .returning(subscribers.c.id)
         )
         created = len(conn.execute(statement, new).all())
-    renames = [
-        {"b_id": r.id, "b_name": row.name, "b_now": now}
-        for row in batch
-        if (r := existing.get(row.email)) is not None
-        and r.state not in INACTIVE
-        and row.name is not None
-        and row.name != r.name
-    ]
+    renamed: set[int] = set()
+    renames = []
+    relanguages = []
+    for row in batch:
+        r = existing.get(row.email)
+        if r is None or r.state in INACTIVE:
+            continue
+        if row.name is not None and row.name != r.name:
+            renames.append({"b_id": r.id, "b_name": row.name, "b_now": now})
+            renamed.add(r.id)
+        if row.lang is not None and row.lang != r.lang:
+            relanguages.append({"b_id": r.id, "b_lang": row.lang, "b_now": now, "b_by": source})
+            renamed.add(r.id)
     if renames:
         conn.execute(
             subscribers.update()
@@ -269,7 +317,19 @@ def _import_batch(
             .values(name=sa.bindparam("b_name"), updated_at=sa.bindparam("b_now")),
             renames,
         )
-    return created, len(renames)
+    if relanguages:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == sa.bindparam("b_id"))
+            .values(
+                lang=sa.bindparam("b_lang"),
+                lang_changed_at=sa.bindparam("b_now"),
+                lang_changed_by=sa.bindparam("b_by"),
+                updated_at=sa.bindparam("b_now"),
+            ),
+            relanguages,
+        )
+    return created, len(renamed)
 
 
 def remove(conn: sa.Connection, email: str, *, now: dt.datetime) -> bool:
@@ -316,22 +376,26 @@ def request_subscription(
     *,
     consent: Consent,
     now: dt.datetime,
+    lang: str | None = None,
 ) -> tuple[SubscriberRow, bool]:
     """A web sign-up: (the row, whether to send a confirmation mail now).
 
-    - new address: a pending row with the consent record; send.
+    - new address: a pending row with the consent record and `lang` (the language chosen
+      in the form: the reader's language and, in the consent record, `consent_lang`); send.
     - active: nothing changes, no mail (the caller shows the same page: no enumeration).
     - pending, unsubscribed or bounced: state, name and consent record stay as they
       are — anyone can type an address into the form — and a mail goes out unless one
-      went to this address less than an hour ago. The requested name and consent
-      travel in the confirmation link and are applied by `confirm(requested=…)`.
+      went to this address less than an hour ago. The requested name, language and
+      consent travel in the confirmation link and are applied by `confirm(requested=…)`.
 
     The hourly limit is one conditional UPDATE of `confirmation_sent_at` (nothing else,
     not even `updated_at`), so two simultaneous requests cannot both win. Raises
-    InvalidAddress or InvalidName.
+    InvalidAddress, InvalidName or ValueError (a language no campaign offers).
     """
-    address, name = normalise(email), clean_name(name)
+    address, name, lang = normalise(email), clean_name(name), check_language(lang)
     record = {
+        "lang": lang,
+        "consent_lang": lang,
         "consent_at": now,
         "consent_source": consent.source[:200],
         "consent_ip": consent.ip,
@@ -398,7 +462,9 @@ def confirm(
     before the subscriber left: a link from before an unsubscribe (or, for a bounced
     address, from before the bounce) must not put them back. A pending row is activated
     by any such link; an unsubscribed or bounced one only by a link that carries a new
-    request (`requested`): its name (if any) and consent record are applied now.
+    request (`requested`): its name (if any), language (if any) and consent record are
+    applied now. The consent record's `consent_lang` is the request's language (or, when
+    it carries none, the stored one); a changed `lang` is recorded as the reader's change.
     """
     row = get_by_id(conn, subscriber_id)
     if row is None or row.erased:
@@ -425,9 +491,14 @@ def confirm(
             "consent_source": requested.consent.source[:200],
             "consent_ip": requested.consent.ip,
             "consent_text": requested.consent.text,
+            # The language of this consent: the one chosen with it, else the one they have.
+            "consent_lang": check_language(requested.lang) or row.lang,
         }
         if requested.name is not None:
             changes["name"] = clean_name(requested.name)
+        if requested.lang is not None and requested.lang != row.lang:
+            changes.update(lang=requested.lang, lang_changed_by=BY_READER)
+            changes["lang_changed_at"] = requested.at
     conn.execute(
         subscribers.update()
         .where(subscribers.c.id == subscriber_id)
@@ -473,6 +544,10 @@ def erase(conn: sa.Connection, email: str, *, now: dt.datetime) -> bool:
             consent_source=None,
             consent_ip=None,
             consent_text=None,
+            consent_lang=None,
+            lang=None,
+            lang_changed_at=None,
+            lang_changed_by=None,
             unsubscribed_at=existing.unsubscribed_at or now,
             erased_at=now,
             updated_at=now,
@@ -513,6 +588,36 @@ def set_state(
     )
     if result.rowcount == 0:
         raise LookupError(f"no subscriber with id {subscriber_id}")
+
+
+def set_language(
+    conn: sa.Connection,
+    subscriber_id: int,
+    lang: str | None,
+    *,
+    now: dt.datetime,
+    by: str = BY_READER,
+) -> SubscriberRow | None:
+    """Change a subscriber's language (None: back to the campaign's default); the row after.
+
+    None for an unknown or erased id (the caller answers as for an unknown token). Any
+    other state may change it: someone who left may come back, and then in their
+    language. The change is part of the consent record: `lang_changed_at` and
+    `lang_changed_by` (`by`: `reader` for the unsubscribe page, else `cli`, `import`,
+    `api:<token>`); choosing the language one has already changes nothing. The caller
+    checks `lang` against the campaign's locales. Raises ValueError for a language no
+    campaign can offer.
+    """
+    lang = check_language(lang)
+    conn.execute(
+        subscribers.update()
+        .where(subscribers.c.id == subscriber_id)
+        .where(subscribers.c.erased_at.is_(None))
+        .where(subscribers.c.lang.is_distinct_from(lang))
+        .values(lang=lang, lang_changed_at=now, lang_changed_by=by[:200], updated_at=now)
+    )
+    row = get_by_id(conn, subscriber_id)
+    return None if row is None or row.erased else row
 
 
 def record_bounce(

@@ -110,6 +110,11 @@ subscribers = sa.Table(
     sa.Column("soft_bounces", sa.Integer, nullable=False, server_default="0"),
     # The reader's language ("de", "en"); NULL: the campaign's default language.
     sa.Column("lang", sa.String(8)),
+    # Part of the consent record: the language they signed up in, and when and by whom
+    # (`reader`, `cli`, `import`, `api:<token>`) it last changed since (migration 0014).
+    sa.Column("consent_lang", sa.String(8)),
+    sa.Column("lang_changed_at", UTCDateTime),
+    sa.Column("lang_changed_by", sa.String(200)),
 )
 
 dispatches = sa.Table(
