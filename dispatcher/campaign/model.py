@@ -181,6 +181,14 @@ class Campaign:
         own setting for a post."""
         return self.locales if channel is Channel.EMAIL else self.post_languages_of(channel)
 
+    def edition_language(self, item: Item, lang: str | None) -> str | None:
+        """The language readers of `lang` get `item` in: theirs, the default (fallback
+        `default`: the whole email or post in the default language, not a mix), or None."""
+        kind = self.edition_kind(item, self.reader_language(lang))
+        if kind is EditionKind.OWN:
+            return self.reader_language(lang)
+        return self.language if kind is EditionKind.DEFAULT else None
+
     def languages_of(self, item: Item) -> tuple[str, ...]:
         """The campaign's languages `item` has its own version in (the default always)."""
         return tuple(

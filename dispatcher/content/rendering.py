@@ -349,10 +349,11 @@ def render_email(
     `RenderedEmail.personalise`. `item` and `published` are the items as stored; each is
     shown in its `lang` edition, and an earlier item without one is left out of the list.
     `ValueError` if the day's item has no edition for `lang` (fallback `skip`)."""
-    lang = campaign.reader_language(lang)
-    edition = campaign.edition(item, lang)
-    if edition is None:
-        raise ValueError(f"item {item.id!r} has no {lang} version and the fallback is skip")
+    wanted = campaign.reader_language(lang)
+    lang = campaign.edition_language(item, wanted)
+    edition = None if lang is None else campaign.edition(item, lang)
+    if lang is None or edition is None:
+        raise ValueError(f"item {item.id!r} has no {wanted} version and the fallback is skip")
     shown_before = [
         (before, shown)
         for before, earlier in published
@@ -427,10 +428,11 @@ def render_post(
     """The post for one network in `lang` (default: the campaign's), fitted by shortening
     only the teaser (never link or tags). `item` is the item as stored; the post shows its
     `lang` edition (`ValueError` if it has none under fallback `skip`)."""
-    lang = campaign.reader_language(lang)
-    edition = campaign.edition(item, lang)
-    if edition is None:
-        raise ValueError(f"item {item.id!r} has no {lang} version and the fallback is skip")
+    wanted = campaign.reader_language(lang)
+    lang = campaign.edition_language(item, wanted)
+    edition = None if lang is None else campaign.edition(item, lang)
+    if lang is None or edition is None:
+        raise ValueError(f"item {item.id!r} has no {wanted} version and the fallback is skip")
     item = edition
     name = str(channel)
     if name not in post_length.RULES:

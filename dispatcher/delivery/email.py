@@ -27,29 +27,29 @@ class EmailDispatch:
     def __init__(self, ctx: Context, dispatch: store.DispatchRow) -> None:
         self.ctx, self.dispatch = ctx, dispatch
         self.workers = ctx.config.connections
-        item = item_from_json(dispatch.content)
-        #: one wire template per language the day's item goes out in; a language without
-        #: one (fallback `skip`) has no readers in this dispatch
+        self.item = item_from_json(dispatch.content)
+        #: one wire template per language the day's item has its own version in; readers
+        #: of another language get the default one or nothing (`Campaign.edition_language`)
         self.templates = {
             lang: wire.WireTemplate(
                 render_shared(ctx, dispatch, lang), ctx.campaign, ctx.sender,
                 send_at=dispatch.send_at,
             )
-            for lang in ctx.campaign.locales
-            if ctx.campaign.edition(item, lang) is not None
+            for lang in ctx.campaign.languages_of(self.item)
         }  # fmt: skip
 
     def fan_out_step(self) -> bool:
         return fan_out_step(self.ctx, self.dispatch)
 
     def send(self, delivery: store.ClaimedDelivery) -> store.Outcome | ChannelDown:
-        lang = self.ctx.campaign.reader_language(delivery.lang)
-        template = self.templates.get(lang)
+        lang = self.ctx.campaign.edition_language(self.item, delivery.lang)
+        template = None if lang is None else self.templates.get(lang)
         if template is None:
             return store.Outcome(
                 delivery.id,
                 DeliveryState.SKIPPED,
-                error=f"the day's item has no {lang} version and the campaign's fallback is skip",
+                error=f"the day's item has no {delivery.lang} version and the campaign's "
+                "fallback is skip",
             )
         return send_one(self.ctx, template, delivery)
 
@@ -68,8 +68,8 @@ def fan_out_step(ctx: Context, dispatch: store.DispatchRow) -> bool:
     campaign = ctx.campaign
     item = item_from_json(dispatch.content)
     languages = store.Languages(
-        offered=campaign.locales,
-        skipped=tuple(lang for lang in campaign.locales if campaign.edition(item, lang) is None),
+        default=campaign.language,
+        written_in={lang: campaign.edition_language(item, lang) for lang in campaign.locales[1:]},
     )
     with ctx.engine.begin() as connection:
         covered = store.fan_out_subscribers(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -81,8 +81,14 @@ class ClaimedDelivery:
 class Languages:
     """The languages of one email dispatch, for its fan-out (the ledger has no campaign)."""
 
-    offered: tuple[str, ...]  #: the campaign's languages, the default first
-    skipped: tuple[str, ...] = ()  #: languages whose readers get nothing (fallback `skip`)
+    default: str  #: what a reader without a language (or with one not offered) gets
+    #: per other offered language of the readers: the language they get the day's item in
+    #: (theirs, or the default under fallback `default`), None: nothing (fallback `skip`)
+    written_in: dict[str, str | None]
+
+    @property
+    def skipped(self) -> tuple[str, ...]:
+        return tuple(lang for lang, written in self.written_in.items() if written is None)
 
 
 @dataclass(frozen=True)
@@ -281,12 +287,14 @@ def insert_subscriber_deliveries(
     columns = ["dispatch_id", "recipient", "subscriber_id", "key", "state", "created_at"]
     values: list[Any] = []
     if languages is not None:
-        default, others = languages.offered[0], languages.offered[1:]
-        reader = sa.case(
-            (subscribers.c.lang.in_(others), subscribers.c.lang), else_=sa.literal(default)
-        ) if others else sa.literal(default)  # fmt: skip
+        cases = [
+            (subscribers.c.lang == sa.literal(reader), sa.literal(written))
+            for reader, written in languages.written_in.items()
+            if written is not None
+        ]
+        default = sa.literal(languages.default)
         columns.append("lang")
-        values.append(reader)
+        values.append(sa.case(*cases, else_=default) if cases else default)
     source = sa.select(
         sa.literal(dispatch_id),
         sa.literal("subscriber:") + sa.cast(subscribers.c.id, sa.String),

@@ -308,8 +308,6 @@ def build_email(
     message["Subject"] = one_line(subject)
     message["Date"] = format_datetime(date)
     message["Message-ID"] = one_line(message_id)
-    if language:
-        message["Content-Language"] = one_line(language)
     if list_headers is not None:
         targets = [f"<{one_line(list_headers.unsubscribe_url)}>"]
         if list_headers.unsubscribe_mailto:
@@ -323,4 +321,6 @@ def build_email(
             message["Feedback-ID"] = one_line(list_headers.feedback_id)
     message.set_content(text, subtype="plain", charset="utf-8")
     message.add_alternative(html, subtype="html", charset="utf-8")
+    if language:  # after the content: `set_content` drops every Content-* header
+        message["Content-Language"] = one_line(language)
     return message
