@@ -71,7 +71,8 @@ _REQUIRED = frozenset({"title", "teaser"})
 _LIST_FIELDS = frozenset({"tags", "channels"})
 
 #: Where a key that is new to an item goes: after the last key that comes before it here, so
-#: `date:` lands after `tags:` and before `body:`, and `status:` at the end, as in the sample.
+#: `date:` lands after `tags:` and before `body:`, and `status:` at the end (after the
+#: `translations:`), as in the sample.
 _KEY_ORDER: tuple[str, ...] = (
     "id",
     "title",
@@ -85,6 +86,7 @@ _KEY_ORDER: tuple[str, ...] = (
     "channels",
     "date",
     "body",
+    "translations",
     "status",
 )
 
