@@ -8,6 +8,11 @@ the good ones: re-running it after fixing the file is idempotent.
 Stored names come from an anonymous web form: `list` and every message print them
 through `printable` (no terminal escapes), and `export` writes formula-like cells
 with a leading `'` (spreadsheets), which `import` removes again.
+
+Languages (docs/commands.md): `add --lang` and an import's `lang` column must name one of
+the campaign's `locales`, so only then is the campaign file read. `export` and `list`
+show the stored language, empty or `-` for "the campaign's default": that is what an
+import of the export restores, and it follows the default if the campaign changes it.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ from dispatcher.cli.common import (
     EXIT_OK,
     EXIT_USER_ERROR,
     UserError,
+    campaign_of,
     ledger_of,
     printable,
     settings_of,
 )
 from dispatcher.ledger import engine as ledger_engine
 from dispatcher.ledger import subscribers as ledger
-from dispatcher.ledger.subscriber_csv import neutralise_cell, parse_csv
+from dispatcher.ledger.subscriber_csv import has_lang_column, neutralise_cell, parse_csv
 from dispatcher.ledger.tables import SubscriberState
 from dispatcher.mail.addresses import InvalidAddress, InvalidName
 
@@ -50,6 +56,13 @@ EXPORT_HEADER = (
     "consent_text",
     "confirmed_at",
     "unsubscribed_at",
+    # Later columns go last, so scripts reading the older ones by position keep working.
+    # The reader's language; empty: the campaign's default (`import` reads it back).
+    "lang",
+    # Consent record: the language they signed up in, when and by whom it changed since.
+    "consent_lang",
+    "lang_changed_at",
+    "lang_changed_by",
 )
 STATES = [state.value for state in SubscriberState]
 
@@ -65,6 +78,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("email", metavar="EMAIL")
     add.add_argument("--name", help="name for the greeting")
     add.add_argument("--pending", action="store_true", help="add as pending (not yet confirmed)")
+    add.add_argument(
+        "--lang",
+        metavar="LANG",
+        help="the reader's language, one of the campaign's locales (default: the campaign's "
+        "default language); for an existing subscriber, changes it",
+    )
     add.add_argument(
         "--reactivate",
         action="store_true",
@@ -83,7 +102,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     remove.set_defaults(handler=cmd_remove)
 
     load = actions.add_parser("import", help="add every address of a CSV file")
-    load.add_argument("file", metavar="FILE.csv", help="header row with an email column")
+    load.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="header row with an email column; optional name, lang (one of the campaign's "
+        "locales; empty: its default) and state columns",
+    )
     load.set_defaults(handler=cmd_import)
 
     for name, help_text, handler in (
@@ -123,9 +147,28 @@ def _address_errors(handler: Handler) -> Handler:
     return run
 
 
+def _offered_languages(args: argparse.Namespace) -> tuple[str, ...]:
+    return campaign_of(settings_of(args)).locales
+
+
+def _language(args: argparse.Namespace) -> str | None:
+    """`--lang`, checked against the campaign's languages; None when not given."""
+    if args.lang is None:
+        return None
+    lang: str = args.lang.strip().lower()
+    offered = _offered_languages(args)
+    if lang not in offered:
+        raise UserError(
+            f'--lang: the campaign offers {", ".join(offered)}, not "{printable(args.lang)}" '
+            "(leave --lang out for the default language)"
+        )
+    return lang
+
+
 @_address_errors
 def cmd_add(args: argparse.Namespace) -> int:
     state = SubscriberState.PENDING if args.pending else SubscriberState.ACTIVE
+    lang = _language(args)
     now = dt.datetime.now(dt.UTC)
     with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
         before = ledger.get(conn, args.email)
@@ -137,23 +180,32 @@ def cmd_add(args: argparse.Namespace) -> int:
             source="cli",
             now=now,
             reactivate=args.reactivate,
+            lang=lang,
         )
         after = ledger.get(conn, args.email)
     assert after is not None
     if before is None:
-        print(f"added {after.email} ({after.state})")
+        print(f"added {after.email} ({after.state}{f', {after.lang}' if after.lang else ''})")
     elif before.state in ledger.INACTIVE and after.state is before.state:
         raise UserError(
             f"not re-subscribed: {after.email} is {after.state}; re-subscribing someone who left "
             "needs their fresh consent — once you have it, add again with --reactivate"
         )
     elif after.state is not before.state:
-        print(f"re-subscribed {after.email} ({before.state} -> {after.state})")
-    elif after.name != before.name:
-        print(f'already subscribed: {after.email} ({after.state}); name set to "{after.name}"')
+        print(f"re-subscribed {after.email} ({before.state} -> {after.state}){_set(before, after)}")
     else:
-        print(f"already subscribed: {after.email} ({after.state})")
+        print(f"already subscribed: {after.email} ({after.state}){_set(before, after)}")
     return EXIT_OK
+
+
+def _set(before: ledger.SubscriberRow, after: ledger.SubscriberRow) -> str:
+    """`; name set to "…", language set to en` for what `add` changed on an existing row."""
+    changes = []
+    if after.name != before.name:
+        changes.append(f'name set to "{after.name}"')
+    if after.lang != before.lang:
+        changes.append(f"language set to {after.lang}")
+    return f"; {', '.join(changes)}" if changes else ""
 
 
 @_address_errors
@@ -202,7 +254,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             f"{args.file}:{line}: not UTF-8 text; in Excel save as “CSV UTF-8 (durch Trennzeichen "
             "getrennt)”, or convert with iconv -f WINDOWS-1252 -t UTF-8"
         ) from None
-    rows, problems = parse_csv(text)
+    languages = _offered_languages(args) if has_lang_column(text) else ()
+    rows, problems = parse_csv(text, languages=languages)
     for problem in problems:
         print(printable(f"{args.file}:{problem.line}: {problem.message}"))
     with ledger_of(settings_of(args)) as engine, engine.begin() as conn:
@@ -253,6 +306,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                 row.consent_text or "",
                 _timestamp(row.confirmed_at),
                 _timestamp(row.unsubscribed_at),
+                row.lang or "",
+                row.consent_lang or "",
+                _timestamp(row.lang_changed_at),
+                row.lang_changed_by or "",
             ]
             writer.writerow([neutralise_cell(cell) for cell in cells])
     return EXIT_OK
@@ -262,12 +319,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     shown = 0
     with ledger_of(settings_of(args)) as engine, ledger_engine.reader(engine).connect() as conn:
-        print(f"{'id':>6}  {'email':<40} {'name':<28} {'state':<12} {'since (UTC)':<16}  source")
+        print(
+            f"{'id':>6}  {'email':<40} {'name':<28} {'state':<12} {'lang':<4}  "
+            f"{'since (UTC)':<16}  source"
+        )
         for row in ledger.list_(conn, state=_state(args)):
             shown += 1
             print(
                 f"{row.id:>6}  {_fit(printable(row.email), 40):<40} "
                 f"{_fit(printable(row.name or ''), 28):<28} {row.state.value:<12} "
+                f"{row.lang or '-':<4}  "
                 f"{row.created_at:%Y-%m-%d %H:%M}  {printable(row.source or '')}"
             )
         counts = ledger.count_by_state(conn)

@@ -102,6 +102,15 @@ def parse_csv(
     return rows, problems
 
 
+def has_lang_column(text: str) -> bool:
+    """Whether the file's header names a language column: only then do its cells need the
+    campaign's languages (so an import without one works whatever the campaign file says)."""
+    text = text.removeprefix("\ufeff")
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    cells = next(csv.reader([header], delimiter=_sniff_delimiter(text)), [])
+    return any(cell.strip().lower() in LANG_HEADERS for cell in cells)
+
+
 def _csv_error(error: csv.Error, line: int, end: int) -> str:
     if "end of data" in str(error):
         return (

@@ -133,7 +133,8 @@ def test_export_and_list(ledger_url: str) -> None:
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
     assert exported.stdout.startswith(
         "email,name,state,created_at,updated_at,source,consent_at,consent_source,consent_ip,"
-        "consent_text,confirmed_at,unsubscribed_at\n"
+        "consent_text,confirmed_at,unsubscribed_at,lang,consent_lang,lang_changed_at,"
+        "lang_changed_by\n"
     )
     assert [(r["email"], r["name"], r["state"], r["source"]) for r in rows] == [
         ("erika@example.org", "Mustermann, Erika", "active", "cli"),
