@@ -531,12 +531,14 @@ def cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-DEMO_SUBSCRIBERS = (
-    ("erika.mustermann@example.org", "Erika Mustermann"),
-    ("max.mueller@example.org", "Max Müller"),
-    ("jana.schaefer@example.de", "Jana Schäfer"),
-    ("leser@example.net", None),
-    ("redaktion@example.com", "Redaktion Clusterplattform"),
+#: (address, name, language): the sample week is in German and English, so its readers are
+#: too; None is the campaign's default language, as for a reader who never chose one.
+DEMO_SUBSCRIBERS: tuple[tuple[str, str | None, str | None], ...] = (
+    ("erika.mustermann@example.org", "Erika Mustermann", None),
+    ("max.mueller@example.org", "Max Müller", "de"),
+    ("jana.schaefer@example.de", "Jana Schäfer", None),
+    ("emma.walsh@example.ie", "Emma Walsh", "en"),
+    ("reader@example.net", None, "en"),
 )
 
 
@@ -577,11 +579,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with ledger_engine.reader(service.engine).connect() as connection:
         print(format_plan(campaign, schedule.ledger_plan(connection, campaign, start)) + "\n")
     with service.engine.begin() as connection:
-        for address, name in DEMO_SUBSCRIBERS[: args.subscribers] + tuple(
-            (f"leser{i:05d}@example.org", None) for i in range(max(args.subscribers - 5, 0))
+        for address, name, lang in DEMO_SUBSCRIBERS[: args.subscribers] + tuple(
+            (f"leser{i:05d}@example.org", None, None) for i in range(max(args.subscribers - 5, 0))
         ):
             subscriber_store.add(
-                connection, address, name, state=SubscriberState.ACTIVE, source="demo", now=start
+                connection,
+                address,
+                name,
+                state=SubscriberState.ACTIVE,
+                source="demo",
+                now=start,
+                lang=lang,
             )
     service.check_leader()  # the demo's one process schedules, as `run` would
     for at in service.send_times():
