@@ -37,7 +37,7 @@ from dispatcher.cli.common import (
 )
 from dispatcher.clock import SimulatedClock, clock_from, utc_now
 from dispatcher.content import rendering
-from dispatcher.delivery import alerts, metrics, pipeline, schedule, wiring
+from dispatcher.delivery import alert_destinations, metrics, pipeline, schedule, wiring
 from dispatcher.delivery import targets as delivery_targets
 from dispatcher.delivery.context import build_context, open_ledger
 from dispatcher.delivery.leader import SqliteInUseError
@@ -218,7 +218,7 @@ def _service_start(args: argparse.Namespace) -> tuple[Settings, Campaign]:
     if problems:
         raise UserError("\n".join(problems))
     try:  # a mistyped alert destination: refused at start, not a traceback in the service
-        alerts.destinations_for(settings)
+        alert_destinations.destinations_for(settings)
     except ValueError as error:
         raise UserError(str(error)) from None
     logs.configure(settings.log_format)

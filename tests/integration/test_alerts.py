@@ -26,7 +26,7 @@ from dispatcher.campaign.loading import load_campaign
 from dispatcher.campaign.model import item_to_json
 from dispatcher.campaign.source import CampaignSource, Reload
 from dispatcher.clock import SimulatedClock
-from dispatcher.delivery import alerts, leader
+from dispatcher.delivery import alert_conditions, alert_destinations, alerts, leader
 from dispatcher.delivery.service import Service
 from dispatcher.ledger import alerts as alert_ledger
 from dispatcher.ledger import store
@@ -214,7 +214,7 @@ def test_a_failure_from_before_the_lookback_is_history_not_news(
     settings = alert_settings(database, ops)
     refuse_everyone(ops.smtp, readers)
     tick_at(settings, database, T0)
-    clock = SimulatedClock(T0 + alerts.LOOKBACK + dt.timedelta(hours=1))
+    clock = SimulatedClock(T0 + alert_conditions.LOOKBACK + dt.timedelta(hours=1))
     monitor_for(settings, database, clock).run_once()  # a fresh process on an old ledger
     assert ops.received() == ops.everywhere()
 
@@ -434,7 +434,7 @@ def test_the_job_runs_in_a_thread_of_its_own_and_never_twice_at_once(
     class Hanging:
         name = "hanging"
 
-        def deliver(self, message: alerts.Message, *, now: dt.datetime) -> None:
+        def deliver(self, message: alert_destinations.Message, *, now: dt.datetime) -> None:
             entered.set()
             release.wait(timeout=60)
 
@@ -514,7 +514,7 @@ def test_a_lost_scheduler_lock_is_alerted_and_resolved_once_a_process_holds_it(
     subject = f"[dispatcher] scheduler lock lost: {monitor.process}"
     assert ops.received() == ops.everywhere(subject)
 
-    clock.set(T0 + alerts.LEADER_EVENT_LIFE + dt.timedelta(minutes=1))
+    clock.set(T0 + alert_conditions.LEADER_EVENT_LIFE + dt.timedelta(minutes=1))
     monitor.run_once()  # nobody holds the lock: still open
     assert ops.received() == ops.everywhere(subject)
 
