@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from dispatcher.clock import Clock
+from dispatcher.i18n import SOURCE_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ class Post:
     image_url: str | None
     image_alt: str | None
     created_at: dt.datetime  #: aware, UTC
-    language: str = "de"
+    #: the language it is written in (BCP 47, as the campaign's `locales`): Mastodon's
+    #: `language`, Bluesky's `langs`; LinkedIn and the webhooks have no field for it
+    lang: str = SOURCE_LANGUAGE
 
 
 class SocialChannel(Protocol):

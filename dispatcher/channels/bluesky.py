@@ -115,7 +115,8 @@ def build_record(post: Post, *, thumb: dict[str, Any] | None = None) -> dict[str
         "$type": COLLECTION,
         "text": post.text,
         "createdAt": created_at(post.created_at),
-        "langs": [post.language],
+        # The lexicon's `langs` (BCP 47, at most 3): what the post's text is written in.
+        "langs": [post.lang],
     }
     found = facets(post.text, post.hashtags)
     if found:

@@ -17,7 +17,8 @@ _AT_POST = re.compile(
     r"at://(?P<did>did:[a-z0-9]+:[A-Za-z0-9._:%-]+)/app\.bsky\.feed\.post/(?P<rkey>[A-Za-z0-9._:~-]+)"
 )
 _LINKEDIN_URN = re.compile(r"urn:li:(?:share|ugcPost|activity):\d+")
-_MATRIX_TARGET = re.compile(r"webhook:matrix:[^/]+/(?P<room>![^/]+)")
+#: a further language's delivery is `<target>#<lang>` (ledger/targets.py): not part of the room
+_MATRIX_TARGET = re.compile(r"webhook:matrix:[^/]+/(?P<room>![^/#]+)")
 
 
 def post_url(

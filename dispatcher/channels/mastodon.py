@@ -80,6 +80,12 @@ def delivery_key(*, campaign_id: str, day: dt.date, send_at: dt.datetime, recipi
     return readable_key(campaign_id, day, recipient, max_length=64)
 
 
+def iso_639_1(lang: str) -> str:
+    """The status's `language`: Mastodon takes an ISO 639-1 code ("de"), so a regional tag
+    ("pt-BR") is sent as its language alone (Mastodon drops a code it does not know)."""
+    return lang.split("-", 1)[0].lower()
+
+
 def describe_request(
     post: Post, *, key: str, base_url: str, media_ids: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -94,7 +100,7 @@ def describe_request(
         "headers": {"Idempotency-Key": key},
         "json": {
             "status": post.text,
-            "language": post.language,
+            "language": iso_639_1(post.lang),
             "visibility": "public",
             "media_ids": list(media_ids),
         },

@@ -39,6 +39,7 @@ from dispatcher.channels import links
 from dispatcher.delivery import leader
 from dispatcher.ledger import alerts as ledger
 from dispatcher.ledger import outages
+from dispatcher.ledger import targets as ledger_targets
 from dispatcher.ledger.tables import DeliveryState, DispatchState
 
 #: A condition older than this when first seen is history, not news: a process started on an
@@ -449,6 +450,7 @@ def _covered_by_posts(dispatch: ledger.ProblemDispatch) -> bool:
 def where_to_look(recipient: str) -> str | None:
     """Where ops can see a target's posts, from its name alone (docs/architecture.md,
     "Social targets"), or None where the name gives no address (Slack, Teams, Discord)."""
+    recipient = ledger_targets.target_of(recipient)  # a further language's: `<target>#en`
     kind, _, rest = recipient.partition(":")
     if kind == "mastodon" and rest and rest != "outbox":
         return f"https://{rest}/home"

@@ -684,27 +684,41 @@ def recent_errors(connection: sa.Connection, dispatch_id: int, *, limit: int = 3
     return [f"{n}× {error}" for error, n in connection.execute(query)]
 
 
+class TargetDelivery(NamedTuple):
+    """One delivery of a social dispatch as its fan-out writes it."""
+
+    recipient: str  #: the target's name (`target#lang` for a network's further language)
+    key: str  #: the idempotency key, stored before any request is made
+    lang: str | None = None  #: the language the post is written in (None: the default)
+    #: why this post is not made (the item has no version in `lang` and the fallback is
+    #: skip): the row is written `skipped` with this reason, for `status` and the desk
+    skipped: str | None = None
+
+
 def fan_out_targets(
     connection: sa.Connection,
     dispatch: DispatchRow,
-    targets: Sequence[tuple[str, str]],
+    targets: Sequence[TargetDelivery | tuple[str, str]],
     *,
     now: dt.datetime,
 ) -> None:
-    """One pending delivery per (recipient, key) of a social dispatch, then fan-out is done
-    (nothing for a dispatch that is not open: a cancelled one gets no new rows)."""
+    """One delivery per target (and language) of a social dispatch, pending or `skipped`;
+    then fan-out is done (nothing for a dispatch that is not open: a cancelled one gets no
+    new rows). A bare (recipient, key) pair is a row without a language."""
     if lock_dispatch(connection, dispatch.id) not in OPEN_DISPATCH_STATES:
         return
     rows = [
         dict(
             dispatch_id=dispatch.id,
-            recipient=recipient,
-            key=key,
-            state=DeliveryState.PENDING,
+            recipient=target.recipient,
+            key=target.key,
+            lang=target.lang,
+            state=DeliveryState.PENDING if target.skipped is None else DeliveryState.SKIPPED,
+            last_error=target.skipped,
             created_at=now,
             updated_at=now,
         )
-        for recipient, key in targets
+        for target in (TargetDelivery(*row) for row in targets)
     ]
     if rows:
         connection.execute(_insert(connection, deliveries).on_conflict_do_nothing(), rows)

@@ -5,7 +5,8 @@ Modelled on what the real `@atproto/pds` does (observed in `/work/shared/atproto
 without `commit`; a different record with `swapRecord: null` is `400 InvalidSwap`; expired
 access tokens are `400 ExpiredToken`; a wrong password is `401 AuthenticationRequired`.
 It checks a little *more* than the real PDS: facet byte ranges must lie within the UTF-8 text
-(the real one accepts any), so a wrong offset fails loudly in tests.
+(the real one accepts any), so a wrong offset fails loudly in tests. `langs` is checked as the
+lexicon says (at most 3 BCP 47 tags); `posts()` shows it as stored.
 Also serves images (`add_image`) for link-card thumbnails.
 """
 
@@ -27,6 +28,8 @@ from tests.support.httpserver import FakeHTTPServer, Request, Response
 HANDLE = "herbst.test"
 PASSWORD = "fake-app-pass-1234"
 DID = "did:plc:fakeherbst2a3b4c5d6e7f"
+#: the lexicon's `language` format, as @atproto/syntax checks it: a BCP 47 tag's shape
+_LANGUAGE_TAG = regex.compile(r"(?:[a-z]{2,3}|i)(?:-[A-Za-z0-9]{1,8})*")
 
 
 def cid(data: bytes, *, raw: bool) -> str:
@@ -223,6 +226,12 @@ class FakeBluesky(FakeHTTPServer):
             return 'Missing required key "text" at $.record'
         if "createdAt" not in record:
             return 'Missing required key "createdAt" at $.record'
+        langs = record.get("langs", [])
+        if not isinstance(langs, list) or len(langs) > 3:
+            return "langs must be an array of at most 3 elements at $.record.langs"
+        for i, lang in enumerate(langs):
+            if not isinstance(lang, str) or not _LANGUAGE_TAG.fullmatch(lang):
+                return f"langs/{i} must be a well-formed BCP 47 language tag at $.record.langs"
         count = len(regex.findall(r"\X", text))
         if count > 300:
             return f"grapheme too big (maximum 300, got {count}) at $.record.text"

@@ -37,6 +37,21 @@ from tests.support.httpserver import FakeHTTPServer, Request, Response
 RESERVED = frozenset("\\|{}@[]()<>#*_~")
 _HASHTAG = re.compile(r"\{hashtag\|\\#\|([^{}|\\]+)\}")
 _REQUIRED = ("author", "commentary", "visibility", "distribution", "lifecycleState")
+#: the Post schema's fields a create may carry (…/shares/post-api-schema); LinkedIn refuses any
+#: other, e.g. a `language` — the Posts API has no field for the post's language
+_KNOWN = frozenset(
+    {
+        *_REQUIRED,
+        "adContext",
+        "container",
+        "content",
+        "contentCallToActionLabel",
+        "contentLandingPage",
+        "isReshareDisabledByAuthor",
+        "lifecycleStateInfo",
+        "reshareContext",
+    }
+)
 
 
 @dataclass
@@ -150,6 +165,13 @@ class FakeLinkedIn(FakeHTTPServer):
                 for f in missing
             )
             return error(422, lines)
+        unknown = sorted(f for f in body if f not in _KNOWN)
+        if unknown:
+            return error(
+                422,
+                "Unpermitted fields present in REQUEST_BODY: Data Processing Exception while "
+                f"processing fields [{', '.join('/' + f for f in unknown)}]",
+            )
         if body["author"] != self.author:
             return error(
                 403,

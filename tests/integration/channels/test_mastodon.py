@@ -35,7 +35,7 @@ def make_post(text: str = TEXT, *, image_url: str | None = None) -> Post:
         image_url=image_url,
         image_alt="Ein Containerschiff im Trockendock der Kieler Werft bei Sonnenaufgang",
         created_at=NOW,
-        language="de",
+        lang="de",
     )
 
 
