@@ -71,7 +71,9 @@ def test_bench_smoke_run_prints_the_table_with_a_passing_ledger_check() -> None:
     # one language and two side by side, per DKIM, with the verdict (never a speed asserted)
     for dkim in ("off", "on"):
         assert re.search(
-            rf"^\| sqlite \| 200 \| {dkim} \| [\d,]+ \| [\d,]+ \| \d+\.\d\d \|$", out, re.MULTILINE
+            rf"^\| sqlite \| 200 \| {dkim} \| [\d,]+ \| [\d,]+ \| \d+\.\d\d \| [\d.]+ / [\d.]+ s \|$",
+            out,
+            re.MULTILINE,
         ), out
         assert re.search(
             rf"^- two languages within 10 % of one \(sqlite 200, DKIM {dkim}\): (met|NOT met) "
