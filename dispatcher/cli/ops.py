@@ -464,6 +464,7 @@ def _retry_to_target(settings: Settings, campaign: Campaign, args: argparse.Name
     source = ", ".join(sources) or "(none)"
     for entry in moved:
         what = f"dispatch {entry.dispatch_id} {entry.day} {channel} {entry.item_id}"
+        what += f", its {entry.lang} post" if entry.lang else ""  # a further language's
         if entry.moved:
             print(f"moved {what} ({entry.state}) from {source} to {args.target}")
         else:

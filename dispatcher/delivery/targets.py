@@ -63,7 +63,10 @@ def stranded_problems(connection: sa.Connection, campaign_id: str, settings: Set
         grouped[(row.channel, row.target)].append(row)
     lines = []
     for (channel, name), rows in grouped.items():
-        days = ", ".join(f"dispatch {r.dispatch_id} {r.day} {r.state}" for r in rows[:5])
+        days = ", ".join(
+            f"dispatch {r.dispatch_id} {r.day}{f' {r.lang} post' if r.lang else ''} {r.state}"
+            for r in rows[:5]
+        )
         more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
         now_configured = ", ".join(names.get(channel, [])) or "none"
         force = " --force" if any(r.state == DeliveryState.UNKNOWN for r in rows) else ""
