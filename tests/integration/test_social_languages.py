@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import sqlalchemy as sa
 from pydantic import SecretStr
 
@@ -31,6 +32,7 @@ from tests.support.fake_mastodon import FakeMastodon
 from tests.support.fake_webhooks import FakeWebhooks
 from tests.support.httpserver import Response
 from tests.support.ledger import tick_at
+from tests.support.pds import RealPds
 from tests.support.post_languages import BOTH, campaign_file
 
 BERLIN = dt.timezone(dt.timedelta(hours=2))
@@ -263,3 +265,36 @@ def test_a_one_language_network_keeps_its_names_and_keys(
         campaign_id="sprachwoche", day=DAY1, send_at=send_at, recipient=target
     )
     assert (row.recipient, row.lang, row.state, row.key) == (target, "de", "sent", expected)
+
+
+def test_the_real_pds_stores_each_languages_record_with_its_langs(
+    sqlite_database: Database, real_pds: RealPds, tmp_path: Path
+) -> None:
+    """The reference PDS validates `langs` against the lexicon and keeps both records: the
+    two languages' record keys differ (their TIDs one microsecond apart)."""
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=sqlite_database.url,
+        campaign_file=campaign_file(tmp_path, {"bluesky": BOTH["bluesky"]}),
+        templates_dir=Path(__file__).parents[2] / "templates",
+        outbox_dir=tmp_path / "outbox",
+        bluesky_pds_url=real_pds.pds_url,
+        bluesky_handle=real_pds.handle,
+        bluesky_app_password=SecretStr(real_pds.password),
+    )
+    tick_at(settings, sqlite_database, local(DAY1, 8, 5))
+
+    rows = rows_of(sqlite_database, "bluesky")
+    assert [(r.lang, r.state) for r in rows] == [("de", "sent"), ("en", "sent")]
+    stored = []
+    for row in rows:
+        params = {"repo": real_pds.did, "collection": "app.bsky.feed.post", "rkey": row.key}
+        answer = requests.get(
+            f"{real_pds.pds_url}/xrpc/com.atproto.repo.getRecord", params=params, timeout=10
+        )
+        answer.raise_for_status()
+        stored.append(answer.json()["value"])
+    assert [(v["langs"], v["text"].split("\n")[0]) for v in stored] == [
+        (["de"], "Werften im Wandel"),
+        (["en"], "Shipyards in change"),
+    ]
