@@ -90,22 +90,20 @@ def post_editions(campaign: Campaign, channel: Channel | str, item: Item) -> lis
     in; the fan-out writes exactly these, and the desk and `preview` may show them."""
     editions: list[PostEdition] = []
     posted: set[str] = set()
-    own = campaign.languages_of(item)
     for lang in campaign.post_languages_of(Channel(channel)):
-        if campaign.edition(item, lang) is None:
+        text_lang = campaign.edition_language(item, lang)
+        if text_lang is None:
             reason = f"the item has no {lang} version and the campaign's fallback is skip"
             editions.append(PostEdition(lang, None, reason))
-            continue
-        text_lang = lang if lang in own else campaign.language
-        if text_lang in posted:
+        elif text_lang in posted:
             reason = (
                 f"the item has no {lang} version, and its {text_lang} text is already "
                 "this network's post of the day (the same text twice would be a duplicate)"
             )
             editions.append(PostEdition(lang, None, reason))
-            continue
-        posted.add(text_lang)
-        editions.append(PostEdition(lang, text_lang))
+        else:
+            posted.add(text_lang)
+            editions.append(PostEdition(lang, text_lang))
     return editions
 
 
@@ -166,23 +164,15 @@ def edition_post(
     `default`). `ValueError` as `rendering.render_post`."""
     rendered = rendering.render_post(env, Channel(channel), campaign, item, day=day, lang=lang)
     edition = campaign.edition(item, rendered.lang)
-    assert edition is not None  # render_post raised otherwise
-    own = rendered.lang in campaign.languages_of(item)
-    text_lang = rendered.lang if own else campaign.language
-    return rendered, post_of(rendered, edition, created_at=created_at, lang=text_lang)
+    assert edition is not None  # `rendered.lang` is a language the item is shown in
+    return rendered, post_of(rendered, edition, created_at=created_at)
 
 
-def post_of(
-    rendered: rendering.RenderedPost,
-    item: Item,
-    *,
-    created_at: dt.datetime,
-    lang: str | None = None,
-) -> Post:
+def post_of(rendered: rendering.RenderedPost, item: Item, *, created_at: dt.datetime) -> Post:
     """What a social channel is given for `item` (the edition `rendered` shows: the stored
-    item translated into its language): the fitted text plus the card's parts (title,
-    unshortened teaser, image and alt text), declared in `lang` (default: `rendered.lang`).
-    The desk's post cards show this."""
+    item in `rendered.lang`): the fitted text plus the card's parts (title, unshortened
+    teaser, image and alt text), declared in the text's language. The desk's post cards show
+    this."""
     return Post(
         network=rendered.channel,
         text=rendered.text,
@@ -193,7 +183,7 @@ def post_of(
         image_url=item.image,
         image_alt=item.image_alt,
         created_at=created_at,
-        lang=lang or rendered.lang,
+        lang=rendered.lang,
     )
 
 
