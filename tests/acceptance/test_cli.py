@@ -56,7 +56,7 @@ def test_validate_reports_each_error_with_position(workdir: Path) -> None:
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert len(lines) == 2, lines
-    assert lines[0].startswith("config/campaign.yaml:10:13: campaign.timezone: unknown time zone")
+    assert lines[0].startswith("config/campaign.yaml:11:13: campaign.timezone: unknown time zone")
     assert lines[1].startswith("config/campaign.yaml:")
     assert 'items[6].url: not a valid URL ("htps://x' in lines[1]
 
@@ -96,7 +96,7 @@ def test_plan_json_for_the_sample_week() -> None:
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert {tuple(sorted(r)) for r in rows} == {
-        ("channel", "date", "item", "send_at_local", "send_at_utc", "state")
+        ("channel", "date", "item", "languages", "send_at_local", "send_at_utc", "state")
     }
     emails = [r for r in rows if r["channel"] == "email"]
     assert [r["date"] for r in emails] == [
@@ -107,6 +107,11 @@ def test_plan_json_for_the_sample_week() -> None:
     assert emails[0]["send_at_local"] == "2019-04-02T08:00:00+02:00"
     assert emails[0]["send_at_utc"] == "2019-04-02T06:00:00+00:00"
     assert {r["state"] for r in rows} == {"planned"}
+    # Every item is in German and English: the email goes out in both, and so does Mastodon.
+    assert all(r["languages"] == {"de": "own", "en": "own"} for r in emails)
+    by_channel = {r["channel"]: r["languages"] for r in rows if r["date"] == "2019-04-02"}
+    assert by_channel["mastodon"] == {"de": "own", "en": "own"}
+    assert by_channel["bluesky"] == {"de": "own"}
     assert len(rows) == 8 * 5
     assert len({r["item"] for r in rows}) == 8
 
@@ -117,8 +122,12 @@ def test_plan_table_is_readable() -> None:
     assert "2019-04-02  Di   email     08:00  2019-04-02 06:00Z  nordwind-maritim" in result.stdout
     assert "2019-04-08  Mo" in result.stdout
     assert "unscheduled items (no send day left): none" in result.stdout
-    states = {line.split()[-1] for line in result.stdout.splitlines() if line[:4] == "2019"}
+    rows = [line.split() for line in result.stdout.splitlines() if line[:4] == "2019"]
+    states = {row[7] for row in rows}  # date, day, channel, local, utc (two), item, state
     assert {"missed", "due", "planned"} <= states  # 2 April missed, 5 April due, later planned
+    # Then the languages: email and Mastodon in German and English, the rest in German.
+    assert {" ".join(row[8:]) for row in rows if row[2] in ("email", "mastodon")} == {"de en"}
+    assert {" ".join(row[8:]) for row in rows if row[2] == "bluesky"} == {"de"}
 
 
 def test_preview_writes_email_and_posts(tmp_path: Path) -> None:
