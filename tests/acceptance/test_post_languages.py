@@ -128,3 +128,39 @@ def test_a_renamed_target_takes_its_further_languages_along(sqlite_database: Dat
         ("webhook:generic:hooks.example#en", "k-en", "en"),
         ("webhook:generic:other#en", "k-other", "en"),
     ]
+
+
+def test_retry_target_from_one_languages_name_moves_only_that_post(
+    sqlite_database: Database,
+) -> None:
+    now = dt.datetime(2019, 4, 2, 6, 0, tzinfo=dt.UTC)
+    with sqlite_database.engine.begin() as connection:
+        dispatch = store.ensure_dispatch(
+            connection, campaign_id="c", day=now.date(), channel="mastodon", item_id="i",
+            content_hash="h", content="{}", send_at=now, state=DispatchState.RUNNING, now=now,
+        )  # fmt: skip
+        rows = [
+            store.TargetDelivery("mastodon:old.example", "k-de", "de"),
+            store.TargetDelivery("mastodon:old.example#en", "k-en", "en"),
+        ]
+        store.fan_out_targets(connection, dispatch, rows, now=now)
+        connection.execute(deliveries.update().values(state="failed"))
+        stranded = ledger_targets.stranded(connection, "c", {"mastodon": ["mastodon:new.example"]})
+        assert [(s.target, s.lang) for s in stranded] == [
+            ("mastodon:old.example", None),
+            ("mastodon:old.example", "en"),
+        ]
+        moved = ledger_targets.move(
+            connection, campaign_id="c", channel="mastodon", sources=["mastodon:old.example#en"],
+            target="mastodon:new.example", states=["failed"], dispatch_id=None, now=now,
+        )  # fmt: skip
+        assert [(m.moved, m.lang) for m in moved] == [(True, "en")]
+        found = connection.execute(
+            sa.select(deliveries.c.recipient, deliveries.c.key, deliveries.c.state).order_by(
+                deliveries.c.id
+            )
+        ).all()
+    assert [tuple(row) for row in found] == [
+        ("mastodon:old.example", "k-de", "failed"),
+        ("mastodon:new.example#en", "k-en", "pending"),
+    ]
