@@ -13,6 +13,7 @@ compiled template serves every language and thread. See docs/architecture.md, "L
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,27 +39,63 @@ class CatalogueMissingError(RuntimeError):
 
 
 @functools.cache
-def translations(lang: str) -> NullTranslations:
-    """All domains of `lang` merged into one; the source language needs none."""
+def translations(lang: str, domain: str | None = None) -> NullTranslations:
+    """All domains of `lang` merged into one, or `domain`'s first and then the merged ones;
+    the source language needs none.
+
+    A template looks in its own area's domain first (`template_domain`): one German text
+    may mean two things in two areas — "Abmelden" is "Unsubscribe" on the public pages and
+    "Sign out" at the desk — and in the merged catalogue the later domain would win.
+    """
     if lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r}; known: {', '.join(LANGUAGES)}")
     if lang == SOURCE_LANGUAGE:
         return NullTranslations()
+    if domain is not None:
+        own = _load(lang, domain)
+        own.add_fallback(translations(lang))
+        return own
     merged: Translations | None = None
-    for domain in DOMAINS:
-        mo = LOCALE_DIR / lang / "LC_MESSAGES" / f"{domain}.mo"
-        if not mo.is_file():
-            raise CatalogueMissingError(
-                f"{mo} is missing: compile the catalogues with "
-                "`python -m dispatcher.i18n.catalogues compile` (scripts/bootstrap does)"
-            )
-        with mo.open("rb") as file:
-            loaded = Translations(file, domain=domain)
+    for each in DOMAINS:
+        loaded = _load(lang, each)
         if merged is None:
             merged = loaded
         else:
             merged.merge(loaded)
     return merged or NullTranslations()
+
+
+def _load(lang: str, domain: str) -> Translations:
+    mo = LOCALE_DIR / lang / "LC_MESSAGES" / f"{domain}.mo"
+    if not mo.is_file():
+        raise CatalogueMissingError(
+            f"{mo} is missing: compile the catalogues with "
+            "`python -m dispatcher.i18n.catalogues compile` (scripts/bootstrap does)"
+        )
+    with mo.open("rb") as file:
+        return Translations(file, domain=domain)
+
+
+#: The domain of a template's texts, by its name under templates/ (first match); the same
+#: as `catalogues.SOURCES` extracts them (which imports this module, so it cannot be asked
+#: here; tests/unit/test_i18n.py keeps the two in step).
+TEMPLATE_DOMAINS: tuple[tuple[str, str], ...] = (
+    ("email/confirm.*", "web"),
+    ("email/desk_sign_in.*", "desk"),
+    ("email/*", "email"),
+    ("social/*", "posts"),
+    ("web/*", "web"),
+    ("desk/*", "desk"),
+)
+
+
+@functools.cache
+def template_domain(name: str | None) -> str | None:
+    """The domain of the template `name` ("web/unsubscribe.html.j2"); None for a template
+    from a string or one no domain extracts."""
+    if name is None:
+        return None
+    return next((d for pattern, d in TEMPLATE_DOMAINS if fnmatch.fnmatch(name, pattern)), None)
 
 
 def gettext(lang: str, message: str, **variables: Any) -> str:
@@ -126,12 +163,13 @@ def language_or(lang: str | None, available: Sequence[str]) -> str:
 @jinja2.pass_context
 def _context_gettext(context: jinja2.runtime.Context, message: str) -> str:
     # Jinja2's newstyle wrapper around this escapes the variables into the message.
-    return translations(_lang(context)).ugettext(message)
+    return translations(_lang(context), template_domain(context.name)).ugettext(message)
 
 
 @jinja2.pass_context
 def _context_ngettext(context: jinja2.runtime.Context, singular: str, plural: str, n: int) -> str:
-    return translations(_lang(context)).ungettext(singular, plural, n)
+    found = translations(_lang(context), template_domain(context.name))
+    return found.ungettext(singular, plural, n)
 
 
 def _lang(context: jinja2.runtime.Context) -> str:

@@ -16,7 +16,9 @@ responses and cost a task per request).
   A request with neither header is allowed (old browsers, privacy extensions,
   scripts: none of them is a cross-site forgery). A foreign or `null` origin gets 403.
   Exempt: `POST /u/{token}`, the RFC 8058 one-click unsubscribe that mailbox
-  providers send from their own servers, and which only ever unsubscribes.
+  providers send from their own servers, and which only ever unsubscribes; and
+  `POST /u/{token}/language` on the same page, whose `no-referrer` makes browsers
+  send `Origin: null`. The token in the path proves both: a forger cannot know it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Routes (docs/operations.md):
 
-- `GET /u/{token}`: who is unsubscribed from what, and an "Abmelden" button. Never
+- `GET /u/{token}`: who is unsubscribed from what, and an "Abmelden" button; in a
+  campaign of several languages also a form to change the newsletter's language. Never
   changes anything: mail scanners fetch links, and RFC 8058 was written because
   they unsubscribed people.
 - `POST /u/{token}`: unsubscribes, at once and idempotently. This is both the
@@ -11,15 +12,26 @@ Routes (docs/operations.md):
   alone identifies subscriber and list, so the body is not read and needs no
   particular form; there is no login, no CSRF token and never a redirect (a
   redirected POST turns into a GET): the answer is 200 with a page.
+- `POST /u/{token}/language`: changes the subscriber's language (field `lang`, one of
+  the campaign's `locales`) and answers 200 with the unsubscribe page in that language.
+  The same protections as the one-click POST: the token in the path is the proof (a
+  forger cannot know it, so like that POST it is exempt from the Origin check, which
+  would refuse the browser's `Origin: null` of a `no-referrer` page), never a redirect,
+  nothing cached; a GET changes nothing.
 - `GET /subscribe`, `POST /subscribe`: the sign-up form; a valid request always
   gets the same "please confirm" page, in the same time, whether the address is
   new, pending, active or unsubscribed, so the form cannot tell who is on the
   list: the ledger work and the mail happen after the answer (`state.background`).
   A new or returning address gets one confirmation mail, at most one per hour.
   Anyone can type any address, so a request changes nothing about an existing
-  subscriber: the name and consent it asks for travel, signed, in the link.
+  subscriber: the name, language and consent it asks for travel, signed, in the link.
+  The form offers the campaign's languages, the page's own preselected; the
+  confirmation mail is written in the one chosen.
 - `GET /confirm/{token}`: activates the subscriber and applies the request the
-  link carries (name, consent record).
+  link carries (name, language, consent record).
+
+Every page is in the reader's language (`dispatcher.web.languages`: `?lang=`, the token's
+subscriber, the cookie, `Accept-Language`), with a switch to the campaign's other languages.
 
 Tokens are `dispatcher.mail.tokens` HMACs. The unsubscribe token is the one in every
 newsletter's `List-Unsubscribe`. A token signed for another campaign with our key
@@ -30,8 +42,8 @@ put in front of the token and into the signed purpose, `confirm:<minutes>`:
 
     <minutes>.r<request>.<subscriber id>.<campaign>.<signature>
 
-`<request>` is the sign-up request (name, consent source and client address, a hash
-of the consent text), base64url JSON, signed as part of the purpose too
+`<request>` is the sign-up request (name, language, consent source and client address, a
+hash of the consent text), base64url JSON, signed as part of the purpose too
 (`confirm:<minutes>:r<request>`). Changing the time or the request breaks the
 signature, so the age checked against `DISPATCHER_CONFIRM_TTL_HOURS` is the age we
 signed and the request applied is the one made. Links from before the request was
@@ -53,17 +65,18 @@ import hashlib
 import ipaddress
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from babel.dates import format_datetime
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from dispatcher import i18n
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.tables import SubscriberState
@@ -76,6 +89,7 @@ from dispatcher.mail.addresses import (
     clean_name,
     normalise,
 )
+from dispatcher.web import languages
 from dispatcher.web.hardening import has_control_characters
 from dispatcher.web.ratelimit import SlidingWindowLimiter, client_key
 from dispatcher.web.state import WebState
@@ -100,6 +114,7 @@ class SignUp:
     source: str  #: consent source, `consent_source(...)`
     ip: str | None  #: consent client address, `consent_ip(...)`
     text_hash: str  #: `text_hash(consent text shown)`: the link is stale once the text changed
+    lang: str | None = None  #: the language chosen in the form; None: keep the stored one
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,8 @@ def text_hash(text: str) -> str:
 
 def _encode(request: SignUp) -> str:
     data = {"n": request.name, "s": request.source, "i": request.ip, "t": request.text_hash}
+    if request.lang is not None:  # left out otherwise: a request without one, as before
+        data["l"] = request.lang
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return "r" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
@@ -132,6 +149,7 @@ def _decode(encoded: str) -> SignUp | None:
             source=str(data["s"]),
             ip=None if data["i"] is None else str(data["i"]),
             text_hash=str(data["t"]),
+            lang=None if data.get("l") is None else str(data["l"]),
         )
     except (ValueError, binascii.Error, KeyError, TypeError):
         return None
@@ -215,46 +233,72 @@ def routes(state: WebState) -> list[Route]:
         token = request.path_params["token"]
         subject = tokens.verify(token, purpose=UNSUBSCRIBE, key=secret())
         if subject is None:
-            return pages.not_found()
+            return pages.not_found(request)
         if request.method == "POST":
             row = await run_in_threadpool(_unsubscribe, state, subject.subscriber_id)
             if row is None:
-                return pages.not_found()
-            return pages.render("unsubscribed.html.j2", email=row.email)
+                return pages.not_found(request)
+            reader = state.campaign().reader_language(row.lang)
+            return pages.render(request, "unsubscribed.html.j2", reader=reader, email=row.email)
         row = await run_in_threadpool(_subscriber, state, subject.subscriber_id)
         if row is None:
-            return pages.not_found()
-        return pages.render(
-            "unsubscribe.html.j2",
-            email=row.email,
-            already=row.state is SubscriberState.UNSUBSCRIBED,
-        )
+            return pages.not_found(request)
+        return pages.unsubscribe(request, row)
+
+    async def change_language(request: Request) -> Response:
+        token = request.path_params["token"]
+        subject = tokens.verify(token, purpose=UNSUBSCRIBE, key=secret())
+        if subject is None:
+            return pages.not_found(request, path=f"/u/{token}")
+        async with request.form(max_files=0, max_fields=5) as form:
+            wanted = form.get("lang")
+        if not isinstance(wanted, str) or wanted not in state.campaign().locales:
+            row = await run_in_threadpool(_subscriber, state, subject.subscriber_id)
+            if row is None:
+                return pages.not_found(request, path=f"/u/{token}")
+            return pages.unsubscribe(request, row, status=400, language_error=True)
+        row = await run_in_threadpool(_set_language, state, subject.subscriber_id, wanted)
+        if row is None:
+            return pages.not_found(request, path=f"/u/{token}")
+        return pages.unsubscribe(request, row, changed=True)
 
     async def subscribe(request: Request) -> Response:
+        page = languages.choose(request, state.campaign().locales)
         if request.method == "GET":
-            return pages.form()
+            return pages.form(request, page)
         host = request.client.host if request.client else None
         wait = limiter.hit(client_key(host))
         if wait is not None:
             return pages.render(
+                request,
                 "rate_limited.html.j2",
+                page=page,
                 status=429,
                 headers={"Retry-After": limiter.retry_after_header(wait)},
             )
         async with request.form(max_files=0, max_fields=20) as form:
             values = _form_values(form)
-        errors = _check(values)
+        offered = state.campaign().locales
+        # A form without the choice (embedded elsewhere, or an old copy): the page's language,
+        # which is what the form would have preselected.
+        values["lang"] = values["lang"] or page.lang
+        errors = _check(values, page.lang, offered)
         if errors:
-            return pages.form(values, errors, status=400)
+            return pages.form(request, page, values, errors, status=400)
         consent = ledger.Consent(
             source=consent_source(request.headers.get("referer")),
             ip=consent_ip(host, state.settings.consent_ip),
             text=state.settings.consent_text,
         )
+        # One language offered is no choice made: the reader gets the default, whatever it
+        # will be (NULL in the ledger).
+        lang = values["lang"] if len(offered) > 1 else None
         # After the answer: its time must not depend on the address (see the module doc).
-        state.background.submit(lambda: _request(state, values, consent))
+        state.background.submit(lambda: _request(state, values, consent, lang=lang))
         return pages.render(
+            request,
             "subscribe_sent.html.j2",
+            page=page,
             email=normalise(values["email"]),
             ttl_hours=state.settings.confirm_ttl_hours,
         )
@@ -262,70 +306,132 @@ def routes(state: WebState) -> list[Route]:
     async def confirm(request: Request) -> Response:
         parsed = read_confirm_token(request.path_params["token"], key=secret())
         if parsed is None:
-            return pages.not_found()
+            return pages.not_found(request)
         now = state.clock()
         if now - parsed.issued_at > dt.timedelta(hours=state.settings.confirm_ttl_hours):
-            return pages.expired()
+            reader = await run_in_threadpool(_reader_language, state, parsed)
+            return pages.expired(request, reader)
         outcome = await run_in_threadpool(_confirm, state, parsed, now)
-        if outcome == "unknown":
-            return pages.not_found()
-        if outcome == "stale":
-            return pages.expired()
-        return pages.render("confirmed.html.j2", email=outcome)
+        if outcome.result == "unknown":
+            return pages.not_found(request)
+        if outcome.result == "stale":
+            return pages.expired(request, outcome.lang)
+        return pages.render(request, "confirmed.html.j2", reader=outcome.lang, email=outcome.email)
 
     return [
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"], name="unsubscribe"),
+        Route("/u/{token}/language", change_language, methods=["POST"], name="language"),
         Route("/subscribe", subscribe, methods=["GET", "POST"], name="subscribe"),
         Route("/confirm/{token}", confirm, methods=["GET"], name="confirm"),
     ]
 
 
 class _Pages:
-    """Renders `templates/web/…` with what `_base.html.j2` needs."""
+    """Renders `templates/web/…` with what `_base.html.j2` needs, in the page's language."""
 
     def __init__(self, state: WebState) -> None:
         self.state = state
 
     def render(
         self,
+        request: Request,
         template: str,
         *,
+        page: languages.PageLanguage | None = None,
+        reader: str | None = None,
+        path: str | None = None,
         status: int = 200,
         headers: dict[str, str] | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        settings = self.state.settings
+        """`page`: the language already chosen, else chosen here (`reader`: the language of
+        the token's subscriber, `Campaign.reader_language` of theirs); `path`: the page's own GET address, for the language switch, when
+        the request's is a POST-only one."""
+        settings, campaign = self.state.settings, self.state.campaign()
+        if page is None:
+            page = languages.choose(request, campaign.locales, reader=reader)
+        lang = page.lang
+        public_url = settings.public_url.rstrip("/")
+        own = public_url + (path or request.url.path)
         html = self.state.templates.get_template(f"web/{template}").render(
-            campaign_name=self.state.campaign().name,
-            lang=self.state.campaign().language,
-            public_url=settings.public_url.rstrip("/"),
+            campaign_name=campaign.name,
+            lang=lang,
+            public_url=public_url,
             imprint=settings.imprint,
+            **languages.page_links(campaign, lang, lambda other: f"{own}?lang={other}"),
             **context,
         )
-        return HTMLResponse(html, status, headers={**PRIVATE, **(headers or {})})
+        response = HTMLResponse(
+            html,
+            status,
+            headers={
+                **PRIVATE,
+                "Content-Language": lang,
+                "Vary": languages.VARY,
+                **(headers or {}),
+            },
+        )
+        if request.method == "GET":  # a POST (the one-click) never sets a cookie
+            languages.remember(response, page, secure=public_url.startswith("https:"))
+        return response
 
-    def not_found(self) -> HTMLResponse:
-        return self.render("not_found.html.j2", status=404)
+    def not_found(self, request: Request, *, path: str | None = None) -> HTMLResponse:
+        return self.render(request, "not_found.html.j2", path=path, status=404)
 
-    def expired(self) -> HTMLResponse:
+    def expired(self, request: Request, reader: str | None) -> HTMLResponse:
         return self.render(
-            "confirm_expired.html.j2", status=410, ttl_hours=self.state.settings.confirm_ttl_hours
+            request,
+            "confirm_expired.html.j2",
+            reader=reader,
+            status=410,
+            ttl_hours=self.state.settings.confirm_ttl_hours,
+        )
+
+    def unsubscribe(
+        self,
+        request: Request,
+        row: ledger.SubscriberRow,
+        *,
+        status: int = 200,
+        changed: bool = False,
+        language_error: bool = False,
+    ) -> HTMLResponse:
+        campaign = self.state.campaign()
+        own = f"/u/{request.path_params['token']}"
+        newsletter_lang = campaign.reader_language(row.lang)
+        return self.render(
+            request,
+            "unsubscribe.html.j2",
+            reader=newsletter_lang,
+            path=own,
+            status=status,
+            email=row.email,
+            already=row.state is SubscriberState.UNSUBSCRIBED,
+            language_action=self.state.settings.public_url.rstrip("/") + own + "/language",
+            newsletter_lang=newsletter_lang,
+            newsletter_language=i18n.LANGUAGE_NAMES.get(newsletter_lang, newsletter_lang),
+            changed=changed,
+            language_error=language_error,
         )
 
     def form(
         self,
+        request: Request,
+        page: languages.PageLanguage,
         values: dict[str, str] | None = None,
         errors: dict[str, str] | None = None,
         *,
         status: int = 200,
     ) -> HTMLResponse:
         return self.render(
+            request,
             "subscribe.html.j2",
+            page=page,
             status=status,
             # The form's own URL holds no token; with `no-referrer` a browser would post it
             # with `Origin: null`, which the Origin check must refuse (a sandboxed frame).
             headers={"Referrer-Policy": "same-origin"},
-            values=values or {"email": "", "name": "", "consent": ""},
+            values=values or {"email": "", "name": "", "consent": "", "lang": page.lang},
             errors=errors or {},
             consent_text=self.state.settings.consent_text,
         )
@@ -336,45 +442,60 @@ def _form_values(form: FormData) -> dict[str, str]:
         value = form.get(name)
         return value.strip() if isinstance(value, str) else ""
 
-    return {"email": text("email"), "name": text("name"), "consent": text("consent")}
+    return {
+        "email": text("email"),
+        "name": text("name"),
+        "consent": text("consent"),
+        "lang": text("lang"),
+    }
 
 
-CONTROL_CHARACTERS = (
-    "Die Eingabe enthält unzulässige Steuerzeichen (z. B. ein Nullbyte); "
-    "bitte tippen Sie sie neu ein."
-)
-
-
-def _check(values: dict[str, str]) -> dict[str, str]:
-    """Field errors in German, keyed by field name; empty when the form is fine."""
+def _check(values: dict[str, str], lang: str, offered: Sequence[str]) -> dict[str, str]:
+    """Field errors in the page's language `lang`, keyed by field name; empty when the form
+    is fine. `offered`: the campaign's languages, one of which the form must choose."""
     # Control characters first: a NUL would otherwise reach the ledger (PostgreSQL refuses
     # it with an error, i.e. a 500) or the validators, whose messages would not fit.
     errors = {
-        field: CONTROL_CHARACTERS
+        field: i18n.gettext(
+            lang,
+            "Die Eingabe enthält unzulässige Steuerzeichen (z. B. ein Nullbyte); "
+            "bitte tippen Sie sie neu ein.",
+        )
         for field in ("email", "name")
         if has_control_characters(values[field])
     }
     if "email" in errors:
         pass
     elif not values["email"]:
-        errors["email"] = "Bitte geben Sie Ihre E-Mail-Adresse ein."
+        errors["email"] = i18n.gettext(lang, "Bitte geben Sie Ihre E-Mail-Adresse ein.")
     else:
         try:
             normalise(values["email"])
         except InvalidAddress:
-            errors["email"] = (
-                "Bitte geben Sie eine gültige E-Mail-Adresse ein, zum Beispiel name@example.org."
+            errors["email"] = i18n.gettext(
+                lang,
+                "Bitte geben Sie eine gültige E-Mail-Adresse ein, zum Beispiel name@example.org.",
             )
     if "name" not in errors:
         try:
             clean_name(values["name"])
         except InvalidName:
-            errors["name"] = f"Der Name darf höchstens {MAX_NAME_LENGTH} Zeichen lang sein."
+            errors["name"] = i18n.gettext(
+                lang,
+                "Der Name darf höchstens %(limit)s Zeichen lang sein.",
+                limit=MAX_NAME_LENGTH,
+            )
     if not values["consent"]:
-        errors["consent"] = (
+        errors["consent"] = i18n.gettext(
+            lang,
             "Bitte bestätigen Sie Ihre Einwilligung; ohne sie dürfen wir Ihnen keinen "
-            "Newsletter schicken."
+            "Newsletter schicken.",
         )
+    if values["lang"] not in offered:
+        errors["lang"] = i18n.gettext(
+            lang, "Bitte wählen Sie eine der angebotenen Sprachen: %(languages)s.",
+            languages=", ".join(i18n.LANGUAGE_NAMES.get(o, o) for o in offered),
+        )  # fmt: skip
     return errors
 
 
@@ -400,38 +521,81 @@ def _unsubscribe(state: WebState, subscriber_id: int) -> ledger.SubscriberRow | 
     return row
 
 
-def _confirm(state: WebState, token: ConfirmToken, now: dt.datetime) -> str:
-    """The confirmed address, or "unknown" (404) or "stale" (410)."""
+def _set_language(state: WebState, subscriber_id: int, lang: str) -> ledger.SubscriberRow | None:
+    with state.engine.begin() as conn:
+        before = ledger.get_by_id(conn, subscriber_id)
+        row = ledger.set_language(conn, subscriber_id, lang, now=state.clock())
+    if row is not None and before is not None and before.lang != row.lang:
+        logger.info(
+            f"subscriber {subscriber_id} changed their language to {lang} over the web",
+            extra={"event": "language_changed", "lang": lang},
+        )
+    return row
+
+
+def _reader_language(state: WebState, token: ConfirmToken) -> str | None:
+    """The language a confirmation link's pages are in: the one chosen with the request,
+    else the subscriber's; None when the link names no subscriber (negotiated then)."""
+    row = _subscriber(state, token.subject.subscriber_id)
+    if row is None:
+        return None
+    chosen = token.request.lang if token.request is not None else None
+    return state.campaign().reader_language(chosen or row.lang)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    result: Literal["confirmed", "unknown", "stale"]  #: 200, 404, 410
+    email: str = ""
+    lang: str | None = None  #: the answer page's (see `_reader_language`); None: negotiated
+
+
+def _confirm(state: WebState, token: ConfirmToken, now: dt.datetime) -> Confirmation:
     subscriber_id = token.subject.subscriber_id
+    chosen = token.request.lang if token.request is not None else None
+    reader = state.campaign().reader_language
     with state.engine.begin() as conn:
         current = ledger.get_by_id(conn, subscriber_id)
         if current is None or current.erased:
-            return "unknown"
+            return Confirmation("unknown")
         requested = None
         if token.request is not None:
             text = state.settings.consent_text
             if token.request.text_hash != text_hash(text):
-                return "stale"  # the consent text changed since: the person agreed to another
+                # the consent text changed since: the person agreed to another
+                return Confirmation("stale", lang=reader(chosen or current.lang))
             consent = ledger.Consent(token.request.source, token.request.ip, text)
-            requested = ledger.Requested(token.request.name, consent, at=token.issued_at)
+            requested = ledger.Requested(
+                token.request.name, consent, at=token.issued_at, lang=chosen
+            )
         row = ledger.confirm(
             conn, subscriber_id, now=now, issued_at=token.issued_at, requested=requested
         )
     if row is None:
-        return "stale"
+        return Confirmation("stale", lang=reader(chosen or current.lang))
     if current.state is not SubscriberState.ACTIVE:
         logger.info(
             f"subscriber {subscriber_id} confirmed (double opt-in)",
             extra={"event": "subscription_confirmed"},
         )
-    return row.email
+    # The language they have now: the one chosen, unless they were active already (a second
+    # click, or a request of someone active, changes nothing).
+    return Confirmation("confirmed", row.email, reader(row.lang))
 
 
-def _request(state: WebState, values: dict[str, str], consent: ledger.Consent) -> None:
+def _request(
+    state: WebState,
+    values: dict[str, str],
+    consent: ledger.Consent,
+    *,
+    lang: str | None = None,
+) -> None:
+    """A sign-up after its answer; `lang`: the language chosen (None: the stored one, or
+    the campaign's default), which the confirmation mail is written in."""
     now = state.clock()
     with state.engine.begin() as conn:
         row, send = ledger.request_subscription(
-            conn, values["email"], values["name"] or None, consent=consent, now=now
+            conn, values["email"], values["name"] or None, consent=consent, now=now, lang=lang
         )
     if not send:
         return
@@ -440,6 +604,7 @@ def _request(state: WebState, values: dict[str, str], consent: ledger.Consent) -
         source=consent.source,
         ip=consent.ip,
         text_hash=text_hash(consent.text),
+        lang=lang,
     )
     try:
         _send_confirmation(state, row, now, request)
@@ -455,27 +620,36 @@ def _request(state: WebState, values: dict[str, str], consent: ledger.Consent) -
     logger.info(f"confirmation mail sent to subscriber {row.id}", extra={"event": "confirmation"})
 
 
-def confirmation_subject(campaign_name: str) -> str:
-    return f"Bitte bestätigen Sie Ihr Abonnement: {campaign_name}"
+def confirmation_subject(campaign_name: str, lang: str = i18n.SOURCE_LANGUAGE) -> str:
+    return i18n.gettext(
+        lang, "Bitte bestätigen Sie Ihr Abonnement: %(campaign)s", campaign=campaign_name
+    )
 
 
 def _send_confirmation(
     state: WebState, row: ledger.SubscriberRow, now: dt.datetime, request: SignUp
 ) -> None:
-    """Transactional mail: no list headers, one per request (the ledger enforces the hour)."""
+    """Transactional mail: no list headers, one per request (the ledger enforces the hour).
+    In the language chosen with the request, else the subscriber's."""
     settings, campaign = state.settings, state.campaign()
     secret = settings.secret_key.get_secret_value()
     sender = emails.Sender(settings.mail_from, settings.public_url, secret)
     token = confirm_token(row.id, campaign.id, issued=now, key=secret, request=request)
     name = request.name or row.name  # the name the link will store
+    lang = campaign.reader_language(request.lang or row.lang)
+    public_url = settings.public_url.rstrip("/")
+    lang_query = "" if lang == campaign.language else f"?{languages.QUERY}={lang}"
     context = {
-        "lang": campaign.language,
+        "lang": lang,
         "campaign_name": campaign.name,
-        "confirm_url": f"{settings.public_url.rstrip('/')}/confirm/{token}",
-        "subscribe_url": f"{settings.public_url.rstrip('/')}/subscribe",
+        "confirm_url": f"{public_url}/confirm/{token}",
+        "subscribe_url": f"{public_url}/subscribe{lang_query}",
         "ttl_hours": settings.confirm_ttl_hours,
-        "requested_at": format_datetime(
-            now.astimezone(campaign.zone), "d. MMMM y 'um' HH:mm 'Uhr'", locale="de_DE"
+        "requested_at": i18n.format_instant(
+            now.astimezone(campaign.zone),
+            # Babel's pattern; English readers abroad get the zone, Germans the familiar form
+            i18n.gettext(lang, "d. MMMM y 'um' HH:mm 'Uhr'"),
+            lang=lang,
         ),
         "email": row.email,
         "name": name,
@@ -486,13 +660,14 @@ def _send_confirmation(
     html = state.templates.get_template("email/confirm.html.j2").render(context)
     key = f"confirm.{row.id}.{_minutes(now)}"
     message = mime.build_email(
-        subject=confirmation_subject(campaign.name),
+        subject=confirmation_subject(campaign.name, lang),
         text=text,
         html=html,
         mail_from=settings.mail_from,
         to=mime.recipient(name, row.email),  # formataddr refuses IDN addresses
         message_id=f"<{key}@{sender.domain}>",
         date=now.astimezone(campaign.zone),
+        language=lang,
     )
     channel = state.email_channel()
     try:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
 from dispatcher import i18n
@@ -74,7 +76,8 @@ def test_the_compiled_catalogues_are_those_of_the_po_files() -> None:
             catalog = read_po(file, locale="en", domain=domain)
         for message in catalog:
             if message.id and isinstance(message.id, str):
-                assert i18n.gettext("en", message.id) == message.string, (
+                found = i18n.translations("en", domain).ugettext(message.id)
+                assert found == message.string, (
                     "stale .mo: run `python -m dispatcher.i18n.catalogues compile`"
                 )
 
@@ -89,6 +92,44 @@ def test_templates_translate_in_the_language_of_the_render() -> None:
     assert template.render(lang="en", who="<Ada>", day=day) == (
         "Hello &lt;Ada&gt;, Tuesday, 2 April 2019"
     )
+
+
+def test_a_template_reads_its_own_areas_catalogue_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same German text in two areas: "Abmelden" unsubscribes on the public pages and
+    signs out at the desk; each template finds its area's meaning."""
+    meanings = {"web": "Unsubscribe", "desk": "Sign out"}
+    for domain in i18n.DOMAINS:
+        catalog = Catalog(locale="en", domain=domain)
+        if domain in meanings:
+            catalog.add("Abmelden", meanings[domain])
+        mo = tmp_path / "locale" / "en" / "LC_MESSAGES" / f"{domain}.mo"
+        mo.parent.mkdir(parents=True, exist_ok=True)
+        with mo.open("wb") as file:
+            write_mo(file, catalog)
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path / "locale")
+    i18n.translations.cache_clear()
+    try:
+        for area in ("web", "desk"):
+            (tmp_path / area).mkdir()
+            (tmp_path / area / "b.html.j2").write_text('{{ _("Abmelden") }}', encoding="utf-8")
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(tmp_path), autoescape=True)
+        i18n.install(env)
+        assert env.get_template("web/b.html.j2").render(lang="en") == "Unsubscribe"
+        assert env.get_template("desk/b.html.j2").render(lang="en") == "Sign out"
+        assert env.get_template("web/b.html.j2").render(lang="de") == "Abmelden"
+    finally:
+        i18n.translations.cache_clear()  # the real catalogues again for the next test
+    assert i18n.template_domain(None) is None
+
+
+def test_each_template_is_looked_up_in_the_domain_it_is_extracted_into() -> None:
+    for domain in i18n.DOMAINS:
+        for path in catalogues._files(domain):
+            if path.suffix == ".j2":
+                name = path.relative_to(catalogues.ROOT / "templates").as_posix()
+                assert i18n.template_domain(name) == domain, name
 
 
 def test_a_render_without_a_language_fails_instead_of_falling_back_to_german() -> None:
