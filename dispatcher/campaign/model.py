@@ -69,6 +69,23 @@ class EditionKind(StrEnum):
     NONE = "none"  #: nothing that day (fallback `skip`)
 
 
+@dataclass(frozen=True)
+class PostEdition:
+    """One language a network posts the day's item in, and what it posts."""
+
+    lang: str  #: the language of the post's slot (`send: {…: {lang: […]}}`)
+    #: the language the text is written in: `lang`, or under fallback `default` the
+    #: campaign's default language; None when nothing is posted
+    text_lang: str | None
+    skipped: str | None = None  #: why nothing is posted in `lang` that day
+
+    @property
+    def kind(self) -> EditionKind:
+        if self.text_lang is None:
+            return EditionKind.NONE
+        return EditionKind.OWN if self.text_lang == self.lang else EditionKind.DEFAULT
+
+
 #: Texts an item's translation may carry; the rest (initiative, region, image) is shared.
 TRANSLATED_FIELDS: tuple[str, ...] = ("title", "teaser", "body", "image_alt", "url", "tags")
 
@@ -176,10 +193,36 @@ class Campaign:
             return EditionKind.OWN
         return EditionKind.DEFAULT if self.fallback is Fallback.DEFAULT else EditionKind.NONE
 
-    def languages_on(self, channel: Channel) -> tuple[str, ...]:
-        """The languages `channel` goes out in: every reader's for the email, the network's
-        own setting for a post."""
-        return self.locales if channel is Channel.EMAIL else self.post_languages_of(channel)
+    def post_editions(self, channel: Channel, item: Item) -> list[PostEdition]:
+        """The posts `channel` makes of `item` on each of its targets, one per language it
+        posts in: the fan-out writes exactly these, and the plan, the desk and `preview`
+        show them. A language the item lacks posts nothing under fallback `skip`, and under
+        `default` nothing either when the network already posts the default language's
+        text that day (the same text twice on one account would be a duplicate)."""
+        editions: list[PostEdition] = []
+        posted: set[str] = set()
+        for lang in self.post_languages_of(channel):
+            text_lang = self.edition_language(item, lang)
+            if text_lang is None:
+                reason = f"the item has no {lang} version and the campaign's fallback is skip"
+                editions.append(PostEdition(lang, None, reason))
+            elif text_lang in posted:
+                reason = (
+                    f"the item has no {lang} version, and its {text_lang} text is already "
+                    "this network's post of the day (the same text twice would be a duplicate)"
+                )
+                editions.append(PostEdition(lang, None, reason))
+            else:
+                posted.add(text_lang)
+                editions.append(PostEdition(lang, text_lang))
+        return editions
+
+    def editions_on(self, channel: Channel, item: Item) -> tuple[tuple[str, EditionKind], ...]:
+        """Per language `channel` goes out in (every reader's for the email, the network's
+        own for a post): what its readers get of `item`. The plan's `languages`."""
+        if channel is Channel.EMAIL:
+            return tuple((lang, self.edition_kind(item, lang)) for lang in self.locales)
+        return tuple((e.lang, e.kind) for e in self.post_editions(channel, item))
 
     def edition_language(self, item: Item, lang: str | None) -> str | None:
         """The language readers of `lang` get `item` in: theirs, the default (fallback

@@ -221,14 +221,7 @@ def plan(campaign: Campaign, *, now: dt.datetime, history: Sequence[PastDispatch
             else:
                 state = _by_time(utc, now, campaign.catch_up)
             item = by_id.get(item_id) if item_id else None
-            languages = (
-                ()
-                if item is None
-                else tuple(
-                    (lang, campaign.edition_kind(item, lang))
-                    for lang in campaign.languages_on(channel)
-                )
-            )
+            languages = () if item is None else campaign.editions_on(channel, item)
             rows.append(PlannedDispatch(day, channel, item_id, local, utc, state, languages))
     rows.sort(key=_sort_key)
     rows.extend(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
 
 import jinja2
 
@@ -74,45 +73,14 @@ class PostDispatch:
             channel.close()
 
 
-@dataclass(frozen=True)
-class PostEdition:
-    """One language a network posts the day's item in, and what it posts."""
-
-    lang: str  #: the language of the post's slot (`send: {…: {lang: […]}}`)
-    #: the language the text is written in: `lang`, or under fallback `default` the
-    #: campaign's default language; None when nothing is posted
-    text_lang: str | None
-    skipped: str | None = None  #: why nothing is posted in `lang` that day
-
-
-def post_editions(campaign: Campaign, channel: Channel | str, item: Item) -> list[PostEdition]:
-    """The posts `channel` makes of `item` on each of its targets, one per language it posts
-    in; the fan-out writes exactly these, and the desk and `preview` may show them."""
-    editions: list[PostEdition] = []
-    posted: set[str] = set()
-    for lang in campaign.post_languages_of(Channel(channel)):
-        text_lang = campaign.edition_language(item, lang)
-        if text_lang is None:
-            reason = f"the item has no {lang} version and the campaign's fallback is skip"
-            editions.append(PostEdition(lang, None, reason))
-        elif text_lang in posted:
-            reason = (
-                f"the item has no {lang} version, and its {text_lang} text is already "
-                "this network's post of the day (the same text twice would be a duplicate)"
-            )
-            editions.append(PostEdition(lang, None, reason))
-        else:
-            posted.add(text_lang)
-            editions.append(PostEdition(lang, text_lang))
-    return editions
-
-
 def fan_out_targets(ctx: Context, dispatch: store.DispatchRow) -> None:
     """One row per target and language, its retry-safe key stored before any request is
     made; the first language's row under the target's name and key as they always were."""
     if dispatch.fanout_done:
         return
-    editions = post_editions(ctx.campaign, dispatch.channel, item_from_json(dispatch.content))
+    editions = ctx.campaign.post_editions(
+        Channel(dispatch.channel), item_from_json(dispatch.content)
+    )
     rows = []
     for target in ctx.social_targets(dispatch.channel):
         for index, edition in enumerate(editions):

@@ -116,6 +116,10 @@ def test_the_plan_shows_per_day_what_each_language_gets() -> None:
     table = format_plan(default, planning.plan(default, now=dt.datetime(2019, 4, 1, tzinfo=dt.UTC)))
     [line] = [x for x in table.splitlines() if x.startswith("2019-04-03") and "email" in x]
     assert line.endswith("de en→de")
+    # A network posting in both languages does not post the German text twice: the plan
+    # says what the fan-out will do.
+    [line] = [x for x in table.splitlines() if x.startswith("2019-04-03") and "mastodon" in x]
+    assert line.endswith("de en: none")
 
 
 def test_validate_lists_the_items_without_an_english_version() -> None:
