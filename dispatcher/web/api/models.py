@@ -24,6 +24,13 @@ MAX_EMAIL = 320  #: RFC 5321's path limit; the ledger's column
 MAX_SOURCE = 150  #: the consent source keeps 200 characters, "api:<token name>; " included
 MAX_REASON = 500
 EXAMPLE_ADDRESS = "erika.mustermann@example.org"  #: the document's example (RFC 2606 domain)
+#: A language code as campaigns write them (`de`, `en`); which ones a campaign offers is
+#: its `locales`, checked by the endpoint (422 naming them), so the schema gives the shape.
+LANGUAGE_PATTERN = "^[a-z]{2,3}$"
+LANGUAGE = (
+    "the reader's language: one of the campaign's languages (`campaign.locales`, e.g. de, "
+    "en); null: the campaign's default language"
+)
 
 
 def _storable(text: str, allow: str) -> str:
@@ -61,6 +68,7 @@ class NewSubscriber(_Request):
                     "email": EXAMPLE_ADDRESS,
                     "name": "Erika Mustermann",
                     "source": "https://www.clusterplattform.de/clusterwoche",
+                    "lang": "de",
                 }
             ]
         }
@@ -73,6 +81,13 @@ class NewSubscriber(_Request):
         max_length=MAX_SOURCE,
         description="where the person signed up (e.g. the article's URL); kept with the consent",
     )
+    lang: str | None = Field(
+        default=None,
+        pattern=LANGUAGE_PATTERN,
+        description=LANGUAGE + "; the confirmation mail is written in it, and it is kept "
+        "with the consent. For an address on the list already it is applied, as the name, "
+        "only when the person clicks the confirmation link",
+    )
 
 
 class SubscriptionRequested(BaseModel):
@@ -84,12 +99,18 @@ class SubscriptionRequested(BaseModel):
 
 
 class ConsentRecord(BaseModel):
-    """What the person agreed to, when and where (UWG §7, GDPR art. 7(1))."""
+    """What the person agreed to, when and where (UWG §7, GDPR art. 7(1)), in which
+    language, and when and by whom that language was changed since."""
 
     at: dt.datetime | None
     source: str | None
     ip: str | None = Field(description="as DISPATCHER_CONSENT_IP keeps it; none for API sign-ups")
     text: str | None
+    lang: str | None = Field(description="the language they signed up in; null: none was given")
+    lang_changed_at: dt.datetime | None = Field(description="the last change of their language")
+    lang_changed_by: str | None = Field(
+        description="who made it: reader (the unsubscribe page), cli, import or api:<token name>"
+    )
 
 
 class Subscriber(BaseModel):
@@ -100,7 +121,18 @@ class Subscriber(BaseModel):
     confirmed_at: dt.datetime | None
     unsubscribed_at: dt.datetime | None
     last_error: str | None = Field(description="why mail stopped, e.g. a bounce")
+    lang: str | None = Field(
+        description="the reader's language as stored; null: the campaign's default language"
+    )
     consent: ConsentRecord
+
+
+class SubscriberChange(_Request):
+    """What the API may change about a subscriber: their language."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"lang": "en"}, {"lang": None}]})
+
+    lang: str | None = Field(pattern=LANGUAGE_PATTERN, description=LANGUAGE)
 
 
 class Unsubscribed(BaseModel):

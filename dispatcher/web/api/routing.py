@@ -47,7 +47,7 @@ MAX_TOKEN = 200  #: characters; ours are 47, anything much longer is no token of
 RETRY_LEDGER = 30  #: seconds a client waits after a 503 (the ledger did not answer)
 REALM = 'Bearer realm="dispatcher-api"'
 NO_STORE = {"Cache-Control": "no-store"}
-Method = Literal["GET", "POST", "DELETE"]
+Method = Literal["GET", "POST", "PATCH", "DELETE"]
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,22 @@
   202, whether the address is new, pending, active or unsubscribed — as the form, it does
   not tell who is on the list; a token with `subscribers:read` can ask that explicitly.
   The consent record names the token (`api:<name>`) and the caller's `source`.
-- `GET /subscribers/{email}`: state and consent record, for the platform's helpdesk.
+- `GET /subscribers/{email}`: state, language and consent record, for the platform's
+  helpdesk.
+- `PATCH /subscribers/{email}`: change the reader's language (`{"lang": "en"}`; null: the
+  campaign's default), recorded with the consent as changed by `api:<token name>`.
 - `POST /subscribers/{email}/unsubscribe`: as the newsletter's one-click link does.
 - `DELETE /subscribers/{email}`: erase the person's data (GDPR art. 17); the row stays
   anonymous so every delivery count stays right (`ledger.subscribers.erase`).
 
-An erased subscriber is unknown here: their address is gone from the ledger.
+An erased subscriber is unknown here: their address is gone from the ledger. A language
+must be one of the campaign's `locales`, else 422 naming them (`/lang`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
 
@@ -64,9 +69,19 @@ def _address(text: str) -> str:
         raise ProblemError(400, error.reason, kind="invalid-address") from None
 
 
-def _sign_up(body: models.NewSubscriber) -> tuple[str, str | None]:
+def _language_error(lang: str | None, offered: Sequence[str]) -> FieldError | None:
+    if lang is None or lang in offered:
+        return None
+    return FieldError(
+        pointer="/lang",
+        detail=f'the campaign offers {", ".join(offered)}, not "{lang}"; null: its default '
+        f"({offered[0]})",
+    )
+
+
+def _sign_up(body: models.NewSubscriber, offered: Sequence[str]) -> tuple[str, str | None]:
     """The address and name of a sign-up, or 422 naming each wrong field (the model has
-    refused control characters already)."""
+    refused control characters already); `offered`: the campaign's languages."""
     errors: list[FieldError] = []
     address = name = None
     try:
@@ -77,6 +92,8 @@ def _sign_up(body: models.NewSubscriber) -> tuple[str, str | None]:
         name = clean_name(body.name)
     except InvalidName as error:
         errors.append(FieldError(pointer="/name", detail=str(error)))
+    if (language := _language_error(body.lang, offered)) is not None:
+        errors.append(language)
     if errors:
         raise field_problem(errors)
     assert address is not None
@@ -92,15 +109,23 @@ def _view(row: ledger.SubscriberRow) -> models.Subscriber:
         confirmed_at=row.confirmed_at,
         unsubscribed_at=row.unsubscribed_at,
         last_error=row.last_error,
+        lang=row.lang,
         consent=models.ConsentRecord(
-            at=row.consent_at, source=row.consent_source, ip=row.consent_ip, text=row.consent_text
+            at=row.consent_at,
+            source=row.consent_source,
+            ip=row.consent_ip,
+            text=row.consent_text,
+            lang=row.consent_lang,
+            lang_changed_at=row.lang_changed_at,
+            lang_changed_by=row.lang_changed_by,
         ),
     )
 
 
 def endpoints(state: WebState) -> list[Endpoint]:
     async def create(call: Call) -> Answer:
-        address, name = _sign_up(call.body)
+        address, name = _sign_up(call.body, state.campaign().locales)
+        lang = call.body.lang
         consent = ledger.Consent(
             source=consent_source(call.token.name, call.body.source),
             ip=None,  # the caller is the platform's server, not the person
@@ -108,7 +133,9 @@ def endpoints(state: WebState) -> list[Endpoint]:
         )
         values = {"email": address, "name": name or "", "consent": "api"}
         # After the answer, exactly as the form: its time must not depend on the address.
-        if not state.background.submit(lambda: subscription._request(state, values, consent)):
+        if not state.background.submit(
+            lambda: subscription._request(state, values, consent, lang=lang)
+        ):
             raise ProblemError(503, "too many sign-ups are waiting; try again shortly")
         return Answer(
             models.SubscriptionRequested(email=address, status="accepted", detail=ACCEPTED), 202
@@ -124,6 +151,30 @@ def endpoints(state: WebState) -> list[Endpoint]:
     async def lookup(call: Call) -> Answer:
         address = _address(call.request.path_params["email"])
         return Answer(await run_in_threadpool(find, address))
+
+    def relanguage(address: str, call: Call) -> models.Subscriber:
+        lang = call.body.lang
+        with state.engine.begin() as connection:
+            before = ledger.get(connection, address)
+            row = None
+            if before is not None:
+                row = ledger.set_language(connection, before.id, lang, now=call.now, by=call.by)
+        if before is None or row is None:
+            raise ProblemError(404, "no subscriber with this address", kind="unknown-subscriber")
+        if row.lang != before.lang:
+            logger.info(
+                f"subscriber {row.id}'s language set to {lang or 'the default'} over the API "
+                f"by {call.by}",
+                extra={"event": "language_changed", "lang": lang},
+            )
+        return _view(row)
+
+    async def change(call: Call) -> Answer:
+        address = _address(call.request.path_params["email"])
+        problem = _language_error(call.body.lang, state.campaign().locales)
+        if problem is not None:
+            raise field_problem([problem])
+        return Answer(await run_in_threadpool(relanguage, address, call))
 
     def leave(address: str, call: Call) -> models.Unsubscribed:
         with state.engine.begin() as connection:
@@ -182,12 +233,28 @@ def endpoints(state: WebState) -> list[Endpoint]:
             "GET",
             "/subscribers/{email}",
             "getSubscriber",
-            "A subscriber's state and consent record",
+            "A subscriber's state, language and consent record",
             "subscribers:read",
             lookup,
             models.Subscriber,
             problems={400: "not an address", **UNKNOWN},
             parameters=EMAIL_PARAMETER,
+            tag=TAG,
+        ),
+        Endpoint(
+            "PATCH",
+            "/subscribers/{email}",
+            "updateSubscriber",
+            "Change a subscriber's language",
+            "subscribers:write",
+            change,
+            models.Subscriber,
+            body=models.SubscriberChange,
+            problems={400: "not an address", **UNKNOWN},
+            parameters=EMAIL_PARAMETER,
+            description="The language their emails and pages are in from the next send on; "
+            "null: the campaign's default. One of the campaign's languages, else 422. The "
+            "change is kept with the consent record (when, and this token's name).",
             tag=TAG,
         ),
         Endpoint(

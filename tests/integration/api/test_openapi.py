@@ -97,7 +97,7 @@ def test_each_operation_needs_the_scope_the_document_names(app: WebApp) -> None:
         for path, methods in _document(app)["paths"].items()
         for method, operation in methods.items()
     ]
-    assert len(operations) == 10
+    assert len(operations) == 11
     for method, path, security in operations:
         if not security:
             assert path == "/api/v1/openapi.json"

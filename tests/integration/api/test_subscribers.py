@@ -127,7 +127,9 @@ def test_look_up_shows_state_and_consent_record(app: WebApp, api: Api) -> None:
     add_subscribers(app.database, 1, named=True)
     body = api.get("/subscribers/Leser00000@Example.org").json()
     assert body["email"] == READER and body["name"] == "Leserin 0" and body["state"] == "active"
-    assert set(body["consent"]) == {"at", "source", "ip", "text"}
+    assert set(body["consent"]) == {
+        "at", "source", "ip", "text", "lang", "lang_changed_at", "lang_changed_by",
+    }  # fmt: skip
     assert problem(api.get("/subscribers/nobody@example.org"), 404)["type"] == type_uri(
         "unknown-subscriber"
     )
