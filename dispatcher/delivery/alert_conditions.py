@@ -390,10 +390,12 @@ def _credential_outage(outage: outages.Outage) -> Condition:
 
 
 def _credential_target(post: ledger.PostRow) -> Condition:
+    # Keyed by the target, not the delivery's name: its posts in two languages share it.
+    target = ledger_targets.target_of(post.recipient)
     return Condition(
-        f"{_TARGET}{post.recipient}:{post.id}",
+        f"{_TARGET}{target}:{post.id}",
         Kind.CREDENTIAL,
-        f"credential refused: {post.recipient}",
+        f"credential refused: {target}",
         (
             f"dispatch {post.dispatch_id} ({post.campaign_id}): {post.day} {post.channel} "
             f"{post.item_id} to {post.recipient} failed: the credential was refused.",

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.ledger import store
+from dispatcher.ledger.targets import target_of
 from dispatcher.ledger.tables import (
     DeliveryState,
     DispatchState,
@@ -286,7 +287,8 @@ def delivery_states(connection: sa.Connection, ids: Collection[int]) -> dict[int
 
 def latest_post_outcomes(connection: sa.Connection) -> dict[str, PostRow]:
     """Per social target (by name): its latest delivery that ended `sent` or `failed` — what
-    the target's credential did the last time it was used."""
+    the target's credential did the last time it was used. A target posting in two languages
+    has two rows a day (`<target>#en`); they share the credential, so they count as one."""
     ended = (DeliveryState.SENT, DeliveryState.FAILED)
     latest = (
         sa.select(deliveries.c.recipient, sa.func.max(deliveries.c.updated_at).label("at"))
@@ -308,7 +310,14 @@ def latest_post_outcomes(connection: sa.Connection) -> dict[str, PostRow]:
         .order_by(deliveries.c.id)
     )
     # Two rows of one target changed in the same instant: the later row wins.
-    return {row.recipient: PostRow(**row._mapping) for row in connection.execute(query)}
+    latest_by_target: dict[str, PostRow] = {}
+    for row in connection.execute(query):
+        post = PostRow(**row._mapping)
+        target = target_of(post.recipient)
+        known = latest_by_target.get(target)
+        if known is None or (post.updated_at, post.id) > (known.updated_at, known.id):
+            latest_by_target[target] = post
+    return latest_by_target
 
 
 def advisory_lock_held(connection: sa.Connection, key: int) -> bool:
