@@ -6,4 +6,5 @@ from __future__ import annotations
 HEADERS = [
     "From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
     "List-Unsubscribe-Post", "Auto-Submitted", "Feedback-ID", "Content-Type", "MIME-Version",
+    "Content-Language",
 ]  # fmt: skip

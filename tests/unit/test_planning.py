@@ -469,6 +469,7 @@ def test_to_json() -> None:
         "send_at_local": "2019-04-02T08:00:00+02:00",
         "send_at_utc": "2019-04-02T06:00:00+00:00",
         "state": "due",
+        "languages": {"de": "own"},
     }
     assert result.rows[-1].to_json() == {
         "date": None,
@@ -477,6 +478,7 @@ def test_to_json() -> None:
         "send_at_local": None,
         "send_at_utc": None,
         "state": "unscheduled",
+        "languages": None,
     }
 
 
