@@ -107,6 +107,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _CampaignTranslation(_Strict):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
 class _CampaignSection(_Strict):
     id: str
     name: str
@@ -121,6 +132,8 @@ class _CampaignSection(_Strict):
     locale: str | None = None
     fallback: Fallback = Fallback.DEFAULT
     catch_up: str | int = "6h"
+    #: the campaign's name in other languages: `translations: {en: {name: …}}`
+    translations: dict[str, _CampaignTranslation] | None = None
 
     _id = field_validator("id")(_slug)
 
@@ -440,6 +453,10 @@ def _build_campaign(
         skip=frozenset(section.skip),
         locales=section.languages,
         fallback=section.fallback,
+        names=tuple(
+            (_language_code(lang), texts.name)
+            for lang, texts in (section.translations or {}).items()
+        ),
         catch_up=parse_duration(str(section.catch_up)) or dt.timedelta(0),
         send=send,
         post_languages=post_languages,
@@ -634,6 +651,15 @@ def load_campaign_text(text: str, file: str) -> Campaign:
     if section is not None and section.locales is not None and section.locale is not None:
         collect.add(("campaign", "locale"), "write only locales: (the languages), not locale:")
     languages = None if section is None else section.languages
+    if section is not None and languages is not None:
+        for lang in section.translations or {}:
+            if _language_code(lang) not in languages[1:]:
+                collect.add(
+                    ("campaign", "translations", lang),
+                    f'"{lang}" is not one of the campaign\'s other languages '
+                    f"({', '.join(languages[1:]) or 'none'}); add it to locales or remove it",
+                    key=True,
+                )
     send, post_languages = _send_times(collect, raw.get("send"), languages)
     campaign = None if section is None else _build_campaign(section, send, post_languages)
 

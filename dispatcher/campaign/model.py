@@ -167,6 +167,18 @@ class Campaign:
     #: network not listed posts in the default language
     post_languages: dict[Channel, tuple[str, ...]] = field(default_factory=dict)
     items: tuple[Item, ...] = ()
+    #: (lang, name) of the campaign in its other languages (`campaign.translations`)
+    names: tuple[tuple[str, str], ...] = ()
+
+    def name_in(self, lang: str) -> str:
+        """The campaign's name as readers of `lang` see it (subject, header, pages)."""
+        return dict(self.names).get(lang, self.name)
+
+    def in_language(self, lang: str) -> Campaign:
+        """This campaign as a template for `lang` shows it: its name in that language.
+        Identity (List-Id, ids, times) is the campaign's own whatever the language."""
+        name = self.name_in(lang)
+        return self if name == self.name else replace(self, name=name)
 
     @property
     def language(self) -> str:

@@ -361,6 +361,7 @@ def render_email(
     ]
     for shown in (edition, *(p for _, p in shown_before)):
         _require_http(shown)
+    campaign = campaign.in_language(lang)
     context = _email_context(campaign, edition, day, shown_before, imprint, public_url, lang=lang)
     subject_name, html_name, text_name = EMAIL_TEMPLATES
     subject = " ".join(_render(env, subject_name, context).split())  # a header is one line
@@ -434,6 +435,7 @@ def render_post(
     if lang is None or edition is None:
         raise ValueError(f"item {item.id!r} has no {wanted} version and the fallback is skip")
     item = edition
+    campaign = campaign.in_language(lang)
     name = str(channel)
     if name not in post_length.RULES:
         raise ValueError(

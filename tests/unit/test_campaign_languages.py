@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,10 @@ from dispatcher.campaign.loading import CampaignError, load_campaign_text
 from dispatcher.campaign.model import Channel, EditionKind, Fallback, item_from_json, item_to_json
 from dispatcher.cli.common import format_plan
 from dispatcher.cli.main import untranslated_lines
+from dispatcher.content import rendering
+from dispatcher.mail import compose as emails
+
+ROOT = Path(__file__).parents[2]
 
 TWO_LANGUAGES = textwrap.dedent(
     """\
@@ -171,3 +176,28 @@ def test_the_stored_snapshot_keeps_the_translations() -> None:
     assert item_from_json(item_to_json(first)) == first
     # Snapshots written before translations existed read as items without any.
     assert "translations" not in item_to_json(campaign.items[1])
+
+
+def test_the_campaign_name_has_its_translation_but_the_list_keeps_its_identity() -> None:
+    text = campaign_text().replace(
+        "  fallback: default\n",
+        '  fallback: default\n  translations: {en: {name: "Test Week"}}\n',
+    )
+    campaign = load_campaign_text(text, "campaign.yaml")
+    assert campaign.name_in("en") == "Test Week" and campaign.name_in("de") == "Testwoche"
+    env = rendering.create_environment(ROOT / "templates")
+    first = campaign.items[0]
+    english = rendering.render_email(
+        env, campaign, first, day=dt.date(2019, 4, 2), published=[], imprint="I",
+        public_url="https://news.example.org", lang="en",
+    )  # fmt: skip
+    assert english.subject == "First – Test Week"
+    sender = emails.Sender("News <news@news.example.org>", "https://news.example.org", "k" * 32)
+    message = emails.compose(
+        english, campaign, sender, to_address="a@example.org", to_name=None,
+        unsubscribe="https://news.example.org/u/x", message_id="<m@news.example.org>",
+        date=dt.datetime(2019, 4, 2, 6, tzinfo=dt.UTC),
+    )  # fmt: skip
+    assert message["List-Id"] == "Testwoche <test-week.news.example.org>"  # one list, two names
+    [problem] = problems_of(text.replace("{en: {name:", "{fr: {name:"))
+    assert "campaign.translations.fr" in problem and "add it to locales" in problem

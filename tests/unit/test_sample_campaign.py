@@ -85,7 +85,7 @@ def test_an_english_reader_gets_an_english_email(campaign: Campaign) -> None:
     shown = render(campaign, "en")
     assert shown.lang == "en"
     assert (
-        shown.subject == "Spotlight: Mikroelektronik-Netzwerk Elbtal – 2. Clusterwoche Deutschland"
+        shown.subject == "Spotlight: Mikroelektronik-Netzwerk Elbtal – 2nd Cluster Week Germany"
     )
     text = shown.text
     assert "Wednesday, 3 April 2019" in text
