@@ -39,6 +39,7 @@ def bilingual_copy(
     path = campaign_copy(directory / "bilingual", **copy)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["campaign"].pop("locale", None)
+    data["campaign"].pop("translations", None)  # the name stays the same in every language
     data["campaign"]["locales"] = list(locales)
     data["campaign"]["fallback"] = fallback
     for item in data["items"]:
