@@ -34,6 +34,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from dispatcher import i18n
 from dispatcher.campaign.loading import load_campaign_text
 from dispatcher.campaign.yamlsource import YamlSyntaxError, parse
 
@@ -47,6 +48,7 @@ __all__ = [
     "Hold",
     "Move",
     "Pin",
+    "Refusal",
     "Release",
     "RestoreItem",
     "action_name",
@@ -160,8 +162,41 @@ class RestoreItem:
 Edit = Hold | Release | Pin | Move | EditFields | RestoreItem
 
 
+def N_(message: str) -> str:  # noqa: N802 - gettext's usual name for "translated later"
+    """Marks `message` for the `desk` catalogue; it is translated where it is shown."""
+    return message
+
+
+class Refusal(str):
+    """Why the desk cannot make a change: the German text (a `str`, the catalogue's source
+    language) that also knows its catalogue text and values.
+
+    The reasons arise deep in the file handling, far from the request and its editor, so
+    they travel untranslated; `in_language(lang)` is the editor's.
+    """
+
+    message: str  #: the German text with `%(name)s` placeholders, marked with `N_`
+    values: dict[str, str]
+
+    def __new__(cls, message: str, values: Mapping[str, str] | None = None) -> Refusal:
+        filled = dict(values or {})
+        self = super().__new__(cls, message % filled if filled else message)
+        self.message, self.values = message, filled
+        return self
+
+    def in_language(self, lang: str) -> str:
+        return i18n.gettext(lang, self.message, **self.values)
+
+
 class EditRefused(Exception):  # noqa: N818 - the name is the agreed API
-    """The edit makes no sense for this file; the message (German) is shown on the desk."""
+    """The edit makes no sense for this file; the desk shows `in_language(editor's)`."""
+
+    def __init__(self, message: str | Refusal, **values: str) -> None:
+        self.refusal = message if isinstance(message, Refusal) else Refusal(message, values)
+        super().__init__(str(self.refusal))
+
+    def in_language(self, lang: str) -> str:
+        return self.refusal.in_language(lang)
 
 
 class EditConflict(Exception):  # noqa: N818 - the name is the agreed API
@@ -245,7 +280,7 @@ class _Layout:
         for index, item in enumerate(self.items):
             if item.id == item_id:
                 return index
-        raise EditRefused(f"Einen Beitrag „{item_id}“ gibt es in der Datei nicht.")
+        raise EditRefused(N_("Einen Beitrag „%(item)s“ gibt es in der Datei nicht."), item=item_id)
 
 
 def _content(line: str) -> str:
@@ -276,26 +311,34 @@ def _layout(text: str) -> _Layout:
         # YAML counts these as line breaks and Python's line splitting would too, but not
         # consistently with each other; the desk does not guess.
         raise EditRefused(
-            "Die Datei enthält ungewöhnliche Zeilenumbrüche (CR, NEL, U+2028/2029); "
-            "bitte von Hand bearbeiten."
+            N_(
+                "Die Datei enthält ungewöhnliche Zeilenumbrüche (CR, NEL, U+2028/2029); "
+                "bitte von Hand bearbeiten."
+            )
         )
     try:
         document = parse(text)
     except YamlSyntaxError as error:
         where = f"{error.position.line}:{error.position.column}"
         raise EditRefused(
-            f"Die Datei ist gerade kein gültiges YAML ({where}: {error.message}); "
-            "erst die Datei reparieren."
+            N_(
+                "Die Datei ist gerade kein gültiges YAML (%(where)s: %(problem)s); "
+                "erst die Datei reparieren."
+            ),
+            where=where,
+            problem=error.message,
         ) from None
     data = document.value
     if not isinstance(data, dict):
-        raise EditRefused("Die Datei hat keine Abschnitte campaign:, send: und items:.")
+        raise EditRefused(N_("Die Datei hat keine Abschnitte campaign:, send: und items:."))
     try:
         # A new instance each time: one keeps state per document and is not thread-safe,
         # and the desk previews edits in worker threads.
         root = YAML(typ="rt").compose(text)
     except YAMLError as error:
-        raise EditRefused(f"Die Datei lässt sich nicht bearbeiten: {error}") from None
+        raise EditRefused(
+            N_("Die Datei lässt sich nicht bearbeiten: %(error)s"), error=str(error)
+        ) from None
     lines = _split_lines(text)
     eol = "\r\n" if "\r\n" in text else "\n"
     sequence, items_line = _items_node(root)
@@ -306,15 +349,17 @@ def _layout(text: str) -> _Layout:
     for node in sequence.value:
         if not isinstance(node, MappingNode) or node.flow_style:
             raise EditRefused(
-                "Die Einträge unter items: sind nicht als Blöcke (- id: …) geschrieben; "
-                "so kann der Schreibtisch sie nicht ändern."
+                N_(
+                    "Die Einträge unter items: sind nicht als Blöcke (- id: …) geschrieben; "
+                    "so kann der Schreibtisch sie nicht ändern."
+                )
             )
         item = _item(node, lines, lower)
         items.append(item)
         lower = item.own_end
     raw_items = data.get("items")
     if not isinstance(raw_items, list) or len(raw_items) != len(items):
-        raise EditRefused("Die Liste items: lässt sich nicht eindeutig lesen.")
+        raise EditRefused(N_("Die Liste items: lässt sich nicht eindeutig lesen."))
     return _Layout(lines, eol, tuple(items), data)
 
 
@@ -329,8 +374,10 @@ def _items_node(root: Node | None) -> tuple[SequenceNode | None, int]:
                 return value, line
             if isinstance(value, SequenceNode) and value.value:
                 raise EditRefused(
-                    "items: ist als Flow-Liste ([…]) geschrieben; so kann der Schreibtisch "
-                    "die Einträge nicht ändern."
+                    N_(
+                        "items: ist als Flow-Liste ([…]) geschrieben; so kann der "
+                        "Schreibtisch die Einträge nicht ändern."
+                    )
                 )
             return None, line
     return None, 0
@@ -340,7 +387,9 @@ def _item(node: MappingNode, lines: list[str], lower: int) -> _Item:
     keys: list[_Key] = []
     for key_node, value in node.value:
         if not isinstance(key_node, ScalarNode):
-            raise EditRefused("Ein Eintrag unter items: hat einen Schlüssel, der kein Text ist.")
+            raise EditRefused(
+                N_("Ein Eintrag unter items: hat einen Schlüssel, der kein Text ist.")
+            )
         line, col = key_node.start_mark.line, key_node.start_mark.column
         last = max(line, _last_line(value, lines, col))
         keys.append(_Key(str(key_node.value), line, col, key_node.end_mark.column, value, last + 1))
@@ -745,7 +794,7 @@ def _without_key(lines: list[str], item: _Item, key: _Key) -> list[str]:
     # The key shares the line with the item's `-`: the next key moves up onto that line.
     following = [k for k in item.keys if k.line >= key.end]
     if not following:
-        raise EditRefused("Der einzige Schlüssel eines Eintrags kann nicht entfernt werden.")
+        raise EditRefused(N_("Der einzige Schlüssel eines Eintrags kann nicht entfernt werden."))
     nxt = following[0]
     first = _content(lines[key.line])[: key.col] + lines[nxt.line][nxt.col :]
     return [*lines[: key.line], first, *lines[nxt.line + 1 :]]
@@ -852,8 +901,10 @@ def _checked(new: str, expected: dict[str, Any]) -> str:
         got = None
     if not _same(got, expected):
         raise EditRefused(
-            "Diese Änderung lässt sich nicht sicher in die Datei schreiben (ihr Aufbau ist "
-            "ungewöhnlich); bitte von Hand ändern."
+            N_(
+                "Diese Änderung lässt sich nicht sicher in die Datei schreiben (ihr Aufbau "
+                "ist ungewöhnlich); bitte von Hand ändern."
+            )
         )
     return new
 
@@ -868,7 +919,10 @@ def _field_values(
     """The requested values, normalised; only those that differ from the file's."""
     unknown = sorted(set(values) - set(EDITABLE_FIELDS))
     if unknown:
-        raise EditRefused(f"Diese Felder kann der Schreibtisch nicht ändern: {', '.join(unknown)}.")
+        raise EditRefused(
+            N_("Diese Felder kann der Schreibtisch nicht ändern: %(fields)s."),
+            fields=", ".join(unknown),
+        )
     changes: dict[str, str | list[str] | None] = {}
     for name in EDITABLE_FIELDS:
         if name not in values:
@@ -885,7 +939,7 @@ def _field_values(
                 continue
         else:
             if isinstance(value, list):
-                raise EditRefused(f"{name} ist ein Text, keine Liste.")
+                raise EditRefused(N_("%(field)s ist ein Text, keine Liste."), field=name)
             text = _normal_text(value or "")
             if name == "body":
                 text = text.rstrip("\n")
@@ -895,7 +949,7 @@ def _field_values(
                 same = isinstance(old, str) and old.strip() == text
             new = text or None
             if new is None and name in _REQUIRED:
-                raise EditRefused(f"{name} darf nicht leer sein.")
+                raise EditRefused(N_("%(field)s darf nicht leer sein."), field=name)
             if same or (new is None and name not in current):
                 continue
         changes[name] = new
@@ -921,8 +975,10 @@ def _move_partner(layout: _Layout, index: int, direction: str) -> int:
     items = layout.data["items"]
     if _is_pinned(items[index]):
         raise EditRefused(
-            "Der Beitrag hat einen festen Sendetag; die Reihenfolge gilt nur für Beiträge "
-            "ohne festen Tag. Erst den festen Tag entfernen."
+            N_(
+                "Der Beitrag hat einen festen Sendetag; die Reihenfolge gilt nur für Beiträge "
+                "ohne festen Tag. Erst den festen Tag entfernen."
+            )
         )
     step = -1 if direction == "up" else 1
     other = index + step
@@ -930,8 +986,11 @@ def _move_partner(layout: _Layout, index: int, direction: str) -> int:
         if not _is_pinned(items[other]):
             return other
         other += step
-    where = "erster" if direction == "up" else "letzter"
-    raise EditRefused(f"Der Beitrag steht schon an {where} Stelle der Beiträge ohne festen Tag.")
+    if direction == "up":
+        raise EditRefused(
+            N_("Der Beitrag steht schon an erster Stelle der Beiträge ohne festen Tag.")
+        )
+    raise EditRefused(N_("Der Beitrag steht schon an letzter Stelle der Beiträge ohne festen Tag."))
 
 
 def _moved(layout: _Layout, index: int, direction: str) -> str:
@@ -957,7 +1016,8 @@ def _restored(layout: _Layout, index: int, edit: RestoreItem) -> tuple[str, Any]
         old_index = old.index_of(edit.item_id)
     except EditRefused:
         raise EditRefused(
-            f"Im früheren Stand gibt es keinen Beitrag „{edit.item_id}“; nichts wiederhergestellt."
+            N_("Im früheren Stand gibt es keinen Beitrag „%(item)s“; nichts wiederhergestellt."),
+            item=edit.item_id,
         ) from None
     was = old.items[old_index]
     now = layout.items[index]
@@ -1004,14 +1064,24 @@ def read_campaign_text(path: Path) -> str:
     try:
         return path.read_bytes().decode("utf-8")
     except OSError as error:
-        raise EditRefused(f"Die Datei {path} lässt sich nicht lesen ({error.strerror}).") from None
+        raise EditRefused(
+            N_("Die Datei %(path)s lässt sich nicht lesen (%(error)s)."),
+            path=str(path),
+            error=str(error.strerror),
+        ) from None
     except UnicodeDecodeError as error:
-        raise EditRefused(f"Die Datei ist kein UTF-8-Text ({error.reason}).") from None
+        raise EditRefused(
+            N_("Die Datei ist kein UTF-8-Text (%(error)s)."), error=error.reason
+        ) from None
 
 
 def _cannot_write(path: Path, error: OSError) -> EditRefused:
     return EditRefused(
-        write_refusal(path) or f"Die Datei {path} lässt sich nicht schreiben ({error.strerror})."
+        write_refusal(path)
+        or Refusal(
+            N_("Die Datei %(path)s lässt sich nicht schreiben (%(error)s)."),
+            {"path": str(path), "error": str(error.strerror)},
+        )
     )
 
 
@@ -1038,7 +1108,7 @@ def edit_campaign_file(path: Path, edit: Edit, *, expected_version: str) -> Edit
             )
         after = apply_edit(before, edit)
         if after == before:
-            raise EditRefused("Nichts geändert: die Datei hat diesen Stand schon.")
+            raise EditRefused(N_("Nichts geändert: die Datei hat diesen Stand schon."))
         load_campaign_text(after, str(path))  # CampaignError: refused, nothing written
         try:
             _replace_file(path, after)
@@ -1083,8 +1153,8 @@ def _replace_file(path: Path, text: str) -> None:
         os.close(directory)
 
 
-def write_refusal(path: Path) -> str | None:
-    """Why the service cannot write the campaign file (German), or None when it can.
+def write_refusal(path: Path) -> Refusal | None:
+    """Why the service cannot write the campaign file, or None when it can.
 
     The desk shows every change disabled with this reason (read-only mode). The directory
     counts as much as the file: the write is a rename in it.
@@ -1094,22 +1164,37 @@ def write_refusal(path: Path) -> str | None:
     effective = os.access in os.supports_effective_ids
     try:
         if os.statvfs(directory).f_flag & os.ST_RDONLY:
-            return f"Das Dateisystem mit {path} ist schreibgeschützt (read-only)."
+            return Refusal(
+                N_("Das Dateisystem mit %(path)s ist schreibgeschützt (read-only)."),
+                {"path": str(path)},
+            )
     except OSError as error:
-        return f"Das Verzeichnis {directory} ist nicht erreichbar ({error.strerror})."
+        return Refusal(
+            N_("Das Verzeichnis %(directory)s ist nicht erreichbar (%(error)s)."),
+            {"directory": str(directory), "error": str(error.strerror)},
+        )
     try:
         is_file = stat.S_ISREG(path.stat().st_mode)
     except FileNotFoundError:
         is_file = False
     except OSError as error:
-        return f"Die Datei {path} ist nicht erreichbar ({error.strerror})."
+        return Refusal(
+            N_("Die Datei %(path)s ist nicht erreichbar (%(error)s)."),
+            {"path": str(path), "error": str(error.strerror)},
+        )
     if not is_file:
-        return f"Die Kampagnendatei {path} fehlt."
+        return Refusal(N_("Die Kampagnendatei %(path)s fehlt."), {"path": str(path)})
     if not os.access(path, os.W_OK, effective_ids=effective):
-        return f"Der Dienst darf die Datei {path} nicht schreiben (Dateirechte)."
+        return Refusal(
+            N_("Der Dienst darf die Datei %(path)s nicht schreiben (Dateirechte)."),
+            {"path": str(path)},
+        )
     if not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
-        return (
-            f"Der Dienst darf im Verzeichnis {directory} keine Dateien anlegen; das "
-            "Speichern ersetzt die Datei dort über eine neue."
+        return Refusal(
+            N_(
+                "Der Dienst darf im Verzeichnis %(directory)s keine Dateien anlegen; das "
+                "Speichern ersetzt die Datei dort über eine neue."
+            ),
+            {"directory": str(directory)},
         )
     return None

@@ -14,22 +14,27 @@ that change); this module adds what the file cannot know (docs/desk.md, "Die Que
 
 The checks read the plan the way every other command does (`schedule.ledger_plan`), for the
 campaign in force and for the file as it would be after the change.
+
+What the editor reads (refusals, the sends to confirm, notes) is in the `lang` they are given,
+the editor's; the history's summary is a record, written in the campaign's default language.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from dispatcher import i18n
 from dispatcher.campaign import editing, planning
+from dispatcher.campaign.editing import N_
 from dispatcher.campaign.loading import load_campaign_text
 from dispatcher.campaign.model import Campaign, Channel, Item
 from dispatcher.delivery import schedule
-from dispatcher.i18n import format_day
 from dispatcher.ledger import changes
 
 __all__ = [
@@ -41,14 +46,16 @@ __all__ = [
     "check_change",
     "check_locked",
     "free_days",
+    "summary_in",
 ]
 
 #: The changes still allowed once an item's first dispatch has started.
 _AFTER_START = (editing.Hold, editing.Release)
 _UPCOMING = (planning.PlanState.PLANNED, planning.PlanState.DUE)
 
+#: German texts of the `desk` catalogue, translated where they are shown.
 CHANNEL_NAMES: Mapping[Channel, str] = {
-    Channel.EMAIL: "E-Mail",
+    Channel.EMAIL: N_("E-Mail"),
     Channel.MASTODON: "Mastodon",
     Channel.BLUESKY: "Bluesky",
     Channel.LINKEDIN: "LinkedIn",
@@ -108,6 +115,14 @@ def _label(campaign: Campaign, item_id: str) -> str:
     return f"„{item.title}“" if item is not None else f"„{item_id}“"
 
 
+def _day(day: dt.date, lang: str) -> str:
+    return i18n.format_day(day, lang=lang)
+
+
+def _channels(channels: set[Channel], lang: str) -> str:
+    return ", ".join(sorted(i18n.gettext(lang, CHANNEL_NAMES[c]) for c in channels))
+
+
 def free_days(
     connection: sa.Connection, campaign: Campaign, now: dt.datetime
 ) -> tuple[dt.date, ...]:
@@ -146,22 +161,27 @@ def _altered(
     return rows
 
 
-def _locked_reason(item_id: str, started: list[planning.PastDispatch]) -> str:
+def _locked_reason(item_id: str, started: list[planning.PastDispatch], lang: str) -> str:
     first = min(started, key=lambda p: p.day)
-    channels = ", ".join(sorted({CHANNEL_NAMES[p.channel] for p in started}))
-    return (
-        f"Der Beitrag „{item_id}“ ist am {format_day(first.day, lang='de')} schon versendet "
-        f"worden ({channels}). Was versendet ist, hält das Ledger fest: Text, Sendetag "
-        "und Platz in der Queue lassen sich nicht mehr ändern – nur zurückhalten, was "
-        "noch nicht begonnen hat."
+    return i18n.gettext(
+        lang,
+        "Der Beitrag „%(item)s“ ist am %(day)s schon versendet worden (%(channels)s). Was "
+        "versendet ist, hält das Ledger fest: Text, Sendetag und Platz in der Queue lassen "
+        "sich nicht mehr ändern – nur zurückhalten, was noch nicht begonnen hat.",
+        item=item_id,
+        day=_day(first.day, lang),
+        channels=_channels({p.channel for p in started}, lang),
     )
 
 
-def check_locked(connection: sa.Connection, campaign: Campaign, item_id: str) -> str | None:
-    """Why the item's text, day and place are fixed (a dispatch of it started), or None."""
+def check_locked(
+    connection: sa.Connection, campaign: Campaign, item_id: str, *, lang: str | None = None
+) -> str | None:
+    """Why the item's text, day and place are fixed (a dispatch of it started), in `lang`
+    (default: the campaign's language), or None."""
     by_item, _ = _started(schedule.history(connection, campaign.id))
     started = by_item.get(item_id)
-    return None if not started else _locked_reason(item_id, started)
+    return None if not started else _locked_reason(item_id, started, campaign.reader_language(lang))
 
 
 def check_change(
@@ -173,30 +193,38 @@ def check_change(
     now: dt.datetime,
     freeze: dt.timedelta,
     file: str = "campaign.yaml",
+    lang: str | None = None,
 ) -> Guard:
     """What the ledger says about `edit` of `file_text` (the file `file` as it is) while
-    `campaign` is in force. `EditRefused` and `CampaignError` from the edit itself propagate."""
+    `campaign` is in force, in `lang` (default: the campaign's language). `EditRefused` and
+    `CampaignError` from the edit itself propagate."""
+    lang = campaign.reader_language(lang)
     history = schedule.history(connection, campaign.id)
     by_item, started_days = _started(history)
     item_id = edit.item_id
     started = by_item.get(item_id, [])
     if started and not isinstance(edit, _AFTER_START):
-        return Guard(refused=_locked_reason(item_id, started))
+        return Guard(refused=_locked_reason(item_id, started, lang))
     if isinstance(edit, editing.Pin) and edit.day is not None and edit.day in started_days:
         return Guard(
-            refused=(
-                f"Am {format_day(edit.day, lang='de')} ist schon versendet worden; dieser Tag gehört "
-                "dem Ledger und nimmt keinen anderen Beitrag mehr."
+            refused=i18n.gettext(
+                lang,
+                "Am %(day)s ist schon versendet worden; dieser Tag gehört dem Ledger und nimmt "
+                "keinen anderen Beitrag mehr.",
+                day=_day(edit.day, lang),
             )
         )
     notes: list[str] = []
     running = [p for p in started if p.state == "running"]
     if isinstance(edit, editing.Hold) and running:
-        names = ", ".join(sorted({CHANNEL_NAMES[p.channel] for p in running}))
         notes.append(
-            f"Der Versand ({names}) läuft bereits und wird zu Ende geführt; zurückgehalten "
-            "wird, was noch nicht begonnen hat. Stoppen: `dispatcher cancel` oder "
-            "„Versand … abbrechen“ auf der Beitragsseite."
+            i18n.gettext(
+                lang,
+                "Der Versand (%(channels)s) läuft bereits und wird zu Ende geführt; "
+                "zurückgehalten wird, was noch nicht begonnen hat. Stoppen: `dispatcher "
+                "cancel` oder „Versand … abbrechen“ auf der Beitragsseite.",
+                channels=_channels({p.channel for p in running}, lang),
+            )
         )
     new_text = editing.apply_edit(file_text, edit)
     changed = load_campaign_text(new_text, file)  # CampaignError: the edit is invalid
@@ -208,34 +236,80 @@ def check_change(
         at = row.send_at_utc
         if at is not None and at - now <= freeze:
             local = row.send_at_local
-            when = f"{local:%H:%M} Uhr" if local is not None else ""
+            when = (
+                i18n.gettext(lang, "%(time)s Uhr", time=local.strftime("%H:%M"))
+                if local is not None
+                else ""
+            )
             minutes = max(0, round((at - now).total_seconds() / 60))
-            soon = "jetzt fällig" if at <= now else f"in {minutes} Minuten"
+            soon = (
+                i18n.gettext(lang, "jetzt fällig")
+                if at <= now
+                else i18n.ngettext(lang, "in %(num)s Minute", "in %(num)s Minuten", minutes)
+            )
             confirm.append(
-                f"{CHANNEL_NAMES[row.channel]} am {format_day(row.day, lang='de')}, {when} ({soon})"
+                i18n.gettext(
+                    lang,
+                    "%(channel)s am %(day)s, %(time)s (%(soon)s)",
+                    channel=i18n.gettext(lang, CHANNEL_NAMES[row.channel]),
+                    day=_day(row.day, lang),
+                    time=when,
+                    soon=soon,
+                )
             )
     return Guard(confirm=tuple(confirm), notes=tuple(notes))
 
 
+#: The history's line per action (`editing.action_name`), German texts of the catalogue.
+SUMMARIES: Mapping[str, str] = {
+    "hold": N_("%(label)s zurückgehalten"),
+    "release": N_("%(label)s freigegeben"),
+    "unpin": N_("%(label)s: fester Sendetag entfernt"),
+    "pin": N_("%(label)s auf %(day)s gelegt"),
+    "move-up": N_("%(label)s in der Queue nach vorn"),
+    "move-down": N_("%(label)s in der Queue nach hinten"),
+    "edit": N_("%(label)s bearbeitet (%(fields)s)"),
+    "restore": N_("%(label)s wiederhergestellt"),
+}
+
+
 def _summary(edit: editing.Edit, campaign: Campaign) -> str:
-    label = _label(campaign, edit.item_id)
+    """The history's line for `edit`, in the campaign's language (a record, like the file)."""
+    lang = campaign.language
+    values = {"label": _label(campaign, edit.item_id)}
     match edit:
-        case editing.Hold():
-            return f"{label} zurückgehalten"
-        case editing.Release():
-            return f"{label} freigegeben"
-        case editing.Pin(day=None):
-            return f"{label}: fester Sendetag entfernt"
         case editing.Pin(day=day) if day is not None:
-            return f"{label} auf {format_day(day, lang='de')} gelegt"
-        case editing.Move(direction="up"):
-            return f"{label} in der Queue nach vorn"
-        case editing.Move():
-            return f"{label} in der Queue nach hinten"
-        case editing.EditFields(values=values):
-            return f"{label} bearbeitet ({', '.join(sorted(values))})"
-        case _:
-            return f"{label} wiederhergestellt"
+            values["day"] = _day(day, lang)
+        case editing.EditFields(values=fields):
+            values["fields"] = ", ".join(sorted(fields))
+    return i18n.gettext(lang, SUMMARIES[editing.action_name(edit)], **values)
+
+
+_PINNED = re.compile(r"^\+\s*date:\s*[\"']?(\d{4}-\d{2}-\d{2})", re.MULTILINE)
+
+
+def summary_in(lang: str, campaign: Campaign, *, action: str, summary: str, diff: str) -> str:
+    """A history line (`summary`, recorded in the campaign's language) in `lang`: made anew
+    from the record — the item as it was named then, the day pinned to (from the diff), the
+    fields edited — or, should the record not read as one of `SUMMARIES`, as recorded."""
+    pattern = SUMMARIES.get(action)
+    if lang == campaign.language or pattern is None:
+        return summary
+    recorded = i18n.gettext(campaign.language, pattern)
+    parts = re.split(r"%\((\w+)\)s", recorded)
+    regex = "".join(
+        re.escape(part) if index % 2 == 0 else f"(?P<{part}>.+)" for index, part in enumerate(parts)
+    )
+    found = re.fullmatch(regex, summary, re.DOTALL)
+    if found is None:
+        return summary
+    values = found.groupdict()
+    if "day" in values:
+        pinned = _PINNED.search(diff)
+        if pinned is None:
+            return summary
+        values["day"] = _day(dt.date.fromisoformat(pinned[1]), lang)
+    return i18n.gettext(lang, pattern, **values)
 
 
 def apply_change(
@@ -249,16 +323,19 @@ def apply_change(
     now: dt.datetime,
     freeze: dt.timedelta,
     confirmed: bool = False,
+    lang: str | None = None,
 ) -> Applied | ConfirmationNeeded:
     """Check `edit` against the ledger, write it into `path` if the file is still at
-    `expected_version`, and record it in the history.
+    `expected_version`, and record it in the history. What the editor reads is in `lang`
+    (default: the campaign's language).
 
     Raises `ChangeRefusedError` (the ledger's past), `editing.EditConflict` (the file changed
     since the form was made), `editing.EditRefused` and `CampaignError` (the change would
     make the file invalid: nothing is written)."""
+    lang = campaign.reader_language(lang)
     refusal = editing.write_refusal(path)
     if refusal is not None:
-        raise ChangeRefusedError(refusal)
+        raise ChangeRefusedError(refusal.in_language(lang))
     text = editing.read_campaign_text(path)
     if editing.version_of(text) != expected_version:
         raise editing.EditConflict(
@@ -266,7 +343,7 @@ def apply_change(
         )
     with engine.connect() as connection:
         guard = check_change(
-            connection, campaign, text, edit, now=now, freeze=freeze, file=str(path)
+            connection, campaign, text, edit, now=now, freeze=freeze, file=str(path), lang=lang
         )
     if guard.refused is not None:
         raise ChangeRefusedError(guard.refused)

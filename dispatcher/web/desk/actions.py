@@ -12,12 +12,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from dispatcher import i18n
 from dispatcher.campaign import editing
 from dispatcher.campaign.model import Campaign, ItemStatus
 from dispatcher.delivery import queue_changes
-from dispatcher.i18n import format_day
+from dispatcher.web.desk.pages import N_
 
-READ_ONLY_HELP = (
+READ_ONLY_HELP = N_(
     "Zum Bearbeiten braucht der Dienst Schreibrechte auf die Kampagnendatei und ihr "
     "Verzeichnis (in Docker Compose: config/ als beschreibbares Volume, siehe "
     "docs/desk.md)."
@@ -27,7 +28,7 @@ READ_ONLY_HELP = (
 @dataclass(frozen=True)
 class DayChoice:
     value: str  #: ISO date for the form
-    label: str  #: "Dienstag, 2. April 2019"
+    label: str  #: "Dienstag, 2. April 2019" (in the page's language)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class ItemActions:
 
     item_id: str
     version: str  #: `editing.version_of` the file: a form made from it
-    read_only: str | None  #: why the file cannot be written (every action disabled)
+    #: why the file cannot be written (every action disabled), in the page's language
+    read_only: str | None
     locked: str | None  #: why text, day and place are fixed (the ledger's past)
     status: ItemStatus
     pinned: dt.date | None
@@ -66,27 +68,32 @@ def item_actions(
     item_id: str,
     *,
     now: dt.datetime,
+    lang: str | None = None,
 ) -> ItemActions | None:
-    """The forms for `item_id` as the file has it now; None when the file lacks the item."""
+    """The forms for `item_id` as the file has it now, their texts in `lang` (default: the
+    campaign's language); None when the file lacks the item."""
+    lang = campaign.reader_language(lang)
     item = next((i for i in campaign.items if i.id == item_id), None)
     if item is None:
         return None
     try:
         text = editing.read_campaign_text(path)
     except editing.EditRefused as error:
-        return ItemActions(item_id, "", str(error), None, item.status, item.date, (), False, False)
-    read_only = editing.write_refusal(path)
-    guard = queue_changes.check_locked(connection, campaign, item_id)
+        return ItemActions(
+            item_id, "", error.in_language(lang), None, item.status, item.date, (), False, False
+        )
+    refusal = editing.write_refusal(path)
+    guard = queue_changes.check_locked(connection, campaign, item_id, lang=lang)
     days = queue_changes.free_days(connection, campaign, now)
     up, down = _neighbours(campaign, item_id)
     return ItemActions(
         item_id=item_id,
         version=editing.version_of(text),
-        read_only=read_only,
+        read_only=None if refusal is None else refusal.in_language(lang),
         locked=guard,
         status=item.status,
         pinned=item.date,
-        days=tuple(DayChoice(d.isoformat(), format_day(d, lang="de")) for d in days),
+        days=tuple(DayChoice(d.isoformat(), i18n.format_day(d, lang=lang)) for d in days),
         can_move_up=up,
         can_move_down=down,
     )

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from dispatcher import i18n
 from dispatcher.channels.base import ChannelError, Envelope
 from dispatcher.ledger import editors as ledger
 from dispatcher.mail import compose as emails
@@ -39,13 +40,16 @@ from dispatcher.mail.addresses import InvalidAddress, normalise
 from dispatcher.web.desk import session
 from dispatcher.web.desk.pages import (
     ACTION_LABELS,
+    N_,
     PRIVATE,
     SIGN_IN,
+    language,
     record,
     render,
     require_csrf,
     safe_next,
     signed_in,
+    text,
 )
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.hardening import has_control_characters
@@ -60,8 +64,10 @@ LINK_PATH = "/desk/anmelden/link/"
 #: our own origin only (`no-referrer` would make the browser post the button with
 #: `Origin: null`, which the Origin check refuses).
 LINK_HEADERS = {**PRIVATE, "Referrer-Policy": "same-origin"}
-INVALID_ADDRESS = "Bitte geben Sie eine gültige E-Mail-Adresse ein, zum Beispiel name@example.org."
-TOO_MANY = (
+INVALID_ADDRESS = N_(
+    "Bitte geben Sie eine gültige E-Mail-Adresse ein, zum Beispiel name@example.org."
+)
+TOO_MANY = N_(
     "Es wurden gerade zu viele Anmeldelinks angefordert. Bitte warten Sie etwas und "
     "versuchen Sie es dann noch einmal."
 )
@@ -111,12 +117,16 @@ def routes(state: WebState) -> list[BaseRoute]:
         async with request.form(max_files=0, max_fields=10) as data:
             raw = data.get("email")
             raw_next = data.get("next")
-        text = raw.strip() if isinstance(raw, str) else ""
+        typed = raw.strip() if isinstance(raw, str) else ""
         next_path = safe_next(raw_next if isinstance(raw_next, str) else None)
-        email = _valid_address(text)
+        email = _valid_address(typed)
         if email is None:
             return form(
-                request, status=400, next_path=next_path, email=text[:320], error=INVALID_ADDRESS
+                request,
+                status=400,
+                next_path=next_path,
+                email=typed[:320],
+                error=text(request, INVALID_ADDRESS),
             )
         host = request.client.host if request.client else None
         wait = per_client.hit(client_key(host))
@@ -128,11 +138,13 @@ def routes(state: WebState) -> list[BaseRoute]:
                 status=429,
                 next_path=next_path,
                 email=email,
-                error=TOO_MANY,
+                error=text(request, TOO_MANY),
                 headers={"Retry-After": SlidingWindowLimiter.retry_after_header(wait)},
             )
         # After the answer: its time must not tell whether the address is an editor's.
-        state.background.submit(lambda: _send_quietly(state, email, next_path))
+        # The mail speaks the language the form was shown in.
+        lang = language(state, request)
+        state.background.submit(lambda: _send_quietly(state, email, next_path, lang))
         return form(request, next_path=next_path, email=email, sent=True)
 
     async def link(request: Request) -> Response:
@@ -160,7 +172,9 @@ def routes(state: WebState) -> list[BaseRoute]:
     @signed_in
     async def audit(request: Request) -> Response:
         rows = await run_in_threadpool(_audit_rows, state)
-        return render(state, request, "audit.html.j2", rows=rows, actions=ACTION_LABELS)
+        lang = language(state, request)
+        labels = {action: i18n.gettext(lang, label) for action, label in ACTION_LABELS.items()}
+        return render(state, request, "audit.html.j2", rows=rows, actions=labels)
 
     @signed_in
     async def sign_out(request: Request) -> Response:
@@ -238,16 +252,21 @@ def _audit_rows(state: WebState) -> list[ledger.AuditRow]:
         return ledger.audit_log(connection, limit=200)
 
 
-def _send_quietly(state: WebState, email: str, next_path: str) -> None:
-    send_sign_in_link(state, email, next_path)
+def _send_quietly(state: WebState, email: str, next_path: str, lang: str) -> None:
+    send_sign_in_link(state, email, next_path, lang=lang)
 
 
-def sign_in_subject(campaign_name: str) -> str:
-    return f"Ihr Anmeldelink für die Redaktion: {campaign_name}"
+def sign_in_subject(campaign_name: str, lang: str) -> str:
+    return i18n.gettext(lang, "Ihr Anmeldelink für die Redaktion: %(campaign)s",
+                        campaign=campaign_name)  # fmt: skip
 
 
-def send_sign_in_link(state: WebState, email: str, next_path: str) -> bool:
+def send_sign_in_link(
+    state: WebState, email: str, next_path: str, *, lang: str | None = None
+) -> bool:
     """Mail a sign-in link to `email` if it is an active editor's; whether one was sent.
+    The mail is in `lang` (the desk's language when the link was asked for; default: the
+    campaign's).
 
     Runs after the answer (`state.background`): nothing of it reaches the client."""
     now = state.clock()
@@ -258,12 +277,13 @@ def send_sign_in_link(state: WebState, email: str, next_path: str) -> bool:
         token = ledger.create_sign_in_link(connection, editor.id, next_path=next_path, now=now)
         ledger.record(connection, editor.id, "sign_in_link", "requested", now=now)
     settings, campaign = state.settings, state.campaign()
+    lang = campaign.reader_language(lang)
     sender = emails.Sender(
         settings.mail_from, settings.public_url, settings.secret_key.get_secret_value()
     )
     context = {
-        "lang": campaign.language,
-        "campaign_name": campaign.name,
+        "lang": lang,
+        "campaign_name": campaign.name_in(lang),
         "name": editor.name,
         "email": editor.email,
         "link_url": f"{settings.public_url.rstrip('/')}{LINK_PATH}{token}",
@@ -276,13 +296,14 @@ def send_sign_in_link(state: WebState, email: str, next_path: str) -> bool:
     html = state.templates.get_template("email/desk_sign_in.html.j2").render(context)
     key = f"desk-sign-in.{editor.id}.{secrets.token_hex(6)}"
     message = mime.build_email(
-        subject=sign_in_subject(campaign.name),
+        subject=sign_in_subject(campaign.name_in(lang), lang),
         text=text,
         html=html,
         mail_from=settings.mail_from,
         to=mime.recipient(editor.name, editor.email),
         message_id=f"<{key}@{sender.domain}>",
         date=now.astimezone(campaign.zone),
+        language=lang,
     )
     channel = state.email_channel()
     try:

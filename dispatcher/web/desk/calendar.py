@@ -9,7 +9,8 @@ left for are listed below the table (docs/desk.md, "Kalender").
 
 Two steps, so the page can be tested without I/O: `read_ledger` takes what the plan and
 the ledger say (one read-only connection), `calendar_view` turns campaign + plan + ledger
-facts + now into the `CalendarView` the template shows.
+facts + now into the `CalendarView` the template shows, in the editor's language (labels
+and dates; the items' texts are the file's).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from babel.dates import format_date
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from dispatcher import i18n
 from dispatcher.campaign.calendar import holiday_dates
 from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus, item_from_json
 from dispatcher.campaign.planning import STARTED_STATES, Plan, PlannedDispatch, PlanState
@@ -33,36 +34,35 @@ from dispatcher.delivery import schedule
 from dispatcher.ledger import store
 from dispatcher.ledger.engine import reader
 from dispatcher.ledger.tables import DeliveryState, DispatchState
-from dispatcher.web.desk.pages import render, signed_in, state_of
+from dispatcher.web.desk.pages import N_, language, language_name, render, signed_in, state_of
 from dispatcher.web.state import WebState
 
-LOCALE = "de_DE"
-
+#: The labels below are German texts of the `desk` catalogue, translated where they are shown.
 CHANNEL_LABELS: dict[Channel, str] = {
-    Channel.EMAIL: "E-Mail",
+    Channel.EMAIL: N_("E-Mail"),
     Channel.MASTODON: "Mastodon",
     Channel.BLUESKY: "Bluesky",
     Channel.LINKEDIN: "LinkedIn",
-    Channel.WEBHOOK: "Chat-Webhooks",
+    Channel.WEBHOOK: N_("Chat-Webhooks"),
 }
 
 STATE_LABELS: dict[PlanState, str] = {
-    PlanState.PLANNED: "geplant",
-    PlanState.DUE: "fällig",
-    PlanState.RUNNING: "läuft",
-    PlanState.SENT: "gesendet",
-    PlanState.PARTIAL: "teilweise gesendet",
-    PlanState.FAILED: "fehlgeschlagen",
-    PlanState.MISSED: "verpasst",
-    PlanState.CANCELLED: "abgebrochen",
-    PlanState.EMPTY: "kein Beitrag",
-    PlanState.UNSCHEDULED: "ohne Tag",
+    PlanState.PLANNED: N_("geplant"),
+    PlanState.DUE: N_("fällig"),
+    PlanState.RUNNING: N_("läuft"),
+    PlanState.SENT: N_("gesendet"),
+    PlanState.PARTIAL: N_("teilweise gesendet"),
+    PlanState.FAILED: N_("fehlgeschlagen"),
+    PlanState.MISSED: N_("verpasst"),
+    PlanState.CANCELLED: N_("abgebrochen"),
+    PlanState.EMPTY: N_("kein Beitrag"),
+    PlanState.UNSCHEDULED: N_("ohne Tag"),
 }
 
 STATUS_LABELS: dict[ItemStatus, str] = {
-    ItemStatus.READY: "freigegeben",
-    ItemStatus.DRAFT: "Entwurf",
-    ItemStatus.HOLD: "zurückgehalten",
+    ItemStatus.READY: N_("freigegeben"),
+    ItemStatus.DRAFT: N_("Entwurf"),
+    ItemStatus.HOLD: N_("zurückgehalten"),
 }
 
 _FINISHED = (
@@ -137,7 +137,10 @@ class ItemRef:
     region: str
     href: str  #: /desk/items/ID, with ?tag=DAY for a day that went out (the snapshot)
     as_sent: bool = False  #: from the ledger's snapshot, not from the file
-    status: str = ""  #: the file's status in German, for items not planned
+    status: str = ""  #: the file's status in the page's language, for items not planned
+    #: names of the campaign's languages the item has no version in (their readers get the
+    #: fallback); empty for a campaign of one language
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ class Day:
     """One cell of the table."""
 
     date: dt.date
-    label: str  #: "Dienstag, 2. April 2019"
+    label: str  #: "Dienstag, 2. April 2019" (in the page's language)
     short: str  #: "2. Apr."
     kind: str  #: send, empty, holiday, skipped, outside, off
     item: ItemRef | None = None
@@ -201,7 +204,14 @@ def item_href(item_id: str, day: dt.date | None = None) -> str:
     return href if day is None else f"{href}?tag={day.isoformat()}"
 
 
-def _ref(item: Item, day: dt.date | None = None, *, as_sent: bool = False) -> ItemRef:
+def _ref(
+    campaign: Campaign,
+    item: Item,
+    lang: str,
+    day: dt.date | None = None,
+    *,
+    as_sent: bool = False,
+) -> ItemRef:
     return ItemRef(
         id=item.id,
         title=item.title,
@@ -209,7 +219,8 @@ def _ref(item: Item, day: dt.date | None = None, *, as_sent: bool = False) -> It
         region=item.region,
         href=item_href(item.id, day),
         as_sent=as_sent,
-        status=STATUS_LABELS[item.status],
+        status=i18n.gettext(lang, STATUS_LABELS[item.status]),
+        missing=tuple(language_name(code, lang) for code in campaign.missing_languages(item)),
     )
 
 
@@ -218,36 +229,47 @@ def _item_of(campaign: Campaign, item_id: str) -> Item | None:
 
 
 def _day_item(
-    campaign: Campaign, day: dt.date, rows: list[PlannedDispatch], facts: LedgerFacts
+    campaign: Campaign, day: dt.date, rows: list[PlannedDispatch], facts: LedgerFacts, lang: str
 ) -> ItemRef | None:
     item_id = next((r.item_id for r in rows if r.item_id is not None), None)
     if item_id is None:
         return None
     snapshot = facts.snapshots.get(day)
     if snapshot is not None and snapshot.id == item_id:
-        return _ref(snapshot, day, as_sent=True)
+        return _ref(campaign, snapshot, lang, day, as_sent=True)
     item = _item_of(campaign, item_id)
     if item is None:  # not in the file any more and never started: show what is known
         return ItemRef(item_id, item_id, "", "", item_href(item_id))
-    return _ref(item)
+    return _ref(campaign, item, lang)
 
 
 def _time(local: dt.datetime | None) -> str:
     return "–" if local is None else local.strftime("%H:%M")
 
 
-def _weekday_name(weekday: int) -> str:
-    return format_date(dt.date(2019, 4, 1) + dt.timedelta(days=weekday), "EEEE", locale=LOCALE)
+def _weekday_name(weekday: int, lang: str) -> str:
+    return i18n.format_day(dt.date(2019, 4, 1) + dt.timedelta(days=weekday), "EEEE", lang=lang)
 
 
-def _long(day: dt.date) -> str:
-    return format_date(day, "EEEE, d. MMMM y", locale=LOCALE)
+def _long(day: dt.date, lang: str) -> str:
+    return i18n.format_day(day, i18n.gettext(lang, "EEEE, d. MMMM y"), lang=lang)
 
 
 def calendar_view(
-    campaign: Campaign, plan: Plan, facts: LedgerFacts, now: dt.datetime
+    campaign: Campaign,
+    plan: Plan,
+    facts: LedgerFacts,
+    now: dt.datetime,
+    *,
+    lang: str | None = None,
 ) -> CalendarView:
-    """The calendar as the template shows it: pure, for any campaign, plan and instant."""
+    """The calendar as the template shows it: pure, for any campaign, plan and instant, in
+    `lang` (default: the campaign's language)."""
+    lang = campaign.reader_language(lang)
+
+    def t(message: str, **values: object) -> str:
+        return i18n.gettext(lang, message, **values)
+
     zone = campaign.zone
     today = now.astimezone(zone).date()
     upcoming = [at for at in schedule.next_sends(plan, campaign).values() if at is not None]
@@ -266,8 +288,8 @@ def calendar_view(
     def cell(day: dt.date) -> Day:
         base = Day(
             date=day,
-            label=_long(day),
-            short=format_date(day, "d. MMM", locale=LOCALE),
+            label=_long(day, lang),
+            short=i18n.format_day(day, t(N_("d. MMM")), lang=lang),
             kind="off",
             is_today=day == today,
         )
@@ -275,16 +297,16 @@ def calendar_view(
         if day in off:
             reason = f"{off[day]} ({campaign.holidays})"
         elif day in campaign.skip:
-            reason = "ausgelassen (skip in der Kampagnendatei)"
+            reason = t(N_("ausgelassen (skip in der Kampagnendatei)"))
         rows = by_day.get(day)
         if rows:
             sends = tuple(
                 ChannelSend(
                     channel=row.channel,
-                    label=CHANNEL_LABELS[row.channel],
+                    label=t(CHANNEL_LABELS[row.channel]),
                     time=_time(row.send_at_local),
                     state=row.state,
-                    state_label=STATE_LABELS[row.state],
+                    state_label=t(STATE_LABELS[row.state]),
                     progress=facts.progress.get((day, row.channel))
                     if row.state is PlanState.RUNNING
                     else None,
@@ -295,7 +317,7 @@ def calendar_view(
                 for row in rows
                 if row.channel is not None
             )
-            item = _day_item(campaign, day, rows, facts)
+            item = _day_item(campaign, day, rows, facts, lang)
             return replace(
                 base,
                 kind="send" if item is not None else "empty",
@@ -310,13 +332,13 @@ def calendar_view(
             return replace(base, kind="holiday", note=reason)
         if day in campaign.skip:
             return replace(base, kind="skipped", note=reason)
-        return replace(base, note="kein Sendetag")
+        return replace(base, note=t(N_("kein Sendetag")))
 
     weeks: list[Week] = []
     monday = first - dt.timedelta(days=first.weekday())
     while monday <= last:
         days = tuple(cell(monday + dt.timedelta(days=wd)) for wd in weekdays)
-        weeks.append(Week(f"KW {monday.isocalendar().week}", days))
+        weeks.append(Week(t(N_("KW %(week)s"), week=monday.isocalendar().week), days))
         monday += dt.timedelta(days=7)
 
     next_send = None
@@ -330,41 +352,46 @@ def calendar_view(
         day_rows = by_day.get(at_rows[0].day, []) if at_rows and at_rows[0].day else []
         next_send = NextSend(
             at_local=at_local,
-            label=f"{_long(at_local.date())}, {_time(at_local)} Uhr",
-            channels=tuple(CHANNEL_LABELS[r.channel] for r in at_rows if r.channel),
-            item=_day_item(campaign, at_local.date(), day_rows, facts) if day_rows else None,
+            label=t(
+                N_("%(day)s, %(time)s Uhr"), day=_long(at_local.date(), lang), time=_time(at_local)
+            ),
+            channels=tuple(t(CHANNEL_LABELS[r.channel]) for r in at_rows if r.channel),
+            item=_day_item(campaign, at_local.date(), day_rows, facts, lang) if day_rows else None,
         )
 
     unscheduled = []
     for item_id in plan.unscheduled:
         item = _item_of(campaign, item_id)
         if item is not None:
-            unscheduled.append(_ref(item))
-    not_ready = tuple(_ref(i) for i in campaign.items if i.status is not ItemStatus.READY)
+            unscheduled.append(_ref(campaign, item, lang))
+    not_ready = tuple(
+        _ref(campaign, i, lang) for i in campaign.items if i.status is not ItemStatus.READY
+    )
     return CalendarView(
-        caption=(
-            f"Sendeplan {campaign.name}, "
-            f"{format_date(campaign.start, 'd. MMMM y', locale=LOCALE)} bis "
-            f"{format_date(campaign.end, 'd. MMMM y', locale=LOCALE)}"
+        caption=t(
+            N_("Sendeplan %(campaign)s, %(start)s bis %(end)s"),
+            campaign=campaign.name_in(lang),
+            start=i18n.format_day(campaign.start, t(N_("d. MMMM y")), lang=lang),
+            end=i18n.format_day(campaign.end, t(N_("d. MMMM y")), lang=lang),
         ),
         timezone=campaign.timezone,
-        columns=tuple(_weekday_name(wd) for wd in weekdays),
+        columns=tuple(_weekday_name(wd, lang) for wd in weekdays),
         weeks=tuple(weeks),
         today=today,
-        today_label=_long(today),
+        today_label=_long(today, lang),
         next_send=next_send,
         unscheduled=tuple(unscheduled),
         not_ready=not_ready,
     )
 
 
-def load_view(state: WebState) -> CalendarView:
+def load_view(state: WebState, lang: str | None = None) -> CalendarView:
     """The calendar now, from the campaign in force and the ledger (read-only)."""
     campaign = state.campaign()
     now = state.clock()
     with reader(state.engine).connect() as connection:
         plan, facts = read_ledger(connection, campaign, now)
-    return calendar_view(campaign, plan, facts, now)
+    return calendar_view(campaign, plan, facts, now, lang=lang)
 
 
 # --- the route ---------------------------------------------------------------------------
@@ -373,7 +400,7 @@ def load_view(state: WebState) -> CalendarView:
 @signed_in
 async def calendar_page(request: Request) -> Response:
     state = state_of(request)
-    view = await run_in_threadpool(load_view, state)
+    view = await run_in_threadpool(lambda: load_view(state, language(state, request)))
     # Rendering reads the campaign (and, in `dispatcher web`, may check the file): a thread.
     return await run_in_threadpool(render, state, request, "calendar.html.j2", view=view)
 

@@ -33,6 +33,10 @@ Stable across requests and edits (docs/desk.md, "Kalender-Abo (iCal)"):
 The ETag is a digest of the events, so a client's conditional GET costs one plan and no
 rendering when nothing changed; the bytes of the plans last served are kept by ETag
 (`RenderedFeeds`), so all editors' calendars share one rendering per plan.
+
+Calendar programs send no desk cookie and rarely a useful `Accept-Language`, so the feed's
+language is in its address: the subscription page adds `&lang=en` when the editor reads
+the desk in a language other than the campaign's default.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from dispatcher import i18n
 from dispatcher.campaign.model import Campaign, Channel, Item, item_from_json
 from dispatcher.campaign.planning import Plan, PlannedDispatch, PlanState
 from dispatcher.delivery import schedule
@@ -69,8 +74,9 @@ EVENT_DURATION = dt.timedelta(minutes=15)  #: a send is a moment; long enough to
 REFRESH = dt.timedelta(minutes=15)  #: how often a calendar should fetch the feed again
 MAX_TOKEN_LENGTH = 200  #: tokens are 43 characters; anything much longer is no token of ours
 
+#: German texts of the `desk` catalogue, translated into the feed's language.
 CHANNEL_LABELS: dict[Channel, str] = {
-    Channel.EMAIL: "E-Mail",
+    Channel.EMAIL: pages.N_("E-Mail"),
     Channel.MASTODON: "Mastodon",
     Channel.BLUESKY: "Bluesky",
     Channel.LINKEDIN: "LinkedIn",
@@ -78,14 +84,14 @@ CHANNEL_LABELS: dict[Channel, str] = {
 }
 
 STATE_LABELS: dict[PlanState, str] = {
-    PlanState.PLANNED: "geplant",
-    PlanState.DUE: "fällig",
-    PlanState.RUNNING: "läuft",
-    PlanState.SENT: "gesendet",
-    PlanState.PARTIAL: "teilweise gesendet",
-    PlanState.FAILED: "fehlgeschlagen",
-    PlanState.MISSED: "verpasst",
-    PlanState.CANCELLED: "abgebrochen",
+    PlanState.PLANNED: pages.N_("geplant"),
+    PlanState.DUE: pages.N_("fällig"),
+    PlanState.RUNNING: pages.N_("läuft"),
+    PlanState.SENT: pages.N_("gesendet"),
+    PlanState.PARTIAL: pages.N_("teilweise gesendet"),
+    PlanState.FAILED: pages.N_("fehlgeschlagen"),
+    PlanState.MISSED: pages.N_("verpasst"),
+    PlanState.CANCELLED: pages.N_("abgebrochen"),
 }
 
 #: SEQUENCE per state: it only grows while a send goes its way (planned → due → running →
@@ -124,6 +130,7 @@ class FeedEvent:
     start: dt.datetime  #: local time in the campaign's zone
     sequence: int
     last_modified: dt.datetime | None  #: UTC
+    categories: str = ""  #: the channel's name in the feed's language
 
 
 def recorded_sends(rows: Iterable[store.DispatchRow]) -> dict[tuple[dt.date, Channel], Recorded]:
@@ -153,9 +160,11 @@ def feed_events(
     recorded: Mapping[tuple[dt.date, Channel], Recorded],
     *,
     public_url: str,
+    lang: str | None = None,
 ) -> list[FeedEvent]:
-    """The plan's sends as events, in the plan's order; empty days and items without a day
-    have no send and so no event."""
+    """The plan's sends as events, in the plan's order, their texts in `lang` (default: the
+    campaign's language); empty days and items without a day have no send and so no event."""
+    lang = campaign.reader_language(lang)
     base = public_url.rstrip("/")
     events: list[FeedEvent] = []
     for row in plan.rows:
@@ -177,9 +186,14 @@ def feed_events(
             item = _file_item(campaign, row.item_id)
         title = item.title if item is not None else row.item_id
         url = f"{base}/desk/items/{row.item_id}"
-        channel, state = CHANNEL_LABELS[row.channel], STATE_LABELS[row.state]
+        channel = i18n.gettext(lang, CHANNEL_LABELS[row.channel])
+        state = i18n.gettext(lang, STATE_LABELS[row.state])
         lines = [item.teaser, ""] if item is not None and item.teaser else []
-        lines += [f"{channel} um {start:%H:%M} Uhr: {state}", f"Im Desk: {url}"]
+        lines += [
+            i18n.gettext(lang, "%(channel)s um %(time)s Uhr: %(state)s", channel=channel,
+                         time=start.strftime("%H:%M"), state=state),
+            i18n.gettext(lang, "Im Desk: %(url)s", url=url),
+        ]  # fmt: skip
         events.append(
             FeedEvent(
                 uid=event_uid(campaign, row.day, row.channel, public_url),
@@ -191,6 +205,7 @@ def feed_events(
                 start=start,
                 sequence=SEQUENCE[row.state],
                 last_modified=_last_modified(row, past, campaign.catch_up),
+                categories=channel,
             )
         )
     return events
@@ -216,25 +231,38 @@ def _last_modified(
     return None
 
 
-def etag(campaign: Campaign, events: Iterable[FeedEvent], *, public_url: str) -> str:
-    """A weak validator of what the feed says (its bytes differ by DTSTAMP alone)."""
-    digest = hashlib.sha256(
-        repr((campaign.id, campaign.name, campaign.timezone, public_url, tuple(events))).encode()
-    )
+def etag(
+    campaign: Campaign, events: Iterable[FeedEvent], *, public_url: str, lang: str | None = None
+) -> str:
+    """A weak validator of what the feed says (its bytes differ by DTSTAMP alone); `lang`
+    when the feed is not in the campaign's default language (its name and description)."""
+    said = (campaign.id, campaign.name, campaign.timezone, public_url, tuple(events))
+    digest = hashlib.sha256(repr(said if lang is None else (*said, lang)).encode())
     return f'W/"{digest.hexdigest()[:32]}"'
 
 
 def render_calendar(
-    campaign: Campaign, events: list[FeedEvent], *, public_url: str, now: dt.datetime
+    campaign: Campaign,
+    events: list[FeedEvent],
+    *,
+    public_url: str,
+    now: dt.datetime,
+    lang: str | None = None,
 ) -> bytes:
-    """The VCALENDAR: the zone's VTIMEZONE first, then one VEVENT per send."""
-    name = f"{campaign.name} – Versandplan"
+    """The VCALENDAR in `lang` (default: the campaign's language): the zone's VTIMEZONE
+    first, then one VEVENT per send."""
+    lang = campaign.reader_language(lang)
+    name = i18n.gettext(lang, "%(campaign)s – Versandplan", campaign=campaign.name_in(lang))
     calendar = icalendar.Calendar.new(
         prodid="-//Clusterplattform//Dispatcher Desk//DE",
         calscale="GREGORIAN",
         method="PUBLISH",
         name=name,
-        description=f"Wann was rausgeht: E-Mail und Posts der {campaign.name}",
+        description=i18n.gettext(
+            lang,
+            "Wann was rausgeht: E-Mail und Posts der %(campaign)s",
+            campaign=campaign.name_in(lang),
+        ),
         uid=f"{campaign.id}@{public_host(public_url)}",
         url=public_url.rstrip("/") + "/desk/",
         refresh_interval=REFRESH,
@@ -254,7 +282,7 @@ def render_calendar(
             sequence=event.sequence,
             stamp=stamp,
             transparency=icalendar.TRANSP.TRANSPARENT,  # a send keeps nobody busy
-            categories=[CHANNEL_LABELS[event.channel]],
+            categories=[event.categories or CHANNEL_LABELS[event.channel]],
         )
         component.add("DURATION", EVENT_DURATION)
         if event.last_modified is not None:
@@ -335,9 +363,11 @@ def _not_found() -> HTTPException:
     return HTTPException(status_code=404)
 
 
-def feed_url(public_url: str, token: str) -> str:
-    """The editor's personal feed address (what the calendar program subscribes to)."""
-    return f"{public_url.rstrip('/')}/desk/plan.ics?token={token}"
+def feed_url(public_url: str, token: str, lang: str | None = None) -> str:
+    """The editor's personal feed address (what the calendar program subscribes to); with
+    `lang`, the feed speaks that language instead of the campaign's default."""
+    address = f"{public_url.rstrip('/')}/desk/plan.ics?token={token}"
+    return address if lang is None else f"{address}&lang={lang}"
 
 
 def webcal_url(url: str) -> str:
@@ -382,6 +412,7 @@ def routes(state: WebState) -> list[BaseRoute]:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise _not_found()
         campaign = state.campaign()
+        lang = campaign.reader_language(request.query_params.get("lang"))
         now = state.clock()
         public_url = state.settings.public_url
         with reader(state.engine).connect() as connection:
@@ -389,8 +420,12 @@ def routes(state: WebState) -> list[BaseRoute]:
                 raise _not_found()
             plan = schedule.ledger_plan(connection, campaign, now)
             recorded = recorded_sends(store.list_dispatches(connection, campaign.id))
-        events = feed_events(campaign, plan, recorded, public_url=public_url)
-        tag = etag(campaign, events, public_url=public_url)
+        events = feed_events(campaign, plan, recorded, public_url=public_url, lang=lang)
+        # Each language has its own tag, and so its own cached bytes.
+        tag = etag(
+            campaign, events, public_url=public_url,
+            lang=None if lang == campaign.language else lang,
+        )  # fmt: skip
         headers = {
             "ETag": tag,
             # The URL is a secret: only the editor's own calendar keeps a copy.
@@ -402,7 +437,8 @@ def routes(state: WebState) -> list[BaseRoute]:
         if _matches(request.headers.get("if-none-match", ""), tag):
             return Response(status_code=304, headers=headers)
         body = rendered.get(
-            tag, lambda: render_calendar(campaign, events, public_url=public_url, now=now)
+            tag,
+            lambda: render_calendar(campaign, events, public_url=public_url, now=now, lang=lang),
         )
         return Response(body, media_type=CALENDAR_TYPE, headers=headers)
 
@@ -447,11 +483,16 @@ def routes(state: WebState) -> list[BaseRoute]:
         pages.require_csrf(request, form)
         action = form.get("aktion")
         if action not in ("erzeugen", "beenden"):
-            raise HTTPException(400, "Unbekannte Aktion.")
+            raise HTTPException(400, pages.text(request, pages.N_("Unbekannte Aktion.")))
         token, replaced = await run_in_threadpool(change, editor, str(action))
         if token is None:
             return page(request, revoked=True)
-        url = feed_url(state.settings.public_url, token)
+        lang = pages.language(state, request)
+        url = feed_url(
+            state.settings.public_url,
+            token,
+            None if lang == state.campaign().language else lang,
+        )
         return page(request, feed_url=url, webcal_url=webcal_url(url), replaced=replaced)
 
     return [

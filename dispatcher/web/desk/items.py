@@ -9,10 +9,15 @@ Routes (docs/desk.md, "Beitragsseite und Testversand"):
   item's day in the ledger-aware plan (`delivery.schedule.ledger_plan`); a channel the ledger
   already dispatched on that day shows the item as stored with the dispatch, the others as
   the file has it now. An unknown item (or a day it has nothing on) is a 404 page.
-- `GET /desk/items/{item_id}/email.html[?tag=…]`: the email's HTML alone, for the frames.
+  Email and posts come once per language of the campaign (an `Edition`), each as readers of
+  that language get them; an item without a version in a language says what its readers get
+  instead (the campaign's `fallback`: the default language's version, or nothing that day).
+- `GET /desk/items/{item_id}/email.html[?tag=…][&ausgabe=en]`: the email's HTML alone, for the
+  frames; `ausgabe` is the edition's language (default: the campaign's).
 - `POST /desk/items/{item_id}/test-send`: the email to the signed-in editor, `[TEST] ` before
   the subject, through the email channel; no dispatch, no delivery row, only an audit row.
-  Social networks get no test posts (their accounts are public): the cards are the preview.
+  The form's `ausgabe` says which language's email. Social networks get no test posts (their
+  accounts are public): the cards are the preview.
 
 Why a frame route rather than `srcdoc`: the email is a whole document with its own `<style>`
 and media queries, so only a frame of the real width shows the phone layout; a route lets it
@@ -44,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from dispatcher import i18n
 from dispatcher.campaign import planning
 from dispatcher.campaign.model import Campaign, Channel, Item, ItemStatus, item_from_json
 from dispatcher.campaign.yamlsource import YamlSyntaxError, parse
@@ -57,6 +63,7 @@ from dispatcher.ledger.engine import reader
 from dispatcher.mail import dkim
 from dispatcher.settings import Settings
 from dispatcher.web.desk import actions, pages, stop
+from dispatcher.web.desk.pages import N_, language_name
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.hardening import content_security_policy
 from dispatcher.web.ratelimit import SlidingWindowLimiter
@@ -67,30 +74,33 @@ TEST_SENDS = 5  #: test sends per editor …
 TEST_WINDOW = 15 * 60.0  #: … within this many seconds
 DESKTOP_WIDTH, PHONE_WIDTH = 600, 375
 
+EDITION = "ausgabe"  #: query and form field: the language of the email a frame or test shows
+
+#: The labels below are German texts of the `desk` catalogue, translated where they are shown.
 CHANNEL_LABELS: Mapping[Channel, str] = {
-    Channel.EMAIL: "E-Mail",
+    Channel.EMAIL: N_("E-Mail"),
     Channel.MASTODON: "Mastodon",
     Channel.BLUESKY: "Bluesky",
     Channel.LINKEDIN: "LinkedIn",
-    Channel.WEBHOOK: "Webhook (Slack, Discord, Teams, Matrix)",
+    Channel.WEBHOOK: N_("Webhook (Slack, Discord, Teams, Matrix)"),
 }
 STATE_LABELS: Mapping[planning.PlanState, str] = {
-    planning.PlanState.PLANNED: "geplant",
-    planning.PlanState.DUE: "fällig",
-    planning.PlanState.RUNNING: "läuft",
-    planning.PlanState.SENT: "gesendet",
-    planning.PlanState.PARTIAL: "teilweise gesendet",
-    planning.PlanState.FAILED: "fehlgeschlagen",
-    planning.PlanState.MISSED: "verpasst",
-    planning.PlanState.CANCELLED: "abgebrochen",
-    planning.PlanState.UNSCHEDULED: "ohne Sendetag",
+    planning.PlanState.PLANNED: N_("geplant"),
+    planning.PlanState.DUE: N_("fällig"),
+    planning.PlanState.RUNNING: N_("läuft"),
+    planning.PlanState.SENT: N_("gesendet"),
+    planning.PlanState.PARTIAL: N_("teilweise gesendet"),
+    planning.PlanState.FAILED: N_("fehlgeschlagen"),
+    planning.PlanState.MISSED: N_("verpasst"),
+    planning.PlanState.CANCELLED: N_("abgebrochen"),
+    planning.PlanState.UNSCHEDULED: N_("ohne Sendetag"),
 }
 
 #: Why an item has no row in the plan: no send day left, or not released by the editors.
 UNPLANNED: Mapping[ItemStatus, str] = {
-    ItemStatus.READY: "ohne Sendetag",
-    ItemStatus.DRAFT: "Entwurf (nicht freigegeben)",
-    ItemStatus.HOLD: "zurückgehalten (nicht freigegeben)",
+    ItemStatus.READY: N_("ohne Sendetag"),
+    ItemStatus.DRAFT: N_("Entwurf (nicht freigegeben)"),
+    ItemStatus.HOLD: N_("zurückgehalten (nicht freigegeben)"),
 }
 
 #: The frame's own policy: a sandbox, inline styles and https images, nothing else.
@@ -140,17 +150,19 @@ class PostCard:
     layout: Literal["media", "link-card", "article", "plain"]
     post: Post
     host: str  #: the link's host, as cards show it
-    note: str  #: what the network does with the link or image
+    note: str  #: what the network does with the link or image (in the page's language)
     as_sent: bool  #: the ledger's snapshot, not the file
+    lang: str = i18n.SOURCE_LANGUAGE  #: the page's language
 
     @property
     def counter(self) -> str:
         """`bluesky 293/300`; webhooks have no limit."""
-        return (
-            f"{self.channel.value} {self.length}/{self.limit}"
-            if self.limit
-            else (f"{self.channel.value} {self.length} Zeichen")
-        )
+        if self.limit:
+            return f"{self.channel.value} {self.length}/{self.limit}"
+        return i18n.gettext(
+            self.lang, "%(network)s %(length)s Zeichen", network=self.channel.value,
+            length=self.length,
+        )  # fmt: skip
 
     @property
     def over(self) -> bool:
@@ -174,8 +186,30 @@ class ChannelState:
     channel: Channel
     label: str
     send_at: dt.datetime | None  #: local
-    state: str  #: German label
+    state: str  #: label in the page's language
     as_sent: bool
+
+
+@dataclass(frozen=True)
+class Edition:
+    """The item as readers of one language get it: their email and the posts in their
+    language, or a note that the item has no version in it and what they get instead."""
+
+    lang: str
+    name: str  #: the language's name in itself ("English")
+    default: bool  #: the campaign's default language (the item's own texts)
+    #: the item has no version in `lang`: what its readers get (None: it has one)
+    note: str | None
+    email: EmailView | None
+    posts: tuple[PostCard, ...]
+    #: networks the item goes out on that post in other languages only
+    elsewhere: tuple[str, ...] = ()
+
+    @property
+    def ids(self) -> str:
+        """What the ids of the edition's headings start with: the default language keeps
+        the page's plain ids ("email"), another has its own ("en-email")."""
+        return "" if self.default else f"{self.lang}-"
 
 
 @dataclass(frozen=True)
@@ -185,8 +219,7 @@ class ItemView:
     scheduled: bool  #: False: no send day left, shown as if on the first send day
     tag: dt.date | None  #: the day the page was asked for
     channels: tuple[ChannelState, ...]
-    email: EmailView | None
-    posts: tuple[PostCard, ...]
+    editions: tuple[Edition, ...]  #: one per language of the campaign, the default first
     unused: tuple[str, ...]  #: labels of campaign channels this item does not use
     problems: tuple[str, ...]  #: the campaign file's problems that concern this item
     errors: tuple[str, ...]  #: what could not be rendered (a template problem, a post too long)
@@ -195,6 +228,19 @@ class ItemView:
     @property
     def as_sent(self) -> bool:
         return any(c.as_sent for c in self.channels)
+
+    def edition(self, lang: str) -> Edition | None:
+        return next((e for e in self.editions if e.lang == lang), None)
+
+    @property
+    def email(self) -> EmailView | None:
+        """The default language's email."""
+        return self.editions[0].email if self.editions else None
+
+    @property
+    def posts(self) -> tuple[PostCard, ...]:
+        """The default language's posts."""
+        return self.editions[0].posts if self.editions else ()
 
 
 _URL = re.compile(r"https?://[^\s<>\"]+?(?=[.,:;!?)\]'\"…]*(?:\s|$))", re.IGNORECASE)
@@ -240,30 +286,38 @@ def segments(channel: Channel, text: str, hashtags: Sequence[str]) -> tuple[Segm
     return tuple(result)
 
 
-def post_card(channel: Channel, rendered: RenderedPost, post: Post, *, as_sent: bool) -> PostCard:
+def post_card(
+    channel: Channel,
+    rendered: RenderedPost,
+    post: Post,
+    *,
+    as_sent: bool,
+    lang: str = i18n.SOURCE_LANGUAGE,
+) -> PostCard:
+    """The card of `post`, its labels and note in `lang` (the page's language)."""
     host = urlsplit(post.link).hostname or post.link
     layout: Literal["media", "link-card", "article", "plain"]
     if channel is Channel.MASTODON and post.image_url:
         layout = "media"
-        note = "Mastodon zeigt das Bild mit seinem Alt-Text; eine Linkvorschau entfällt dann."
+        note = N_("Mastodon zeigt das Bild mit seinem Alt-Text; eine Linkvorschau entfällt dann.")
     elif channel is Channel.MASTODON:
         layout = "link-card"
-        note = (
+        note = N_(
             "Mastodon holt die Linkvorschau selbst von der verlinkten Seite; "
             "hier Titel und Teaser des Beitrags als Annäherung."
         )
     elif channel is Channel.BLUESKY:
         layout = "link-card"
-        note = "Bluesky zeigt die Linkkarte mit Titel, Teaser und Vorschaubild (ohne Alt-Text)."
+        note = N_("Bluesky zeigt die Linkkarte mit Titel, Teaser und Vorschaubild (ohne Alt-Text).")
     elif channel is Channel.LINKEDIN:
         layout = "article"
-        note = "LinkedIn zeigt den Link als Artikelkarte mit Titel und Bild samt Alt-Text."
+        note = N_("LinkedIn zeigt den Link als Artikelkarte mit Titel und Bild samt Alt-Text.")
     else:
         layout = "plain"
-        note = "Chat-Dienste zeigen den Text; eine Linkvorschau erzeugt jeder Dienst selbst."
+        note = N_("Chat-Dienste zeigen den Text; eine Linkvorschau erzeugt jeder Dienst selbst.")
     return PostCard(
         channel=channel,
-        label=CHANNEL_LABELS[channel],
+        label=i18n.gettext(lang, CHANNEL_LABELS[channel]),
         segments=segments(channel, shown_text(channel, rendered.text), rendered.hashtags),
         length=rendered.length,
         limit=rendered.limit,
@@ -271,8 +325,9 @@ def post_card(channel: Channel, rendered: RenderedPost, post: Post, *, as_sent: 
         layout=layout,
         post=post,
         host=host,
-        note=note,
+        note=i18n.gettext(lang, note),
         as_sent=as_sent,
+        lang=lang,
     )
 
 
@@ -308,8 +363,9 @@ class ItemNotFoundError(LookupError):
     """No such item, or nothing of it on the day asked for; `str()` says which."""
 
 
-def _state_label(row: planning.PlannedDispatch) -> str:
-    return STATE_LABELS.get(row.state, row.state.value)
+def _state_label(row: planning.PlannedDispatch, lang: str) -> str:
+    label = STATE_LABELS.get(row.state)
+    return row.state.value if label is None else i18n.gettext(lang, label)
 
 
 @dataclass(frozen=True)
@@ -329,10 +385,14 @@ def locate(
     plan: planning.Plan,
     item_id: str,
     tag: dt.date | None,
+    *,
+    lang: str | None = None,
 ) -> Located:
     """`tag`, else the item's day in the plan (for a sent item the ledger's day), else the
     first send day (an item without a day left), else the last day it went out (an item
-    removed from the file). `ItemNotFoundError` when the item is nowhere or has nothing on `tag`."""
+    removed from the file). `ItemNotFoundError` when the item is nowhere or has nothing on
+    `tag`, saying so in `lang` (default: the campaign's language)."""
+    lang = campaign.reader_language(lang)
     dispatched = [
         row for row in store.list_dispatches(connection, campaign.id) if row.item_id == item_id
     ]
@@ -340,15 +400,22 @@ def locate(
     file_item = next((i for i in campaign.items if i.id == item_id), None)
     if file_item is None and not dispatched:
         raise ItemNotFoundError(
-            f"Einen Beitrag „{item_id}“ gibt es weder in der Datei noch im Ledger."
-        )
+            i18n.gettext(
+                lang, "Einen Beitrag „%(item)s“ gibt es weder in der Datei noch im Ledger.",
+                item=item_id,
+            )
+        )  # fmt: skip
     plan_day = plan.day_of(item_id)
     if tag is not None:
         day = tag
         if day not in days and plan_day != day:
+            shown = i18n.format_day(day, i18n.gettext(lang, "dd.MM.yyyy"), lang=lang)
             raise ItemNotFoundError(
-                f"Der Beitrag „{item_id}“ hat am {day:%d.%m.%Y} keinen Versand."
-            )
+                i18n.gettext(
+                    lang, "Der Beitrag „%(item)s“ hat am %(day)s keinen Versand.",
+                    item=item_id, day=shown,
+                )
+            )  # fmt: skip
     elif plan_day is not None:
         day = plan_day
     elif file_item is not None:
@@ -375,10 +442,15 @@ def item_view(
     tag: dt.date | None = None,
     problems: Sequence[str] = (),
     file_text: str | None = None,
+    lang: str | None = None,
+    editions: Sequence[str] | None = None,
 ) -> ItemView:
-    """What the item page shows; `ItemNotFoundError` for an unknown item or a day without it."""
+    """What the item page shows, its labels in `lang` (the editor's; default: the campaign's
+    language), with an `Edition` for each of `editions` (default: every language of the
+    campaign); `ItemNotFoundError` for an unknown item or a day without it."""
+    lang = campaign.reader_language(lang)
     plan = schedule.ledger_plan(connection, campaign, now)
-    found = locate(connection, campaign, plan, item_id, tag)
+    found = locate(connection, campaign, plan, item_id, tag, lang=lang)
     day, snapshots, file_item = found.day, found.snapshots, found.file_item
     rows = {
         row.channel: row
@@ -389,44 +461,102 @@ def item_view(
     assert shown is not None
     channels: list[ChannelState] = []
     unused: list[str] = []
-    errors: list[str] = []
-    email: EmailView | None = None
-    posts: list[PostCard] = []
+    used: dict[Channel, tuple[Item, dt.datetime | None, bool]] = {}
     for channel in campaign.channels:
         item = snapshots.get(channel) or file_item
         if item is None:
             continue  # gone from the file and not dispatched on this channel
+        label = i18n.gettext(lang, CHANNEL_LABELS[channel])
         if not item.uses(channel):
-            unused.append(CHANNEL_LABELS[channel])
+            unused.append(label)
             continue
         row = rows.get(channel)
         as_sent = channel in snapshots
-        state = _state_label(row) if row is not None else UNPLANNED[item.status]
+        state = (
+            _state_label(row, lang)
+            if row is not None
+            else i18n.gettext(lang, UNPLANNED[item.status])
+        )
         send_at = row.send_at_local if row is not None else None
-        channels.append(ChannelState(channel, CHANNEL_LABELS[channel], send_at, state, as_sent))
-        try:
-            if channel is Channel.EMAIL:
-                email = _email_view(
-                    settings, env, campaign, connection, plan, item, day, send_at, as_sent
-                )
-            else:
-                made = preview.post_preview(env, channel, campaign, item, day=day)
-                posts.append(post_card(channel, made.rendered, made.post, as_sent=as_sent))
-        except (TemplateProblem, ValueError) as problem:
-            errors.append(f"{CHANNEL_LABELS[channel]}: {problem}")
+        channels.append(ChannelState(channel, label, send_at, state, as_sent))
+        used[channel] = (item, send_at, as_sent)
+    errors: list[str] = []
+    shown_editions = [
+        _edition(settings, env, campaign, connection, plan, day, shown, used, reader, lang, errors)
+        for reader in campaign.locales
+        if editions is None or reader in editions
+    ]
     return ItemView(
         item=shown,
         day=day,
         scheduled=found.scheduled,
         tag=tag,
         channels=tuple(channels),
-        email=email,
-        posts=tuple(posts),
+        editions=tuple(shown_editions),
         unused=tuple(unused),
         problems=tuple(item_problems(problems, file_text, item_id)),
         errors=tuple(errors),
         days=found.days,
     )
+
+
+def _edition(
+    settings: Settings,
+    env: jinja2.Environment,
+    campaign: Campaign,
+    connection: sa.Connection,
+    plan: planning.Plan,
+    day: dt.date,
+    shown: Item,
+    used: Mapping[Channel, tuple[Item, dt.datetime | None, bool]],
+    reader: str,
+    lang: str,
+    errors: list[str],
+) -> Edition:
+    """The email and posts readers of `reader` get on `day` (as the ledger stored what went
+    out); labels and notes in `lang`; what cannot be rendered goes to `errors`."""
+    default = reader == campaign.language
+    name = language_name(reader, lang)
+    note = None
+    if reader not in campaign.languages_of(shown):
+        if campaign.edition(shown, reader) is None:
+            note = i18n.gettext(
+                lang,
+                "Dieser Beitrag hat keine Fassung auf %(language)s: Wer auf %(language)s "
+                "liest, bekommt an diesem Tag nichts (fallback: skip).",
+                language=name,
+            )
+            return Edition(reader, name, default, note, None, ())
+        note = i18n.gettext(
+            lang,
+            "Dieser Beitrag hat keine Fassung auf %(language)s: Wer auf %(language)s liest, "
+            "bekommt die Fassung auf %(default)s (fallback: default).",
+            language=name,
+            default=language_name(campaign.language, lang),
+        )
+    email: EmailView | None = None
+    posts: list[PostCard] = []
+    elsewhere: list[str] = []
+    for channel, (item, send_at, as_sent) in used.items():
+        label = i18n.gettext(lang, CHANNEL_LABELS[channel])
+        if channel is not Channel.EMAIL and reader not in campaign.post_languages_of(channel):
+            elsewhere.append(label)
+            continue
+        try:
+            if channel is Channel.EMAIL:
+                email = _email_view(
+                    settings, env, campaign, connection, plan, item, day, send_at, as_sent,
+                    reader,
+                )  # fmt: skip
+            else:
+                made = preview.post_preview(env, channel, campaign, item, day=day, lang=reader)
+                posts.append(
+                    post_card(channel, made.rendered, made.post, as_sent=as_sent, lang=lang)
+                )
+        except (TemplateProblem, ValueError) as problem:
+            where = label if default else f"{label} ({name})"
+            errors.append(f"{where}: {problem}")
+    return Edition(reader, name, default, note, email, tuple(posts), tuple(elsewhere))
 
 
 def _published(
@@ -460,9 +590,12 @@ def _email_view(
     day: dt.date,
     send_at: dt.datetime | None,
     as_sent: bool,
+    reader: str,
 ) -> EmailView:
     published = _published(connection, campaign, plan, day, as_sent=as_sent)
-    made = preview.email_preview(settings, env, campaign, item, day=day, published=published)
+    made = preview.email_preview(
+        settings, env, campaign, item, day=day, published=published, lang=reader
+    )
     return EmailView(
         subject=made.subject,
         preheader=made.preheader,
@@ -481,27 +614,40 @@ def _email_view(
 @dataclass(frozen=True)
 class SentTest:
     address: str
-    route: str  #: "SMTP-Relay host:port" or "Outbox-Datei /path/….eml"
+    route: str  #: "SMTP-Relay host:port" or "Outbox-Datei /path/….eml" (the page's language)
     subject: str
+    record_route: str  #: `route` for the audit log, in the campaign's language
 
 
 def send_test_email(
-    state: WebState, editor: Editor, item_id: str, *, tag: dt.date | None
+    state: WebState,
+    editor: Editor,
+    item_id: str,
+    *,
+    tag: dt.date | None,
+    lang: str | None = None,
+    edition: str | None = None,
 ) -> SentTest:
-    """The item's email to `editor`, as a reader gets it but with `[TEST] ` in the subject and
-    the editor as recipient. Raises `ItemNotFoundError`, `ChannelError`, `TemplateProblem`."""
+    """The item's email in `edition` (default: the campaign's language) to `editor`, as a
+    reader of that language gets it but with `[TEST] ` in the subject and the editor as
+    recipient; what goes wrong is said in `lang`. Raises `ItemNotFoundError`,
+    `ChannelError`, `TemplateProblem`, `ValueError` (no version in `edition`, fallback skip)."""
     settings, campaign = state.settings, state.campaign()
+    lang = campaign.reader_language(lang)
     now = state.clock()
     with reader(state.engine).connect() as connection:
         plan = schedule.ledger_plan(connection, campaign, now)
-        found = locate(connection, campaign, plan, item_id, tag)
+        found = locate(connection, campaign, plan, item_id, tag, lang=lang)
         source = found.snapshots.get(Channel.EMAIL) or found.file_item
         if (
             source is None
             or Channel.EMAIL not in campaign.channels
             or not source.uses(Channel.EMAIL)
         ):
-            raise ItemNotFoundError(f"Der Beitrag „{item_id}“ geht nicht per E-Mail hinaus.")
+            raise ItemNotFoundError(
+                i18n.gettext(lang, "Der Beitrag „%(item)s“ geht nicht per E-Mail hinaus.",
+                             item=item_id)
+            )  # fmt: skip
         as_sent = Channel.EMAIL in found.snapshots
         published = _published(connection, campaign, plan, found.day, as_sent=as_sent)
     made = preview.email_preview(
@@ -516,6 +662,7 @@ def send_test_email(
         subject_prefix=TEST_PREFIX,
         message_tag=f"test-{secrets.token_hex(6)}",
         date=now.astimezone(campaign.zone),
+        lang=campaign.reader_language(edition),
     )
     data = made.message.as_bytes()
     signer = dkim.load_signer(settings)
@@ -530,18 +677,26 @@ def send_test_email(
         )
     finally:
         channel.close()
-    return SentTest(editor.email, _route(channel, receipt.provider_id), made.subject)
+    return SentTest(
+        editor.email,
+        _route(channel, receipt.provider_id, lang),
+        made.subject,
+        _route(channel, receipt.provider_id, campaign.language),
+    )
 
 
-def _route(channel: object, provider_id: str) -> str:
+def _route(channel: object, provider_id: str, lang: str) -> str:
     if isinstance(channel, Outbox):
-        return f"Outbox-Datei {provider_id}"
+        return i18n.gettext(lang, "Outbox-Datei %(path)s", path=provider_id)
     if isinstance(channel, SmtpChannel):
         return f"SMTP-Relay {channel.target.host}:{channel.target.port}"
-    return f"E-Mail-Kanal {getattr(channel, 'kind', 'email')}"
+    return i18n.gettext(lang, "E-Mail-Kanal %(kind)s", kind=getattr(channel, "kind", "email"))
 
 
 # -- routes ---------------------------------------------------------------------------------
+
+
+NOT_A_DAY = N_("„%(value)s“ ist kein Tag (JJJJ-MM-TT).")
 
 
 def _tag(request: Request) -> dt.date | None:
@@ -551,7 +706,7 @@ def _tag(request: Request) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise ItemNotFoundError(f"„{value}“ ist kein Tag (JJJJ-MM-TT).") from None
+        raise ItemNotFoundError(pages.text(request, NOT_A_DAY, value=value)) from None
 
 
 def _file_text(settings: Settings) -> str | None:
@@ -565,7 +720,9 @@ def routes(state: WebState) -> list[BaseRoute]:
     limiter = SlidingWindowLimiter(TEST_SENDS, TEST_WINDOW)
     page_csp = content_security_policy(state.settings.public_url) + "; frame-src 'self'"
 
-    def build(request: Request, tag: dt.date | None) -> ItemView:
+    def build(
+        request: Request, tag: dt.date | None, editions: Sequence[str] | None = None
+    ) -> ItemView:
         item_id = request.path_params["item_id"]
         found, _ = pages.problems(state)
         with reader(state.engine).connect() as connection:
@@ -579,6 +736,8 @@ def routes(state: WebState) -> list[BaseRoute]:
                 tag=tag,
                 problems=found,
                 file_text=_file_text(state.settings) if found else None,
+                lang=pages.language(state, request),
+                editions=editions,
             )
 
     def not_found(request: Request, reason: str) -> HTMLResponse:
@@ -597,7 +756,7 @@ def routes(state: WebState) -> list[BaseRoute]:
     @pages.signed_in
     async def item_page(request: Request) -> Response:
         try:
-            view = await run_in_threadpool(build, request, _tag(request))
+            view = await run_in_threadpool(lambda: build(request, _tag(request)))
         except ItemNotFoundError as missing:
             return not_found(request, str(missing))
         allowed = await run_in_threadpool(queue_forms, request.path_params["item_id"])
@@ -610,7 +769,7 @@ def routes(state: WebState) -> list[BaseRoute]:
             "item.html.j2",
             view=view,
             allowed=allowed,
-            read_only_help=actions.READ_ONLY_HELP,
+            read_only_help=pages.text(request, actions.READ_ONLY_HELP),
             stoppable=running,
             desktop=DESKTOP_WIDTH,
             phone=PHONE_WIDTH,
@@ -621,14 +780,23 @@ def routes(state: WebState) -> list[BaseRoute]:
 
     @pages.signed_in
     async def email_frame(request: Request) -> Response:
+        edition = state.campaign().reader_language(request.query_params.get(EDITION))
         try:
-            view = await run_in_threadpool(build, request, _tag(request))
+            view = await run_in_threadpool(lambda: build(request, _tag(request), [edition]))
         except ItemNotFoundError as missing:
             return HTMLResponse(str(missing), 404, headers=FRAME_HEADERS)
-        if view.email is None:
-            return HTMLResponse("Dieser Beitrag geht nicht per E-Mail hinaus.", 404,
-                                headers=FRAME_HEADERS)  # fmt: skip
-        return HTMLResponse(view.email.html, headers=FRAME_HEADERS)
+        shown = view.edition(edition)
+        if shown is None or shown.email is None:
+            return HTMLResponse(
+                pages.text(
+                    request, N_("Dieser Beitrag geht in dieser Sprache nicht per E-Mail hinaus.")
+                )
+                if shown is not None and shown.note
+                else pages.text(request, N_("Dieser Beitrag geht nicht per E-Mail hinaus.")),
+                404,
+                headers=FRAME_HEADERS,
+            )
+        return HTMLResponse(shown.email.html, headers=FRAME_HEADERS)
 
     @pages.signed_in
     async def send_test(request: Request) -> Response:
@@ -637,21 +805,27 @@ def routes(state: WebState) -> list[BaseRoute]:
         editor: Editor = request.state.editor
         item_id = request.path_params["item_id"]
         given = form.get("tag")
+        asked = form.get(EDITION)
+        edition = state.campaign().reader_language(asked if isinstance(asked, str) else None)
         try:
             tag = dt.date.fromisoformat(given) if isinstance(given, str) and given else None
         except ValueError:
-            return not_found(request, f"„{given}“ ist kein Tag (JJJJ-MM-TT).")
+            return not_found(request, pages.text(request, NOT_A_DAY, value=given))
         wait = limiter.hit(f"editor:{editor.id}")
         if wait is not None:
             return pages.render(
                 state, request, "item_test_sent.html.j2", status=429,
                 headers={"Retry-After": limiter.retry_after_header(wait)},
-                item_id=item_id, tag=tag, sent=None, error=None,
+                item_id=item_id, tag=tag, sent=None, error=None, edition=edition,
                 retry_minutes=max(1, round(wait / 60)), test_limit=TEST_SENDS,
                 test_window_minutes=round(TEST_WINDOW / 60),
             )  # fmt: skip
+        lang = pages.language(state, request)
         try:
-            sent = await run_in_threadpool(send_test_email, state, editor, item_id, tag=tag)
+            sent = await run_in_threadpool(
+                lambda: send_test_email(state, editor, item_id, tag=tag, lang=lang,
+                                        edition=edition)
+            )  # fmt: skip
         except ItemNotFoundError as missing:
             return not_found(request, str(missing))
         except (ChannelError, TemplateProblem, ValueError) as failure:
@@ -660,14 +834,17 @@ def routes(state: WebState) -> list[BaseRoute]:
             )
             return pages.render(
                 state, request, "item_test_sent.html.j2", status=502, item_id=item_id,
-                tag=tag, sent=None, error=str(failure),
+                tag=tag, sent=None, error=str(failure), edition=edition,
             )  # fmt: skip
+        campaign = state.campaign()
         await run_in_threadpool(
-            pages.record, state, editor, "test_send", f"{item_id} an {sent.address} ({sent.route})"
-        )
+            pages.record, state, editor, "test_send",
+            f"{item_id} an {sent.address} ({sent.record_route})"
+            + ("" if edition == campaign.language else f" [{edition}]"),
+        )  # fmt: skip
         return pages.render(
             state, request, "item_test_sent.html.j2", item_id=item_id, tag=tag, sent=sent,
-            error=None,
+            error=None, edition=edition,
         )  # fmt: skip
 
     return [

@@ -20,7 +20,7 @@ reloads the campaign at once (`WebState.campaign_changed`), so the desk shows th
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from dispatcher import i18n
 from dispatcher.campaign import editing
 from dispatcher.campaign.loading import CampaignError, load_campaign_text
 from dispatcher.campaign.model import Campaign, Channel, Item
@@ -39,15 +40,17 @@ from dispatcher.delivery import queue_changes
 from dispatcher.ledger import changes
 from dispatcher.ledger.engine import reader
 from dispatcher.web.desk import actions, items, pages
+from dispatcher.web.desk.pages import N_
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.state import WebState
 
 QUEUE_ACTIONS = ("hold", "release", "pin", "unpin", "move-up", "move-down")
-RUNNING_NOTE = (
+RUNNING_NOTE = N_(
     "Ein Versand dieses Beitrags läuft bereits und wird zu Ende geführt; zurückgehalten wird, "
     "was noch nicht begonnen hat. Um den laufenden Versand zu stoppen: „Versand … abbrechen“ "
     "auf der Beitragsseite."
 )
+NO_SUCH_CHANGE = N_("Diese Änderung gibt es im Verlauf nicht.")
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,8 @@ class FormValues:
         return values
 
 
-def _queue_edit(item_id: str, form: FormData) -> editing.Edit | str:
-    """The edit a queue form asks for, or why the form makes no sense."""
+def _queue_edit(item_id: str, form: FormData, lang: str) -> editing.Edit | str:
+    """The edit a queue form asks for, or why the form makes no sense (in `lang`)."""
     action = form.get("action")
     match action:
         case "hold":
@@ -129,8 +132,11 @@ def _queue_edit(item_id: str, form: FormData) -> editing.Edit | str:
             try:
                 return editing.Pin(item_id, dt.date.fromisoformat(str(day)))
             except ValueError:
-                return f"„{day}“ ist kein Tag (JJJJ-MM-TT)."
-    return f"Unbekannte Aktion „{action}“ (erlaubt: {', '.join(QUEUE_ACTIONS)})."
+                return i18n.gettext(lang, items.NOT_A_DAY, value=str(day))
+    return i18n.gettext(
+        lang, "Unbekannte Aktion „%(action)s“ (erlaubt: %(allowed)s).", action=str(action),
+        allowed=", ".join(QUEUE_ACTIONS),
+    )  # fmt: skip
 
 
 def _replay(form: FormData) -> list[tuple[str, str]]:
@@ -164,22 +170,28 @@ def routes(state: WebState) -> list[BaseRoute]:
     ) -> Response:
         editor: Editor = request.state.editor
         version = str(form.get("version") or "")
+        lang = pages.language(state, request)
         try:
             outcome = await run_in_threadpool(
-                queue_changes.apply_change,
-                state.engine,
-                path,
-                state.campaign(),
-                edit,
-                expected_version=version,
-                editor_id=editor.id,
-                now=state.clock(),
-                freeze=freeze,
-                confirmed=form.get("confirm") == "1",
+                lambda: queue_changes.apply_change(
+                    state.engine,
+                    path,
+                    state.campaign(),
+                    edit,
+                    expected_version=version,
+                    editor_id=editor.id,
+                    now=state.clock(),
+                    freeze=freeze,
+                    confirmed=form.get("confirm") == "1",
+                    lang=lang,
+                )
             )
         except editing.EditConflict:
             return outcome_page(request, "conflict", 409, item_id=edit.item_id, values=values)
-        except (queue_changes.ChangeRefusedError, editing.EditRefused) as refused:
+        except editing.EditRefused as refused:
+            return outcome_page(request, "refused", 409, item_id=edit.item_id,
+                                reason=refused.in_language(lang), values=values)  # fmt: skip
+        except queue_changes.ChangeRefusedError as refused:
             return outcome_page(request, "refused", 409, item_id=edit.item_id,
                                 reason=str(refused), values=values)  # fmt: skip
         except CampaignError as invalid:
@@ -209,7 +221,7 @@ def routes(state: WebState) -> list[BaseRoute]:
         form = await request.form()
         pages.require_csrf(request, form)
         item_id = request.path_params["item_id"]
-        edit = _queue_edit(item_id, form)
+        edit = _queue_edit(item_id, form, pages.language(state, request))
         if isinstance(edit, str):
             return outcome_page(request, "refused", 400, item_id=item_id, reason=edit)
         return await apply(request, form, edit)
@@ -227,13 +239,15 @@ def routes(state: WebState) -> list[BaseRoute]:
         item = file_item(item_id)
         if item is None:
             return pages.render(state, request, "item_not_found.html.j2", status=404,
-                                reason=f"Einen Beitrag „{item_id}“ hat die Datei nicht.",
+                                reason=pages.text(request, N_("Einen Beitrag „%(item)s“ hat die "
+                                                  "Datei nicht."), item=item_id),
                                 items=state.campaign().items)  # fmt: skip
+        lang = pages.language(state, request)
 
         def read() -> actions.ItemActions | None:
             with reader(state.engine).connect() as connection:
                 return actions.item_actions(
-                    connection, state.campaign(), path, item_id, now=state.clock()
+                    connection, state.campaign(), path, item_id, now=state.clock(), lang=lang
                 )
 
         allowed = await run_in_threadpool(read)
@@ -243,7 +257,9 @@ def routes(state: WebState) -> list[BaseRoute]:
             state, request, "item_edit.html.j2", status=status, item=item,
             values=values or FormValues.of_item(item, campaign), allowed=allowed,
             version=version or allowed.version, problems_here=problems or [],
-            preview=preview, channels=[(c.value, items.CHANNEL_LABELS[c]) for c in campaign.channels],
+            preview=preview,
+            channels=[(c.value, i18n.gettext(lang, items.CHANNEL_LABELS[c]))
+                      for c in campaign.channels],
             body_html=body_to_html(values.body) if preview is not None and values and values.body else None,
         )  # fmt: skip
 
@@ -251,8 +267,11 @@ def routes(state: WebState) -> list[BaseRoute]:
     async def edit_page(request: Request) -> Response:
         return await edit_form(request)
 
-    def preview_of(item_id: str, values: Mapping[str, str | list[str] | None]) -> items.ItemView:
-        """The item page's view of the file as it would be with `values` (nothing written)."""
+    def preview_of(
+        item_id: str, values: Mapping[str, str | list[str] | None], lang: str
+    ) -> items.ItemView:
+        """The item page's view of the file as it would be with `values` (nothing written):
+        the default language's email and posts, as the form edits the item's own texts."""
         campaign = state.campaign()
         if values:
             text = editing.read_campaign_text(path)
@@ -260,7 +279,8 @@ def routes(state: WebState) -> list[BaseRoute]:
             campaign = load_campaign_text(edited, str(path))
         with reader(state.engine).connect() as connection:
             return items.item_view(settings, state.templates, campaign, connection, item_id,
-                                   now=state.clock())  # fmt: skip
+                                   now=state.clock(), lang=lang,
+                                   editions=[campaign.language])  # fmt: skip
 
     @pages.signed_in
     async def edit_submit(request: Request) -> Response:
@@ -268,58 +288,74 @@ def routes(state: WebState) -> list[BaseRoute]:
         pages.require_csrf(request, form)
         item_id = request.path_params["item_id"]
         item = file_item(item_id)
+        lang = pages.language(state, request)
         if item is None:
             return outcome_page(request, "refused", 409, item_id=item_id,
-                                reason=f"Einen Beitrag „{item_id}“ hat die Datei nicht mehr.")  # fmt: skip
+                                reason=i18n.gettext(lang, "Einen Beitrag „%(item)s“ hat die "
+                                                    "Datei nicht mehr.", item=item_id))  # fmt: skip
         values = FormValues.of_form(form)
         wanted = values.changes_from(item, state.campaign())
         version = str(form.get("version") or "")
         if form.get("action") == "preview":
             try:
-                view = await run_in_threadpool(preview_of, item_id, wanted)
+                view = await run_in_threadpool(preview_of, item_id, wanted, lang)
             except CampaignError as invalid:
                 return await edit_form(request, values=values, version=version, status=422,
                                        problems=[str(p) for p in invalid.problems])  # fmt: skip
-            except (editing.EditRefused, items.ItemNotFoundError, TemplateProblem) as refused:
+            except editing.EditRefused as refused:
+                return await edit_form(request, values=values, version=version, status=422,
+                                       problems=[refused.in_language(lang)])  # fmt: skip
+            except (items.ItemNotFoundError, TemplateProblem) as refused:
                 return await edit_form(request, values=values, version=version, status=422,
                                        problems=[str(refused)])  # fmt: skip
             return await edit_form(request, values=values, version=version, preview=view)
         if not wanted:
             return outcome_page(request, "refused", 409, item_id=item_id, values=values,
-                                reason="Sie haben nichts geändert; die Datei bleibt, wie sie ist.")  # fmt: skip
+                                reason=i18n.gettext(lang, "Sie haben nichts geändert; die Datei "
+                                                    "bleibt, wie sie ist."))  # fmt: skip
         return await apply(request, form, editing.EditFields(item_id, wanted), values=values)
 
     def history_rows() -> list[changes.ChangeRow]:
         with reader(state.engine).connect() as connection:
             return changes.recent_changes(connection, limit=200)
 
+    def summary(request: Request) -> Callable[[changes.ChangeRow], str]:
+        """How the pages word a history row: in the editor's language."""
+        lang, campaign = pages.language(state, request), state.campaign()
+        return lambda row: queue_changes.summary_in(
+            lang, campaign, action=row.action, summary=row.summary, diff=row.diff
+        )
+
     @pages.signed_in
     async def history_page(request: Request) -> Response:
         rows = await run_in_threadpool(history_rows)
-        return pages.render(state, request, "history.html.j2", rows=rows)
+        return pages.render(state, request, "history.html.j2", rows=rows,
+                            summary=summary(request))  # fmt: skip
 
     def change_detail(
-        change_id: int,
+        change_id: int, lang: str
     ) -> tuple[changes.ChangeRow | None, actions.ItemActions | None]:
         with reader(state.engine).connect() as connection:
             row = changes.get_change(connection, change_id)
             if row is None:
                 return None, None
             allowed = actions.item_actions(
-                connection, state.campaign(), path, row.item_id, now=state.clock()
+                connection, state.campaign(), path, row.item_id, now=state.clock(), lang=lang
             )
             return row, allowed
 
     @pages.signed_in
     async def change_page(request: Request) -> Response:
-        row, allowed = await run_in_threadpool(change_detail, _change_id(request))
+        lang = pages.language(state, request)
+        row, allowed = await run_in_threadpool(change_detail, _change_id(request), lang)
         if row is None:
             return outcome_page(request, "refused", 404, item_id=None,
-                                reason="Diese Änderung gibt es im Verlauf nicht.")  # fmt: skip
+                                reason=i18n.gettext(lang, NO_SUCH_CHANGE))  # fmt: skip
+        running = request.query_params.get("laeuft") == "1"
         return pages.render(
             state, request, "change.html.j2", row=row, allowed=allowed,
-            saved=request.query_params.get("gespeichert") == "1",
-            running_note=RUNNING_NOTE if request.query_params.get("laeuft") == "1" else None,
+            summary=summary(request), saved=request.query_params.get("gespeichert") == "1",
+            running_note=i18n.gettext(lang, RUNNING_NOTE) if running else None,
         )  # fmt: skip
 
     def change_row(change_id: int) -> changes.ChangeRow | None:
@@ -333,7 +369,7 @@ def routes(state: WebState) -> list[BaseRoute]:
         row = await run_in_threadpool(change_row, _change_id(request))
         if row is None:
             return outcome_page(request, "refused", 404, item_id=None,
-                                reason="Diese Änderung gibt es im Verlauf nicht.")  # fmt: skip
+                                reason=pages.text(request, NO_SUCH_CHANGE))  # fmt: skip
         return await apply(request, form, editing.RestoreItem(row.item_id, row.text_before))
 
     return [

@@ -31,6 +31,7 @@ from dispatcher.web.desk import pages
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.state import WebState
 
+NO_SUCH_DISPATCH = pages.N_("Diesen Versand gibt es im Ledger nicht.")
 #: Dispatch states a cancel can stop.
 STOPPABLE = frozenset({DispatchState.PLANNED.value, DispatchState.RUNNING.value})
 
@@ -74,7 +75,7 @@ def routes(state: WebState) -> list[BaseRoute]:
         if found is None:
             return pages.render(state, request, "change_outcome.html.j2", status=404,
                                 kind="refused", item_id=None, values=None,
-                                reason="Diesen Versand gibt es im Ledger nicht.")  # fmt: skip
+                                reason=pages.text(request, NO_SUCH_DISPATCH))  # fmt: skip
         return page(request, found)
 
     @pages.signed_in
@@ -87,7 +88,7 @@ def routes(state: WebState) -> list[BaseRoute]:
         if found is None:
             return pages.render(state, request, "change_outcome.html.j2", status=404,
                                 kind="refused", item_id=None, values=None,
-                                reason="Diesen Versand gibt es im Ledger nicht.")  # fmt: skip
+                                reason=pages.text(request, NO_SUCH_DISPATCH))  # fmt: skip
         reason = str(form.get("reason") or "").strip()[:500] or None
         try:
             result = await run_in_threadpool(

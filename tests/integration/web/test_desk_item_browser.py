@@ -57,18 +57,20 @@ def test_the_item_page_in_a_browser(browser: Any, desk: Desk, smtp_server: SmtpS
     try:
         browser.get(desk.url + ITEM)
         frames = browser.find_elements(By.TAG_NAME, "iframe")
-        assert len(frames) == 2
+        assert len(frames) == 4  # the German edition's two, then the English edition's
         widths = []
-        for frame in frames:
+        for index, frame in enumerate(frames):
             browser.switch_to.frame(frame)
             try:
                 body = browser.find_element(By.TAG_NAME, "body")
-                assert "Guten Tag Erika Mustermann," in body.text
+                greeting = "Guten Tag Erika Mustermann," if index < 2 else "Hello Erika Mustermann,"
+                assert greeting in body.text
                 table = browser.find_element(By.CSS_SELECTOR, "table.container")
                 widths.append(table.size["width"])
             finally:
                 browser.switch_to.default_content()
-        assert widths == [600, 375]  # the phone layout fills the frame: no scrollbar took room
+        # the phone layout fills the frame: no scrollbar took room
+        assert widths == [600, 375, 600, 375]
         screenshot(browser, "desk-item", height=1500)
         check_accessibility(browser, "GET /desk/items/{id}")
 

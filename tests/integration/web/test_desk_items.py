@@ -67,6 +67,8 @@ def test_the_item_page_shows_email_and_posts(desk: Desk) -> None:
     assert [(src, int(w)) for src, w in frames] == [
         (ITEM + "/email.html", 600),
         (ITEM + "/email.html", 375),
+        (ITEM + "/email.html?ausgabe=en", 600),  # the sample's English edition
+        (ITEM + "/email.html?ausgabe=en", 375),
     ]
     assert "allow-" not in page.text  # a bare sandbox: no scripts, forms, popups, same origin
     assert "bluesky 298/300" in text and "mastodon 258/500" in text
