@@ -104,7 +104,7 @@ def render_page(state: WebState, entries: list[Entry], lang: str | None = None) 
     versions = _versions(campaign, base, "archive")
     context: dict[str, Any] = {
         "lang": lang,
-        "campaign_name": campaign.name,
+        "campaign_name": campaign.name_in(lang),
         "public_url": base,
         "imprint": state.settings.imprint.strip(),
         "feed_url": f"{base}{campaign.path_prefix(lang)}/feed.atom",
@@ -125,13 +125,12 @@ def render_feed(state: WebState, entries: list[Entry], lang: str | None = None) 
     base, host, prefix = _public_url(state), _host(state), campaign.path_prefix(lang)
     feed = FeedGenerator()
     feed.id(f"tag:{host},{campaign.start.year}:{campaign.id}" + (f"/{other}" if other else ""))
-    feed.title(campaign.name)
+    name = campaign.name_in(lang)
+    feed.title(name)
     feed.subtitle(
-        i18n.gettext(
-            lang, "Die bereits erschienenen Reportagen der %(campaign)s", campaign=campaign.name
-        )
+        i18n.gettext(lang, "Die bereits erschienenen Reportagen der %(campaign)s", campaign=name)
     )
-    feed.author({"name": campaign.name})
+    feed.author({"name": name})
     feed.language(lang)  # xml:lang on <feed>
     feed.link(href=f"{base}{prefix}/feed.atom", rel="self", type="application/atom+xml")
     feed.link(href=f"{base}{prefix}/archive", rel="alternate", type="text/html", hreflang=lang)
@@ -206,7 +205,7 @@ def no_such_page(state: WebState, request: Request) -> HTMLResponse:
     base = _public_url(state)
     html = state.templates.get_template("web/no_such_page.html.j2").render(
         lang=page.lang,
-        campaign_name=campaign.name,
+        campaign_name=campaign.name_in(page.lang),
         public_url=base,
         imprint=state.settings.imprint,
         archives=_versions(campaign, base, "archive")

@@ -354,7 +354,7 @@ class _Pages:
         public_url = settings.public_url.rstrip("/")
         own = public_url + (path or request.url.path)
         html = self.state.templates.get_template(f"web/{template}").render(
-            campaign_name=campaign.name,
+            campaign_name=campaign.name_in(lang),
             lang=lang,
             public_url=public_url,
             imprint=settings.imprint,
@@ -641,7 +641,7 @@ def _send_confirmation(
     lang_query = "" if lang == campaign.language else f"?{languages.QUERY}={lang}"
     context = {
         "lang": lang,
-        "campaign_name": campaign.name,
+        "campaign_name": campaign.name_in(lang),
         "confirm_url": f"{public_url}/confirm/{token}",
         "subscribe_url": f"{public_url}/subscribe{lang_query}",
         "ttl_hours": settings.confirm_ttl_hours,
@@ -660,7 +660,7 @@ def _send_confirmation(
     html = state.templates.get_template("email/confirm.html.j2").render(context)
     key = f"confirm.{row.id}.{_minutes(now)}"
     message = mime.build_email(
-        subject=confirmation_subject(campaign.name, lang),
+        subject=confirmation_subject(campaign.name_in(lang), lang),
         text=text,
         html=html,
         mail_from=settings.mail_from,

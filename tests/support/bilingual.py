@@ -30,16 +30,20 @@ def bilingual_copy(
     english: Sequence[str] = (),
     locales: Sequence[str] = ("de", "en"),
     fallback: str = "default",
+    english_name: str | None = None,
     **copy: Any,
 ) -> Path:
     """The email-only sample (`campaign_copy(directory / "bilingual", **copy)`: not where
-    `tests.support.webapp` writes its own copy) with `locales`, `fallback` and English
-    versions of exactly the items `english`."""
+    `tests.support.webapp` writes its own copy) with `locales`, `fallback`, English
+    versions of exactly the items `english`, and the campaign's English name `english_name`
+    (None: its one name in every language)."""
     (directory / "bilingual").mkdir(exist_ok=True)
     path = campaign_copy(directory / "bilingual", **copy)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["campaign"].pop("locale", None)
-    data["campaign"].pop("translations", None)  # the name stays the same in every language
+    data["campaign"].pop("translations", None)
+    if english_name is not None:
+        data["campaign"]["translations"] = {"en": {"name": english_name}}
     data["campaign"]["locales"] = list(locales)
     data["campaign"]["fallback"] = fallback
     for item in data["items"]:

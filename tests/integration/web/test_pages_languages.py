@@ -37,11 +37,13 @@ NEW = "neu@example.org"
 ENGLISH = {"Accept-Language": "en-GB,en;q=0.9,de;q=0.3"}
 FIRST_ITEM = "nordwind-maritim"  #: pinned to the first sending day; the one English item
 FIRST_DAY, SECOND_DAY = dt.date(2019, 4, 2), dt.date(2019, 4, 3)
+NAME = "2. Clusterwoche Deutschland"
+ENGLISH_NAME = "2nd Cluster Week Germany"  #: the campaign's name in English
 
 
 @pytest.fixture
 def app(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator[WebApp]:
-    path = bilingual_copy(tmp_path, english=(FIRST_ITEM,))
+    path = bilingual_copy(tmp_path, english=(FIRST_ITEM,), english_name=ENGLISH_NAME)
     yield from serve_webapp(database, smtp_server, tmp_path, campaign_file=path)
 
 
@@ -123,7 +125,7 @@ def test_the_form_follows_accept_language_and_the_switch_and_remembers_a_choice(
 ) -> None:
     german = _get(app, "/subscribe")  # no Accept-Language at all: the default
     assert _page_language(german) == "de"
-    assert "Newsletter der 2. Clusterwoche Deutschland abonnieren" in _h1(german)
+    assert _h1(german) == f"Newsletter der {NAME} abonnieren"
     assert "Accept-Language" in german.headers["vary"]
     assert _switch(german) == {"en": f"{PUBLIC_URL}/subscribe?lang=en"}
     assert re.search(r'id="lang-de" name="lang" value="de" checked>', german.text)
@@ -131,7 +133,7 @@ def test_the_form_follows_accept_language_and_the_switch_and_remembers_a_choice(
 
     english = _get(app, "/subscribe", **ENGLISH)
     assert _page_language(english) == "en"
-    assert _h1(english) == "Subscribe to the 2. Clusterwoche Deutschland newsletter"
+    assert _h1(english) == f"Subscribe to the {ENGLISH_NAME} newsletter"
     assert "Email address (required)" in english.text and ">Subscribe</button>" in english.text
     assert "<legend>Language of the newsletter</legend>" in english.text
     assert re.search(r'id="lang-en" name="lang" value="en" checked>', english.text)
@@ -165,12 +167,12 @@ def test_an_english_sign_up_is_stored_in_english_and_confirmed_in_english(
     assert (pending.state, pending.lang) == ("pending", "en")
 
     [mail] = _mails_to(smtp_server, NEW)
-    assert str(mail["Subject"]) == "Please confirm your subscription: 2. Clusterwoche Deutschland"
+    assert str(mail["Subject"]) == f"Please confirm your subscription: {ENGLISH_NAME}"
     assert mail["Content-Language"] == "en"
     text = _body(mail, "plain")
     assert text.startswith("Hello Ada Lovelace,\n")
     # 10:00 UTC is 12:00 in Berlin (CEST), written as English readers write dates.
-    assert "On 1 April 2019 at 12:00 CEST, the 2. Clusterwoche Deutschland newsletter" in text
+    assert f"On 1 April 2019 at 12:00 CEST, the {ENGLISH_NAME} newsletter" in text
     assert "Please confirm your subscription by clicking this link:" in text
     html = _body(mail, "html")
     assert '<html lang="en">' in html and ">Confirm subscription</a>" in html
@@ -192,7 +194,7 @@ def test_a_german_choice_on_the_english_page_gets_german_mail(
     assert _page_language(sent) == "en"  # the page stays in the page's language
     assert subscriber_row(app, NEW).lang == "de"
     [mail] = _mails_to(smtp_server, NEW)
-    assert str(mail["Subject"]).startswith("Bitte bestätigen Sie Ihr Abonnement")
+    assert str(mail["Subject"]) == f"Bitte bestätigen Sie Ihr Abonnement: {NAME}"
     assert mail["Content-Language"] == "de"
     assert "am 1. April 2019 um 12:00 Uhr wurde" in _body(mail, "plain")
 
@@ -366,7 +368,8 @@ def test_the_english_archive_and_feed_list_only_the_english_items(
     assert german.text.count("Zur Reportage") == 2
     assert _switch(german) == {"en": f"{PUBLIC_URL}/en/archive"}
 
-    assert _h1(english) == "Published so far: 2. Clusterwoche Deutschland"
+    assert _h1(english) == f"Published so far: {ENGLISH_NAME}"
+    assert _h1(german) == f"Bereits erschienen: {NAME}"
     assert english.text.count("Read the report") == 1
     assert english_title(FIRST_ITEM) in english.text
     assert f'<a href="{english_url(FIRST_ITEM)}"' in english.text
@@ -381,14 +384,15 @@ def test_the_english_archive_and_feed_list_only_the_english_items(
     feed = feedparser.parse(response.content)
     assert not feed.bozo, feed.get("bozo_exception")
     assert feed.feed.language == "en"  # xml:lang of <feed>
-    assert feed.feed.subtitle == "The reports of the 2. Clusterwoche Deutschland published so far"
+    assert feed.feed.title == ENGLISH_NAME
+    assert feed.feed.subtitle == f"The reports of the {ENGLISH_NAME} published so far"
     assert [e.title for e in feed.entries] == [english_title(FIRST_ITEM)]
     assert [e.link for e in feed.entries] == [english_url(FIRST_ITEM)]
     links = {(link.get("hreflang"), link.type, link.href) for link in feed.feed.links}
     assert ("en", "text/html", f"{PUBLIC_URL}/en/archive") in links
     assert ("de", "application/atom+xml", f"{PUBLIC_URL}/feed.atom") in links
     german_feed = feedparser.parse(_get(app, "/feed.atom").content)
-    assert german_feed.feed.language == "de"
+    assert (german_feed.feed.language, german_feed.feed.title) == ("de", NAME)
     assert [e.title for e in german_feed.entries] == [second.title, first.title]
     assert ("en", "application/atom+xml", f"{PUBLIC_URL}/en/feed.atom") in {
         (link.get("hreflang"), link.type, link.href) for link in german_feed.feed.links
