@@ -73,24 +73,35 @@ def check_holiday_region(region: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _holidays(region: str, years: tuple[int, ...]) -> tuple[tuple[dt.date, str], ...]:
+def _holidays(
+    region: str, years: tuple[int, ...], lang: str | None = None
+) -> tuple[tuple[dt.date, str], ...]:
     country, subdiv = _resolve(region)
-    # Names in the country's own language, explicitly: otherwise the package guesses from the
-    # process locale and the output would depend on the host's LANG.
-    language = holidays.country_holidays(country).default_language
+    # Names in the country's own language (or `lang`, where the package has it), explicitly:
+    # otherwise the package guesses from the process locale and the output would depend on
+    # the host's LANG.
+    calendar = holidays.country_holidays(country)
+    language = next(
+        (name for name in calendar.supported_languages if lang and name.split("_")[0] == lang),
+        calendar.default_language,
+    )
     table = holidays.country_holidays(country, subdiv=subdiv, years=years, language=language)
     return tuple(sorted(table.items()))
 
 
-def holiday_dates(region: str | None, years: Iterable[int]) -> dict[dt.date, str]:
-    """Public holidays (date -> name) so callers can both skip and explain skipped days.
+def holiday_dates(
+    region: str | None, years: Iterable[int], *, lang: str | None = None
+) -> dict[dt.date, str]:
+    """Public holidays (date -> name) so callers can both skip and explain skipped days; the
+    names in `lang` ("Good Friday") where the holiday calendar has that language, else in the
+    country's own.
 
     `None` means the campaign uses no holiday calendar. An unknown region raises
     `UnknownHolidayRegion` rather than silently sending on holidays.
     """
     if region is None:
         return {}
-    return dict(_holidays(region, tuple(sorted(set(years)))))
+    return dict(_holidays(region, tuple(sorted(set(years))), lang))
 
 
 def _window_holidays(campaign: Campaign) -> dict[dt.date, str]:

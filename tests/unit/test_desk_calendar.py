@@ -181,3 +181,17 @@ def test_empty_days_drafts_and_a_channel_dropped_from_send(tmp_path: Path) -> No
 def test_item_links_quote_the_id() -> None:
     assert item_href("a b") == "/desk/items/a%20b"
     assert item_href("x", dt.date(2019, 4, 2)) == "/desk/items/x?tag=2019-04-02"
+
+
+def test_the_same_calendar_in_english(tmp_path: Path) -> None:
+    campaign = load_campaign(holiday_week_copy(tmp_path))
+    now = dt.datetime(2019, 10, 30, 14, 0, tzinfo=dt.UTC)
+    view = calendar_view(campaign, plan(campaign, now=now), LedgerFacts(), now, lang="en")
+
+    assert day_of(view, REFORMATIONSTAG).note == "Reformation Day (DE-SN)"
+    assert day_of(view, SKIPPED).note == "left out (skip in the campaign file)"
+    assert view.next_send is not None
+    assert view.next_send.label == "Friday, 1 November 2019, 08:00"
+    assert view.columns[:2] == ("Monday", "Tuesday") and view.weeks[0].label.startswith("Week ")
+    assert view.today_label == "Wednesday, 30 October 2019"
+    assert view.caption.startswith("Send plan of the ") and " to " in view.caption

@@ -283,7 +283,7 @@ def calendar_view(
     first = min([campaign.start, *by_day])
     last = max([campaign.end, *by_day])
     weekdays = sorted(set(campaign.weekdays) | {day.weekday() for day in by_day})
-    off = holiday_dates(campaign.holidays, range(first.year, last.year + 1))
+    off = holiday_dates(campaign.holidays, range(first.year, last.year + 1), lang=lang)
 
     def cell(day: dt.date) -> Day:
         base = Day(
