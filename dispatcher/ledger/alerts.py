@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dispatcher.ledger import store
-from dispatcher.ledger.targets import target_of
 from dispatcher.ledger.tables import (
     DeliveryState,
     DispatchState,
@@ -39,6 +38,7 @@ from dispatcher.ledger.tables import (
     dispatches,
     metadata,
 )
+from dispatcher.ledger.targets import target_of
 
 KEY_LENGTH = 400
 KIND_LENGTH = 32
