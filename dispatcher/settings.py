@@ -117,6 +117,18 @@ class Settings(BaseSettings):
         "Ja, ich möchte den Newsletter der Clusterwoche per E-Mail erhalten. Die Einwilligung "
         "kann ich jederzeit widerrufen, z. B. über den Abmeldelink in jeder E-Mail."
     )
+    #: the consent sentence in the campaign's other languages (JSON: {"en": "…"}): a reader
+    #: agrees to what they can read, and that text is what the ledger stores
+    consent_texts: dict[str, str] = Field(
+        default_factory=lambda: {
+            "en": "Yes, I would like to receive the Cluster Week newsletter by email. I can "
+            "withdraw my consent at any time, e.g. via the unsubscribe link in every email."
+        }
+    )
+    def consent_text_for(self, lang: str | None) -> str:
+        """The consent sentence a reader of `lang` is shown (the default one otherwise)."""
+        return (self.consent_texts.get(lang) if lang else None) or self.consent_text
+
     #: sender processes per `tick` (one core each); default: the CPUs available to the process
     workers: int = Field(default_factory=available_cpus, ge=1, le=MAX_WORKERS)
     claim_batch: int = Field(100, ge=1, le=10_000)  #: deliveries per claim: the crash-repeat bound

@@ -288,7 +288,8 @@ def routes(state: WebState) -> list[Route]:
         consent = ledger.Consent(
             source=consent_source(request.headers.get("referer")),
             ip=consent_ip(host, state.settings.consent_ip),
-            text=state.settings.consent_text,
+            # What the form showed beside the box: the page's language (`Pages.form`).
+            text=state.settings.consent_text_for(page.lang),
         )
         # One language offered is no choice made: the reader gets the default, whatever it
         # will be (NULL in the ledger).
@@ -433,7 +434,7 @@ class _Pages:
             headers={"Referrer-Policy": "same-origin"},
             values=values or {"email": "", "name": "", "consent": "", "lang": page.lang},
             errors=errors or {},
-            consent_text=self.state.settings.consent_text,
+            consent_text=self.state.settings.consent_text_for(page.lang),
         )
 
 
@@ -560,8 +561,10 @@ def _confirm(state: WebState, token: ConfirmToken, now: dt.datetime) -> Confirma
             return Confirmation("unknown")
         requested = None
         if token.request is not None:
-            text = state.settings.consent_text
-            if token.request.text_hash != text_hash(text):
+            settings = state.settings
+            shown = [settings.consent_text, *settings.consent_texts.values()]
+            text = next((t for t in shown if text_hash(t) == token.request.text_hash), "")
+            if not text:
                 # the consent text changed since: the person agreed to another
                 return Confirmation("stale", lang=reader(chosen or current.lang))
             consent = ledger.Consent(token.request.source, token.request.ip, text)
@@ -654,7 +657,7 @@ def _send_confirmation(
         "email": row.email,
         "name": name,
         "imprint": settings.imprint,
-        "consent_text": row.consent_text or settings.consent_text,
+        "consent_text": row.consent_text or settings.consent_text_for(lang),
     }
     text = state.templates.get_template("email/confirm.txt.j2").render(context)
     html = state.templates.get_template("email/confirm.html.j2").render(context)

@@ -129,7 +129,7 @@ def endpoints(state: WebState) -> list[Endpoint]:
         consent = ledger.Consent(
             source=consent_source(call.token.name, call.body.source),
             ip=None,  # the caller is the platform's server, not the person
-            text=state.settings.consent_text,
+            text=state.settings.consent_text_for(lang),
         )
         values = {"email": address, "name": name or "", "consent": "api"}
         # After the answer, exactly as the form: its time must not depend on the address.

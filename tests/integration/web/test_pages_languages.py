@@ -140,6 +140,9 @@ def test_the_form_follows_accept_language_and_the_switch_and_remembers_a_choice(
     assert not re.search(r'value="de" checked', english.text)
     assert _switch(english) == {"de": f"{PUBLIC_URL}/subscribe?lang=de"}
     assert 'action="https://news.example.org/subscribe?lang=en"' in english.text
+    # The reader agrees to a sentence they can read.
+    assert "Yes, I would like to receive the Cluster Week newsletter by email." in english.text
+    assert "Ja, ich möchte den Newsletter" in german.text
     assert 'href="https://news.example.org/en/archive">Archive</a>' in english.text
     # A language the campaign lacks is passed over for the next one the browser accepts.
     assert _page_language(_get(app, "/subscribe", **{"Accept-Language": "fr, en;q=0.5"})) == "en"
@@ -185,6 +188,9 @@ def test_an_english_sign_up_is_stored_in_english_and_confirmed_in_english(
     assert _switch(confirmed) == {"de": f"{PUBLIC_URL}{_confirm_path(mail)}?lang=de"}
     active = subscriber_row(app, NEW)
     assert (active.state, active.lang) == ("active", "en")
+    # The consent record holds the English sentence the reader agreed to beside the box.
+    assert active.consent_text == app.state.settings.consent_texts["en"]
+    assert active.consent_text in " ".join(text.split())
 
 
 def test_a_german_choice_on_the_english_page_gets_german_mail(
