@@ -125,6 +125,7 @@ class Settings(BaseSettings):
             "withdraw my consent at any time, e.g. via the unsubscribe link in every email."
         }
     )
+
     def consent_text_for(self, lang: str | None) -> str:
         """The consent sentence a reader of `lang` is shown (the default one otherwise)."""
         return (self.consent_texts.get(lang) if lang else None) or self.consent_text

@@ -31,6 +31,7 @@ DESCRIBED_DEFAULTS = {
     "secret_key": "a development key",
     "imprint": "a sample Impressum",
     "consent_text": "a German consent sentence",
+    "consent_texts": "an English consent sentence",
     "workers": "the CPUs available to the process",
 }
 

@@ -84,9 +84,7 @@ def test_english_links_go_to_an_english_page_where_there_is_one(campaign: Campai
 def test_an_english_reader_gets_an_english_email(campaign: Campaign) -> None:
     shown = render(campaign, "en")
     assert shown.lang == "en"
-    assert (
-        shown.subject == "Spotlight: Mikroelektronik-Netzwerk Elbtal – 2nd Cluster Week Germany"
-    )
+    assert shown.subject == "Spotlight: Mikroelektronik-Netzwerk Elbtal – 2nd Cluster Week Germany"
     text = shown.text
     assert "Wednesday, 3 April 2019" in text
     assert "From chip design to manufacturing: in the Elbtal" in " ".join(text.split())
