@@ -26,6 +26,7 @@ def create_app(state: WebState) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
+        exception_handlers={404: subscription.not_found_handler(state)},
         middleware=[
             Middleware(ClientAddress),  # X-Forwarded-For from FORWARDED_ALLOW_IPS only
             Middleware(

@@ -65,7 +65,7 @@ import hashlib
 import ipaddress
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -73,7 +73,7 @@ from urllib.parse import urlsplit
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher import i18n
@@ -677,3 +677,17 @@ def _send_confirmation(
         channel.send(Envelope(sender.address, row.email, message.as_bytes()), key=key)
     finally:
         channel.close()
+
+
+def not_found_handler(state: WebState) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A path no route has: the public "page not found" in the reader's language (a browser
+    that followed a stale link gets a page with the way back, not Starlette's bare text); the
+    API keeps Starlette's own answer."""
+    pages = _Pages(state)
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/api/"):
+            return PlainTextResponse("Not Found", 404)
+        return pages.not_found(request)
+
+    return handle

@@ -324,6 +324,14 @@ def test_error_pages_speak_the_readers_language(app: WebApp, smtp_server: SmtpSe
     assert invalid.status_code == 404 and _page_language(invalid) == "en"
     assert _h1(invalid) == "This link is invalid"
     assert _page_language(_get(app, "/u/garbage")) == "de"
+    # A path no route has: the same page (with its way back), not Starlette's bare text.
+    stray = _get(app, "/no-such-page", **ENGLISH)
+    assert stray.status_code == 404 and _page_language(stray) == "en"
+    assert stray.headers["content-type"].startswith("text/html")
+    assert _page_language(_get(app, "/no-such-page")) == "de"
+    api = _get(app, "/api/v1/no-such-endpoint", **ENGLISH)
+    assert api.status_code == 404  # the API answers for itself, as RFC 9457 problems
+    assert api.headers["content-type"] == "application/problem+json"
 
     _subscribe(app, {"email": NEW, "consent": "ja", "lang": "en"})  # a German browser
     path = _confirm_path(_mails_to(smtp_server, NEW)[0])
