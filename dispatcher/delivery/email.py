@@ -37,13 +37,24 @@ class EmailDispatch:
             )
             for lang in ctx.campaign.languages_of(self.item)
         }  # fmt: skip
+        #: a delivery's language -> its template (None: nothing, fallback `skip`), worked
+        #: out once per dispatch: the send path looks it up per message
+        self.by_language: dict[str | None, wire.WireTemplate | None] = {
+            lang: self._template(lang) for lang in (None, *ctx.campaign.locales)
+        }
+
+    def _template(self, lang: str | None) -> wire.WireTemplate | None:
+        written = self.ctx.campaign.edition_language(self.item, lang)
+        return None if written is None else self.templates.get(written)
 
     def fan_out_step(self) -> bool:
         return fan_out_step(self.ctx, self.dispatch)
 
     def send(self, delivery: store.ClaimedDelivery) -> store.Outcome | ChannelDown:
-        lang = self.ctx.campaign.edition_language(self.item, delivery.lang)
-        template = None if lang is None else self.templates.get(lang)
+        if delivery.lang in self.by_language:
+            template = self.by_language[delivery.lang]
+        else:  # a language the campaign no longer offers: the default's
+            template = self._template(delivery.lang)
         if template is None:
             return store.Outcome(
                 delivery.id,

@@ -9,6 +9,7 @@ both call it, so a preview is exactly what a subscriber gets.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ class Sender:
     public_url: str
     secret_key: str
 
-    @property
+    # Cached: the send path asks for both per message, and parsing is not free.
+    @functools.cached_property
     def domain(self) -> str:
         return parseaddr(self.mail_from)[1].rpartition("@")[2] or "localhost"
 
-    @property
+    @functools.cached_property
     def address(self) -> str:
         return parseaddr(self.mail_from)[1]
 

@@ -163,7 +163,8 @@ class WireTemplate:
         if len("List-Unsubscribe: ") + len(targets) > _FOLD_AT:
             targets = f"<{unsubscribe}>,\r\n <{mailto}>"
         headers = (
-            _to_header(name, to_address) + f"Date: {format_datetime(date)}\r\n"
+            _to_header(name, to_address)
+            + f"Date: {_date_header(int(date.timestamp()), date.utcoffset())}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-Unsubscribe: {targets}\r\n"
         ).encode()  # UTF-8 only for a non-ASCII local part (RFC 6532; the relay needs SMTPUTF8)
