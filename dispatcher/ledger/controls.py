@@ -258,22 +258,14 @@ def settle_cancelled(
         )
         .values(state=DeliveryState.CANCELLED, next_attempt_at=None, updated_at=now)
     )
-    expired = connection.execute(
-        deliveries.update()
-        .where(
-            deliveries.c.dispatch_id.in_(cancelled),
-            deliveries.c.state == DeliveryState.SENDING,
-            deliveries.c.lease_until < now,
-        )
-        .values(
-            state=DeliveryState.UNKNOWN,
-            lease_until=None,
-            updated_at=now,
-            last_error="the process sending it stopped before the dispatch was cancelled; "
-            "it may have been delivered",
-        )
+    expired = store.expire_claims(
+        connection,
+        deliveries.c.dispatch_id.in_(cancelled),
+        now=now,
+        reason="the process sending it stopped before the dispatch was cancelled; "
+        "it may have been delivered",
     )
-    return given_back.rowcount + expired.rowcount
+    return given_back.rowcount + expired
 
 
 def resend(connection: sa.Connection, dispatch_id: int, *, by: str, now: dt.datetime) -> int:

@@ -731,20 +731,23 @@ def expire_to_unknown(
     connection: sa.Connection, dispatch_id: int, *, recipients: Sequence[str], now: dt.datetime
 ) -> int:
     """Claims on `recipients` whose lease ran out: the worker died mid-send, outcome unknown."""
+    return expire_claims(
+        connection,
+        sa.and_(deliveries.c.dispatch_id == dispatch_id, deliveries.c.recipient.in_(recipients)),
+        now=now,
+        reason="the process stopped while posting; the provider may have posted it "
+        "(no idempotency): check the feed, then `dispatcher retry --force` if it is missing",
+    )
+
+
+def expire_claims(
+    connection: sa.Connection, among: sa.ColumnElement[bool], *, now: dt.datetime, reason: str
+) -> int:
+    """Claims (`among` the deliveries) whose lease ran out become `unknown` with `reason`:
+    their worker died mid-send, so the message may have gone, and no claim takes them over."""
     result = connection.execute(
         deliveries.update()
-        .where(
-            deliveries.c.dispatch_id == dispatch_id,
-            deliveries.c.recipient.in_(recipients),
-            deliveries.c.state == DeliveryState.SENDING,
-            deliveries.c.lease_until < now,
-        )
-        .values(
-            state=DeliveryState.UNKNOWN,
-            lease_until=None,
-            updated_at=now,
-            last_error="the process stopped while posting; the provider may have posted it "
-            "(no idempotency): check the feed, then `dispatcher retry --force` if it is missing",
-        )
+        .where(among, deliveries.c.state == DeliveryState.SENDING, deliveries.c.lease_until < now)
+        .values(state=DeliveryState.UNKNOWN, lease_until=None, updated_at=now, last_error=reason)
     )
     return result.rowcount

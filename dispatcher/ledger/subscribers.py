@@ -377,8 +377,10 @@ def request_subscription(
     consent: Consent,
     now: dt.datetime,
     lang: str | None = None,
+    source: str = "web",
 ) -> tuple[SubscriberRow, bool]:
-    """A web sign-up: (the row, whether to send a confirmation mail now).
+    """A sign-up with double opt-in, from the form or the API (`source`: "web", "api"):
+    (the row, whether to send a confirmation mail now).
 
     - new address: a pending row with the consent record and `lang` (the language chosen
       in the form: the reader's language and, in the consent record, `consent_lang`); send.
@@ -406,7 +408,7 @@ def request_subscription(
     if existing is None:
         statement = (
             _insert(conn)
-            .values(email=address, name=name, state=SubscriberState.PENDING.value, source="web")
+            .values(email=address, name=name, state=SubscriberState.PENDING.value, source=source)
             .values(created_at=now, updated_at=now, **record)
             .on_conflict_do_nothing(index_elements=[subscribers.c.email])
             .returning(subscribers.c.id)

@@ -295,7 +295,7 @@ def routes(state: WebState) -> list[Route]:
         # will be (NULL in the ledger).
         lang = values["lang"] if len(offered) > 1 else None
         # After the answer: its time must not depend on the address (see the module doc).
-        state.background.submit(lambda: _request(state, values, consent, lang=lang))
+        state.background.submit(lambda: sign_up(state, values, consent, lang=lang))
         return pages.render(
             request,
             "subscribe_sent.html.j2",
@@ -586,20 +586,23 @@ def _confirm(state: WebState, token: ConfirmToken, now: dt.datetime) -> Confirma
     return Confirmation("confirmed", row.email, reader(row.lang))
 
 
-def _request(
+def sign_up(
     state: WebState,
     values: dict[str, str],
     consent: ledger.Consent,
     *,
     lang: str | None = None,
+    source: str = "web",
 ) -> None:
-    """A sign-up after its answer; `lang`: the language chosen (None: the stored one, or
-    the campaign's default), which the confirmation mail is written in."""
+    """A sign-up after its answer (the form's, or the API's with `source="api"`); `lang`:
+    the language chosen (None: the stored one, or the campaign's default), which the
+    confirmation mail is written in."""
     now = state.clock()
     with state.engine.begin() as conn:
         row, send = ledger.request_subscription(
-            conn, values["email"], values["name"] or None, consent=consent, now=now, lang=lang
-        )
+            conn, values["email"], values["name"] or None,
+            consent=consent, now=now, lang=lang, source=source,
+        )  # fmt: skip
     if not send:
         return
     request = SignUp(

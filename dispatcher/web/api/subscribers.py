@@ -134,7 +134,7 @@ def endpoints(state: WebState) -> list[Endpoint]:
         values = {"email": address, "name": name or "", "consent": "api"}
         # After the answer, exactly as the form: its time must not depend on the address.
         if not state.background.submit(
-            lambda: subscription._request(state, values, consent, lang=lang)
+            lambda: subscription.sign_up(state, values, consent, lang=lang, source="api")
         ):
             raise ProblemError(503, "too many sign-ups are waiting; try again shortly")
         return Answer(

@@ -67,6 +67,7 @@ def test_a_sign_up_sends_the_confirmation_mail_and_stays_pending_until_clicked(
     pending = subscriber_row(app, NEW)
     assert (pending.state, pending.name, pending.consent_at) == ("pending", "Erika Neu", START)
     assert pending.consent_source == "api:cms; artikel/kita"
+    assert pending.source == "api"  # the row says where it came from, as the consent does
     assert pending.consent_ip is None and pending.consent_text == app.settings.consent_text
     looked_up = api.get(f"/subscribers/{NEW}").json()
     assert (
