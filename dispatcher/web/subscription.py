@@ -691,6 +691,9 @@ def not_found_handler(state: WebState) -> Callable[[Request, Exception], Awaitab
     async def handle(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/api/"):
             return PlainTextResponse("Not Found", 404)
-        return pages.not_found(request)
+        # The same bytes for every stray path (the desk's feed answers a wrong token with
+        # this page, and must not be told apart from a path that does not exist), so the
+        # language switch leads to a page that exists in every language, not back here.
+        return pages.not_found(request, path="/subscribe")
 
     return handle
