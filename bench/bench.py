@@ -788,6 +788,31 @@ def dkim_setup(workdir: Path) -> tuple[dict[str, str], str]:
     return env, record
 
 
+def outbox_tick(
+    workdir: Path, check: str, campaign: Path, at: str, readers: int,
+    overrides: dict[str, str], *, english: bool,
+) -> list[Path]:  # fmt: skip
+    """A tick of `readers` seeded subscribers (every second English if `english`) into an
+    outbox on a fresh SQLite ledger: the bench's code path without a relay. The messages'
+    files; `check` names the check in the error when the tick fails or sends another count."""
+    outbox = workdir / f"{check.replace(' ', '-').lower()}-outbox"
+    with fresh_database("sqlite", workdir, "") as url:
+        seed_subscribers(url, readers, english=english)
+        env = dispatcher_env(url, workdir, campaign, None, overrides)
+        env["DISPATCHER_OUTBOX_DIR"] = str(outbox)
+        result = subprocess.run(
+            [sys.executable, "-m", "dispatcher", "tick", "--at", at],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    files = sorted(outbox.rglob("*.eml"))
+    if result.returncode != 0 or len(files) != readers:
+        raise BenchError(
+            f"{check}: tick exited {result.returncode} with {len(files)} messages: "
+            f"{(result.stdout + result.stderr).strip()[-300:]}"
+        )
+    return files
+
+
 def dkim_check(
     workdir: Path, campaign: Path, at: str, dkim_env: dict[str, str], record: str,
     overrides: dict[str, str],
@@ -796,21 +821,9 @@ def dkim_check(
     path, no relay), each message verified with dkimpy against the key's DNS record."""
     import dkim as dkimpy  # type: ignore[import-untyped]  # dkimpy: the verifier
 
-    outbox = workdir / "dkim-check-outbox"
-    with fresh_database("sqlite", workdir, "") as url:
-        seed_subscribers(url, 3)
-        env = dispatcher_env(url, workdir, campaign, None, {**overrides, **dkim_env})
-        env["DISPATCHER_OUTBOX_DIR"] = str(outbox)
-        result = subprocess.run(
-            [sys.executable, "-m", "dispatcher", "tick", "--at", at],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    files = sorted(outbox.rglob("*.eml"))
-    if result.returncode != 0 or len(files) != 3:
-        raise BenchError(
-            f"DKIM check: tick exited {result.returncode} with {len(files)} messages: "
-            f"{(result.stdout + result.stderr).strip()[-300:]}"
-        )
+    files = outbox_tick(
+        workdir, "DKIM check", campaign, at, 3, {**overrides, **dkim_env}, english=False
+    )
     name = f"{DKIM_SELECTOR}._domainkey.{DKIM_DOMAIN}.".encode()
     value = dkim.txt_value(record).encode()
 
@@ -849,21 +862,9 @@ def language_check(
         "leser0000001@example.org": (sample.language, item.title),
         "leser0000002@example.org": (ENGLISH, english.title),
     }
-    outbox = workdir / "language-check-outbox"
-    with fresh_database("sqlite", workdir, "") as url:
-        seed_subscribers(url, 2, english=True)
-        env = dispatcher_env(url, workdir, campaign, None, overrides)
-        env["DISPATCHER_OUTBOX_DIR"] = str(outbox)
-        result = subprocess.run(
-            [sys.executable, "-m", "dispatcher", "tick", "--at", at],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    files = sorted(outbox.rglob("*.eml"))
-    if result.returncode != 0 or len(files) != len(expected):
-        raise BenchError(
-            f"language check: tick exited {result.returncode} with {len(files)} messages: "
-            f"{(result.stdout + result.stderr).strip()[-300:]}"
-        )
+    files = outbox_tick(
+        workdir, "language check", campaign, at, len(expected), overrides, english=True
+    )
     got: dict[str, tuple[str | None, str, str | None]] = {}
     for path in files:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import processes
 from tests.support.database import Database
-
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -48,17 +45,8 @@ def german_only(tmp_path: Path) -> Path:
 
 
 def run(url: str, campaign: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    environment["DISPATCHER_DATABASE_URL"] = url
-    environment["DISPATCHER_CAMPAIGN_FILE"] = str(campaign)
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", "subscribers", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    settings = {"DISPATCHER_DATABASE_URL": url, "DISPATCHER_CAMPAIGN_FILE": str(campaign)}
+    return processes.run(settings, "subscribers", *args)
 
 
 def exported(url: str, campaign: Path) -> dict[str, dict[str, str]]:

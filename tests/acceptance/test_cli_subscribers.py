@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,9 +13,8 @@ import pytest
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.ledger.subscriber_csv import Row
 from dispatcher.ledger.tables import subscribers
+from tests.support import processes
 from tests.support.database import Database
-
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -26,16 +23,7 @@ def ledger_url(tmp_path: Path) -> str:
 
 
 def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    environment["DISPATCHER_DATABASE_URL"] = url
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", "subscribers", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return processes.run({"DISPATCHER_DATABASE_URL": url}, "subscribers", *args)
 
 
 def test_add_again_and_invalid(ledger_url: str) -> None:

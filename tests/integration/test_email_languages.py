@@ -18,6 +18,7 @@ from dispatcher.settings import Settings
 from tests.support.database import Database
 from tests.support.delivery import ROOT, SECRET, email_time
 from tests.support.ledger import add_subscribers, tick_at
+from tests.support.outbox_mail import body_text
 from tests.support.smtpd import Received, SmtpServer
 
 CAMPAIGN = textwrap.dedent(
@@ -94,11 +95,11 @@ def readers(database: Database) -> dict[str, str]:
 
 
 def text_of(received: Received) -> str:
-    return received.message.get_body(("plain",)).get_content()  # type: ignore[no-any-return,union-attr]
+    return body_text(received.message, "plain")
 
 
 def html_of(received: Received) -> str:
-    return received.message.get_body(("html",)).get_content()  # type: ignore[no-any-return,union-attr]
+    return body_text(received.message, "html")
 
 
 def test_a_german_and_an_english_reader_each_get_one_email_in_their_language(

@@ -22,42 +22,30 @@ from pydantic import SecretStr
 
 from dispatcher.ledger.tables import deliveries, dispatches
 from dispatcher.settings import Settings
-from tests.support import fake_bluesky, fake_webhooks
+from tests.support import fake_webhooks
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
-from tests.support.fake_bluesky import FakeBluesky
-from tests.support.fake_linkedin import FakeLinkedIn
-from tests.support.fake_mastodon import PNG, FakeMastodon
-from tests.support.fake_webhooks import FakeWebhooks
+from tests.support.fake_mastodon import PNG
 from tests.support.httpserver import Response
 from tests.support.ledger import add_subscribers, delivery_states, tick_at
+from tests.support.networks import Networks, local, network_settings, running_networks
 from tests.support.smtpd import SmtpServer
 
-BERLIN = dt.timezone(dt.timedelta(hours=2))
 SEND_DAYS = [dt.date(2019, 4, d) for d in (2, 3, 4, 5, 8, 9, 10, 11)]
 SOCIAL = ("mastodon", "bluesky", "linkedin", "webhook")
 
 
 @dataclass
-class Providers:
-    mastodon: FakeMastodon
-    bluesky: FakeBluesky
-    linkedin: FakeLinkedIn
-    webhooks: FakeWebhooks
+class Providers(Networks):
     smtp: SmtpServer
 
 
 @pytest.fixture
 def providers(smtp_server: SmtpServer) -> Iterator[Providers]:
-    with (
-        FakeMastodon() as mastodon,
-        FakeBluesky() as bluesky,
-        FakeLinkedIn() as linkedin,
-        FakeWebhooks() as webhooks,
-    ):
+    with running_networks() as networks:
         for name in ("nordwind-maritim.jpg", "medizintechnik-franken.jpg"):
-            mastodon.images[f"/images/{name}"] = (PNG, "image/png")
-        yield Providers(mastodon, bluesky, linkedin, webhooks, smtp_server)
+            networks.mastodon.images[f"/images/{name}"] = (PNG, "image/png")
+        yield Providers(**vars(networks), smtp=smtp_server)
 
 
 def settings_for(
@@ -78,20 +66,8 @@ def settings_for(
         ),
         templates_dir=Path(__file__).parents[2] / "templates",
         outbox_dir=tmp_path / "outbox",
-        mastodon_base_url=providers.mastodon.url,
-        mastodon_access_token=SecretStr(providers.mastodon.token),
-        bluesky_pds_url=providers.bluesky.url,
-        bluesky_handle=fake_bluesky.HANDLE,
-        bluesky_app_password=SecretStr(fake_bluesky.PASSWORD),
-        linkedin_access_token=SecretStr(providers.linkedin.token),
-        linkedin_author_urn=providers.linkedin.author,
-        linkedin_api_url=providers.linkedin.url,
-        webhook_urls=SecretStr(",".join(webhook_urls)),
+        **network_settings(providers, webhook_urls),
     )
-
-
-def local(day: dt.date, hour: int, minute: int, second: int = 5) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour, minute, second), tzinfo=BERLIN)
 
 
 def social_rows(database: Database) -> list[tuple[str, str, str, str | None]]:

@@ -24,61 +24,31 @@ from dispatcher.channels import mastodon as mastodon_channel
 from dispatcher.delivery.status import status_of
 from dispatcher.ledger.tables import deliveries, dispatches
 from dispatcher.settings import Settings
-from tests.support import fake_bluesky
 from tests.support.database import Database
-from tests.support.fake_bluesky import FakeBluesky
-from tests.support.fake_linkedin import FakeLinkedIn
-from tests.support.fake_mastodon import FakeMastodon
-from tests.support.fake_webhooks import FakeWebhooks
 from tests.support.httpserver import Response
 from tests.support.ledger import tick_at
+from tests.support.networks import Networks, local, network_settings, running_networks
 from tests.support.pds import RealPds
 from tests.support.post_languages import BOTH, campaign_file
 
-BERLIN = dt.timezone(dt.timedelta(hours=2))
 DAY1, DAY2 = dt.date(2019, 4, 2), dt.date(2019, 4, 3)
 
 
-@dataclass
-class Providers:
-    mastodon: FakeMastodon
-    bluesky: FakeBluesky
-    linkedin: FakeLinkedIn
-    webhooks: FakeWebhooks
-
-
 @pytest.fixture
-def providers() -> Iterator[Providers]:
-    with (
-        FakeMastodon() as mastodon,
-        FakeBluesky() as bluesky,
-        FakeLinkedIn() as linkedin,
-        FakeWebhooks() as webhooks,
-    ):
-        yield Providers(mastodon, bluesky, linkedin, webhooks)
+def providers() -> Iterator[Networks]:
+    with running_networks() as networks:
+        yield networks
 
 
-def settings_for(database: Database, providers: Providers, campaign: Path) -> Settings:
+def settings_for(database: Database, providers: Networks, campaign: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database.url,
         campaign_file=campaign,
         templates_dir=Path(__file__).parents[2] / "templates",
         outbox_dir=campaign.parent / "outbox",
-        mastodon_base_url=providers.mastodon.url,
-        mastodon_access_token=SecretStr(providers.mastodon.token),
-        bluesky_pds_url=providers.bluesky.url,
-        bluesky_handle=fake_bluesky.HANDLE,
-        bluesky_app_password=SecretStr(fake_bluesky.PASSWORD),
-        linkedin_access_token=SecretStr(providers.linkedin.token),
-        linkedin_author_urn=providers.linkedin.author,
-        linkedin_api_url=providers.linkedin.url,
-        webhook_urls=SecretStr(providers.webhooks.slack_url),
+        **network_settings(providers),
     )
-
-
-def local(day: dt.date, hour: int, minute: int, second: int = 5) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour, minute, second), tzinfo=BERLIN)
 
 
 @dataclass(frozen=True)
@@ -111,12 +81,12 @@ def rows_of(database: Database, channel: str) -> list[Row]:
         return [Row(*row) for row in connection.execute(query)]
 
 
-def mastodon_target(providers: Providers) -> str:
+def mastodon_target(providers: Networks) -> str:
     return f"mastodon:{providers.mastodon.url.removeprefix('http://')}"
 
 
 def test_two_languages_on_one_account_are_two_posts_each_with_its_own_key(
-    database: Database, providers: Providers, tmp_path: Path
+    database: Database, providers: Networks, tmp_path: Path
 ) -> None:
     settings = settings_for(database, providers, campaign_file(tmp_path, BOTH))
     for at in (local(DAY1, 8, 0), local(DAY1, 8, 5), local(DAY1, 9, 0), local(DAY1, 12, 0)):
@@ -179,7 +149,7 @@ def test_two_languages_on_one_account_are_two_posts_each_with_its_own_key(
 
 
 def test_a_500_after_posting_retries_each_language_into_its_own_status(
-    database: Database, providers: Providers, tmp_path: Path
+    database: Database, providers: Networks, tmp_path: Path
 ) -> None:
     send = {"mastodon": BOTH["mastodon"]}
     settings = settings_for(database, providers, campaign_file(tmp_path, send))
@@ -205,7 +175,7 @@ def test_a_500_after_posting_retries_each_language_into_its_own_status(
 
 
 def test_an_item_without_english_under_fallback_skip_posts_only_in_german(
-    database: Database, providers: Providers, tmp_path: Path
+    database: Database, providers: Networks, tmp_path: Path
 ) -> None:
     send = {"mastodon": BOTH["mastodon"], "bluesky": BOTH["bluesky"]}
     campaign = campaign_file(tmp_path, send, fallback="skip", first_day_translated=False)
@@ -229,7 +199,7 @@ def test_an_item_without_english_under_fallback_skip_posts_only_in_german(
 
 
 def test_an_item_without_english_under_fallback_default_is_posted_once_in_german(
-    database: Database, providers: Providers, tmp_path: Path
+    database: Database, providers: Networks, tmp_path: Path
 ) -> None:
     """The English post would be the German text again on the same account: a duplicate. A
     network posting in English only gets the German text, declared as German."""
@@ -249,7 +219,7 @@ def test_an_item_without_english_under_fallback_default_is_posted_once_in_german
 
 
 def test_a_one_language_network_keeps_its_names_and_keys(
-    database: Database, providers: Providers, tmp_path: Path
+    database: Database, providers: Networks, tmp_path: Path
 ) -> None:
     """Running campaigns are unaffected: the delivery is named and keyed as it always was."""
     settings = settings_for(database, providers, campaign_file(tmp_path, {"mastodon": '"08:05"'}))

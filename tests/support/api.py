@@ -8,13 +8,17 @@ that `tests.support.webapp` serves on a loopback port.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from dispatcher.ledger import tokens
 from tests.support.database import Database
+from tests.support.webapp import WebApp
 
 ALL_SCOPES = tokens.SCOPES
 PROBLEM = "application/problem+json"
@@ -69,3 +73,24 @@ def problem(response: requests.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert isinstance(body["type"], str) and body["title"] and body["detail"], body
     return body
+
+
+def subscribers_api(app: WebApp) -> Api:
+    """A client of `app` with a token that may read and write subscribers."""
+    return Api(app.url, issue_token(app.database, "subscribers:read", "subscribers:write"))
+
+
+def sign_up(app: WebApp, api: Api, body: dict[str, object]) -> requests.Response:
+    """`POST /subscribers`, and the ledger work and confirmation mail that follow the answer."""
+    answer = api.post("/subscribers", body)
+    assert app.state.background.join()
+    return answer
+
+
+def confirm_path(message: EmailMessage) -> str:
+    """The path of the one `/confirm/…` link in a confirmation mail's plain text."""
+    text = message.get_body(("plain",))
+    assert text is not None
+    links: list[str] = re.findall(r"https?://\S+/confirm/\S+", text.get_content())
+    assert len(links) == 1, text.get_content()
+    return urlsplit(links[0]).path

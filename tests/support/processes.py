@@ -47,3 +47,18 @@ def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run(settings: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m dispatcher *args` to its end, output captured as text; `settings`
+    (`DISPATCHER_…`) are the only dispatcher settings in its environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
+    env.update(settings)
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -4,18 +4,15 @@ offer is a 422 problem naming the ones it does. Real HTTP, SQLite and PostgreSQL
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.web.api.problems import type_uri
-from tests.support.api import Api, issue_token, problem
+from tests.support.api import Api, confirm_path, issue_token, problem, sign_up, subscribers_api
 from tests.support.database import Database
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import START, WebApp, serve_webapp, subscriber_row
@@ -32,22 +29,11 @@ def app(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator
 @pytest.fixture
 def api(app: WebApp) -> Api:
     assert app.campaign.locales == ("de", "en"), "the test campaign offers German and English"
-    return Api(app.url, issue_token(app.database, "subscribers:read", "subscribers:write"))
-
-
-def _sign_up(app: WebApp, api: Api, body: dict[str, object]) -> requests.Response:
-    answer = api.post("/subscribers", body)
-    assert app.state.background.join()  # the ledger work and mail follow the answer
-    return answer
+    return subscribers_api(app)
 
 
 def _confirm_path(smtp: SmtpServer, address: str) -> str:
-    messages: list[EmailMessage] = [r.message for r in smtp.received if r.rcpt_tos == [address]]
-    text = messages[-1].get_body(("plain",))
-    assert text is not None
-    links: list[str] = re.findall(r"https?://\S+/confirm/\S+", text.get_content())
-    assert len(links) == 1, text.get_content()
-    return urlsplit(links[0]).path
+    return confirm_path([r.message for r in smtp.received if r.rcpt_tos == [address]][-1])
 
 
 def _add(app: WebApp, address: str, *, lang: str | None = None) -> int:
@@ -59,7 +45,7 @@ def _add(app: WebApp, address: str, *, lang: str | None = None) -> int:
 def test_a_sign_up_in_english_is_kept_with_the_consent(
     app: WebApp, api: Api, smtp_server: SmtpServer
 ) -> None:
-    answer = _sign_up(app, api, {"email": NEW, "name": "Emma Walsh", "lang": "en"})
+    answer = sign_up(app, api, {"email": NEW, "name": "Emma Walsh", "lang": "en"})
     assert answer.status_code == 202, answer.text
     pending = subscriber_row(app, NEW)
     assert (pending.state, pending.lang, pending.consent_lang) == ("pending", "en", "en")
@@ -73,7 +59,7 @@ def test_a_sign_up_in_english_is_kept_with_the_consent(
 
 
 def test_a_sign_up_without_a_language_gets_the_default(app: WebApp, api: Api) -> None:
-    assert _sign_up(app, api, {"email": NEW}).status_code == 202
+    assert sign_up(app, api, {"email": NEW}).status_code == 202
     looked_up = api.get(f"/subscribers/{NEW}").json()
     assert looked_up["lang"] is None and looked_up["consent"]["lang"] is None
 
@@ -81,7 +67,7 @@ def test_a_sign_up_without_a_language_gets_the_default(app: WebApp, api: Api) ->
 def test_a_sign_up_in_a_language_the_campaign_does_not_offer_is_refused(
     app: WebApp, api: Api, smtp_server: SmtpServer
 ) -> None:
-    body = problem(_sign_up(app, api, {"email": NEW, "lang": "fr"}), 422)
+    body = problem(sign_up(app, api, {"email": NEW, "lang": "fr"}), 422)
     assert body["type"] == type_uri("invalid-body")
     assert body["errors"] == [{"pointer": "/lang", "detail": OFFERED}]
     assert smtp_server.received == []
@@ -94,7 +80,7 @@ def test_a_sign_up_for_a_subscriber_changes_their_language_only_by_the_link(
     subscriber_id = _add(app, NEW, lang="de")
     with app.database.engine.begin() as connection:
         ledger.unsubscribe(connection, subscriber_id, now=START)
-    assert _sign_up(app, api, {"email": NEW, "lang": "en"}).status_code == 202
+    assert sign_up(app, api, {"email": NEW, "lang": "en"}).status_code == 202
     assert api.get(f"/subscribers/{NEW}").json()["lang"] == "de"  # anyone can send an address
 
     assert requests.get(app.url + _confirm_path(smtp_server, NEW), timeout=10).status_code == 200

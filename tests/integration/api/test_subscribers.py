@@ -3,11 +3,9 @@ unsubscribe and erase — real HTTP, a real SMTP server, SQLite and PostgreSQL."
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -15,7 +13,7 @@ import requests
 from dispatcher.ledger import subscribers as ledger
 from dispatcher.web.api.problems import type_uri
 from dispatcher.web.subscription import confirmation_subject
-from tests.support.api import Api, issue_token, problem
+from tests.support.api import Api, confirm_path, issue_token, problem, sign_up, subscribers_api
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.smtpd import SmtpServer
@@ -32,31 +30,17 @@ def app(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterator
 
 @pytest.fixture
 def api(app: WebApp) -> Api:
-    return Api(app.url, issue_token(app.database, "subscribers:read", "subscribers:write"))
-
-
-def _sign_up(app: WebApp, api: Api, body: dict[str, object]) -> requests.Response:
-    answer = api.post("/subscribers", body)
-    assert app.state.background.join()  # the ledger work and mail follow the answer
-    return answer
+    return subscribers_api(app)
 
 
 def _mails(smtp: SmtpServer, address: str) -> list[EmailMessage]:
     return [r.message for r in smtp.received if r.rcpt_tos == [address]]
 
 
-def _confirm_path(message: EmailMessage) -> str:
-    text = message.get_body(("plain",))
-    assert text is not None
-    links: list[str] = re.findall(r"https?://\S+/confirm/\S+", text.get_content())
-    assert len(links) == 1, text.get_content()
-    return urlsplit(links[0]).path
-
-
 def test_a_sign_up_sends_the_confirmation_mail_and_stays_pending_until_clicked(
     app: WebApp, api: Api, smtp_server: SmtpServer
 ) -> None:
-    answer = _sign_up(
+    answer = sign_up(
         app, api, {"email": " Neu@Example.org", "name": "Erika Neu", "source": "artikel/kita"}
     )
     assert answer.status_code == 202 and answer.headers["content-type"] == "application/json"
@@ -75,7 +59,7 @@ def test_a_sign_up_sends_the_confirmation_mail_and_stays_pending_until_clicked(
         and looked_up["consent"]["source"] == "api:cms; artikel/kita"
     )
 
-    confirmed = requests.get(app.url + _confirm_path(mail), timeout=10)
+    confirmed = requests.get(app.url + confirm_path(mail), timeout=10)
     assert confirmed.status_code == 200
     assert subscriber_row(app, NEW).state == "active"
     assert api.get(f"/subscribers/{NEW}").json()["state"] == "active"
@@ -86,8 +70,8 @@ def test_an_active_address_gets_the_same_answer_and_no_mail(
 ) -> None:
     add_subscribers(app.database, 1, named=True)
     before = subscriber_row(app, READER)
-    new = _sign_up(app, api, {"email": "someone.else@example.org"})
-    again = _sign_up(app, api, {"email": READER, "name": "Jemand Anders"})
+    new = sign_up(app, api, {"email": "someone.else@example.org"})
+    again = sign_up(app, api, {"email": READER, "name": "Jemand Anders"})
     assert again.status_code == new.status_code == 202
     assert {**again.json(), "email": None} == {**new.json(), "email": None}
     assert _mails(smtp_server, READER) == []
@@ -97,9 +81,9 @@ def test_an_active_address_gets_the_same_answer_and_no_mail(
 def test_a_second_request_within_the_hour_sends_no_second_mail(
     app: WebApp, api: Api, smtp_server: SmtpServer
 ) -> None:
-    assert _sign_up(app, api, {"email": NEW}).status_code == 202
+    assert sign_up(app, api, {"email": NEW}).status_code == 202
     app.clock.advance(minutes=20)
-    assert _sign_up(app, api, {"email": NEW}).status_code == 202
+    assert sign_up(app, api, {"email": NEW}).status_code == 202
     assert len(_mails(smtp_server, NEW)) == 1
 
 

@@ -14,16 +14,12 @@ Switched on by DISPATCHER_TEST_BROWSER and DISPATCHER_TEST_AXE (`.ci/run` sets b
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import re
 import socket
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +45,7 @@ from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 from tests.support.ledger import add_subscribers
+from tests.support.outbox_mail import body_text, confirmation_email
 
 ROOT = Path(__file__).parents[3]
 SECRET = "test-secret-key-0123456789-abcdefghijkl"
@@ -222,31 +219,6 @@ def test_unsubscribe_page_and_its_answer_are_accessible(site: Site, driver: Any)
     check_accessibility(driver, "GET /u/{tampered} (the 404 page)")
 
 
-def _confirmation_email(site: Site, address: str) -> EmailMessage:
-    """The double opt-in email sent to `address` (the outbox holds exactly one).
-
-    It is written after the answer page (the app mails in the background): wait for it."""
-    messages: list[EmailMessage] = []
-    deadline = time.monotonic() + 10
-    while not messages and time.monotonic() < deadline:
-        for path in sorted(site.confirmations.glob("*.eml")):
-            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            assert isinstance(message, EmailMessage)
-            if address in str(message["To"]):
-                messages.append(message)
-        if not messages:
-            time.sleep(0.05)
-    assert len(messages) == 1, f"expected one confirmation email to {address}: {messages}"
-    return messages[0]
-
-
-def _part(message: EmailMessage, subtype: str) -> str:
-    part = message.get_body((subtype,))
-    assert part is not None, f"no text/{subtype} part"
-    content: str = part.get_content()
-    return content
-
-
 def test_subscribe_and_confirm_pages_are_accessible(
     site: Site, driver: Any, tmp_path: Path
 ) -> None:
@@ -273,14 +245,14 @@ def test_subscribe_and_confirm_pages_are_accessible(
     check_accessibility(driver, "POST /subscribe (the answer page)")
 
     # The confirmation email is part of what a subscriber sees, so it is checked too.
-    message = _confirmation_email(site, NEW_READER)
+    message = confirmation_email(site.confirmations, NEW_READER)
     page = tmp_path / "confirm.html"
-    page.write_text(_part(message, "html"), encoding="utf-8")
+    page.write_text(body_text(message, "html"), encoding="utf-8")
     driver.get(page.as_uri())
     check_accessibility(driver, "the confirmation email")
 
-    links = re.findall(r"https?://\S+/confirm/\S+", _part(message, "plain"))
-    assert links, f"no /confirm/ link in: {_part(message, 'plain')!r}"
+    links = re.findall(r"https?://\S+/confirm/\S+", body_text(message, "plain"))
+    assert links, f"no /confirm/ link in: {body_text(message, 'plain')!r}"
     driver.get(site.url + urlsplit(links[0]).path)
     assert site.state_of(NEW_READER) == "active"
     check_accessibility(driver, "GET /confirm/{token}")

@@ -14,14 +14,10 @@ click on the language switch, or as the language of the subscriber a link names.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +39,7 @@ from tests.support.bilingual import bilingual_copy
 from tests.support.browser import after_new_page, check_accessibility, main_text
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
+from tests.support.outbox_mail import body_text, confirmation_email
 
 ROOT = Path(__file__).parents[3]
 SECRET = "test-secret-key-0123456789-abcdefghijkl"
@@ -129,30 +126,6 @@ def _switch_to(driver: Any, name: str, what: str) -> None:
     after_new_page(driver, link.click, what)
 
 
-def _confirmation_email(site: Site, address: str) -> EmailMessage:
-    """The one double opt-in email to `address`; it is written after the answer page."""
-    deadline = time.monotonic() + 10
-    while True:
-        found = []
-        for path in sorted(site.confirmations.glob("*.eml")):
-            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            assert isinstance(message, EmailMessage)
-            if address in str(message["To"]):
-                found.append(message)
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert len(found) == 1, f"expected one confirmation email to {address}: {found}"
-    return found[0]
-
-
-def _part(message: EmailMessage, subtype: str) -> str:
-    part = message.get_body((subtype,))
-    assert part is not None, f"no text/{subtype} part"
-    content: str = part.get_content()
-    return content
-
-
 def test_the_english_sign_up_by_the_switch_is_accessible(
     site: Site, driver: Any, tmp_path: Path
 ) -> None:
@@ -180,14 +153,14 @@ def test_the_english_sign_up_by_the_switch_is_accessible(
     check_accessibility(driver, "POST /subscribe in English (the answer page)", lang="en")
     assert (site.row(NEW_READER).state, site.row(NEW_READER).lang) == ("pending", "en")
 
-    message = _confirmation_email(site, NEW_READER)
+    message = confirmation_email(site.confirmations, NEW_READER)
     assert message["Content-Language"] == "en"
     page = tmp_path / "confirm.html"
-    page.write_text(_part(message, "html"), encoding="utf-8")
+    page.write_text(body_text(message, "html"), encoding="utf-8")
     driver.get(page.as_uri())
     check_accessibility(driver, "the English confirmation email", lang="en")
 
-    [link] = re.findall(r"https?://\S+/confirm/\S+", _part(message, "plain"))
+    [link] = re.findall(r"https?://\S+/confirm/\S+", body_text(message, "plain"))
     driver.delete_all_cookies()  # the confirmation page follows the subscriber, not a cookie
     driver.get(site.url + urlsplit(link).path)
     assert _lang(driver) == "en" and _h1(driver) == "Subscription confirmed"
