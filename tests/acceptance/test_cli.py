@@ -14,20 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import processes
+
 ROOT = Path(__file__).parents[2]
 
 
 def dispatcher(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
-    environment.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "dispatcher", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return processes.run(env, *args, cwd=cwd)
 
 
 @pytest.fixture

@@ -49,14 +49,14 @@ def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def run(settings: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m dispatcher *args` to its end, output captured as text; `settings`
-    (`DISPATCHER_…`) are the only dispatcher settings in its environment."""
+def run(settings: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`python -m dispatcher *args` in `cwd` to its end, output captured as text;
+    `settings` (`DISPATCHER_…`) are the only dispatcher settings in its environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCHER_")}
     env.update(settings)
     return subprocess.run(
         [sys.executable, "-m", "dispatcher", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
