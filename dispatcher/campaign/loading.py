@@ -237,10 +237,11 @@ class _TranslationModel(_Strict):
     image_alt: str | None = None
     url: str | None = None
     tags: list[str] | None = None
+    region: str | None = None
 
     _url = field_validator("url")(lambda value: None if value is None else _url(value))
 
-    @field_validator("title", "teaser")
+    @field_validator("title", "teaser", "region")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -477,6 +478,7 @@ def _build_item(model: _ItemModel) -> Item:
                 image_alt=texts.image_alt,
                 url=texts.url,
                 tags=None if texts.tags is None else tuple(texts.tags),
+                region=texts.region,
             )
             for lang, texts in (model.translations or {}).items()
         ),

@@ -94,8 +94,8 @@ TRANSLATED_FIELDS: tuple[str, ...] = ("title", "teaser", "body", "image_alt", "u
 class Translation:
     """An item's texts in one more language (`translations: {en: …}` in the campaign file).
 
-    `url` and `tags` may be left out: the item's own are used then. The loader requires
-    `title` and `teaser`, and `body`/`image_alt` when the item has them.
+    `url`, `tags` and `region` may be left out: the item's own are used then. The loader
+    requires `title` and `teaser`, and `body`/`image_alt` when the item has them.
     """
 
     lang: str
@@ -105,6 +105,7 @@ class Translation:
     image_alt: str | None = None
     url: str | None = None
     tags: tuple[str, ...] | None = None
+    region: str | None = None  #: the region's name in that language ("Saxony")
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class Item:
             image_alt=translation.image_alt if translation.image_alt else self.image_alt,
             url=translation.url or self.url,
             tags=self.tags if translation.tags is None else translation.tags,
+            region=translation.region or self.region,
         )
 
 
@@ -308,6 +310,8 @@ def item_to_json(item: Item) -> str:
                 "image_alt": t.image_alt,
                 "url": t.url,
                 "tags": None if t.tags is None else list(t.tags),
+                # only when set: the snapshots of items without one stay byte for byte
+                **({"region": t.region} if t.region else {}),
             }
             for t in item.translations
         }

@@ -187,7 +187,7 @@ def test_a_quoted_date_stays_quoted() -> None:
         ),
         (  # the day of items[7]: the loader names the later pin, moved down by the new line
             dt.date(2019, 4, 11),
-            "207:11: items[7].date: 2019-04-11 is already pinned by items[1]",
+            "211:11: items[7].date: 2019-04-11 is already pinned by items[1]",
         ),
     ],
 )

@@ -178,6 +178,32 @@ def test_the_stored_snapshot_keeps_the_translations() -> None:
     assert "translations" not in item_to_json(campaign.items[1])
 
 
+def test_a_translated_region_names_it_in_the_readers_language() -> None:
+    text = campaign_text().replace(
+        '        title: "First"\n', '        title: "First"\n        region: Bavaria\n'
+    )
+    campaign = load_campaign_text(text, "campaign.yaml")
+    first, second = campaign.items
+    english = campaign.edition(first, "en")
+    assert english is not None and english.region == "Bavaria"
+    assert campaign.edition(first, "de") == first and first.region == "Bayern"
+    env = rendering.create_environment(ROOT / "templates")
+    email = rendering.render_email(
+        env, campaign, english, day=dt.date(2019, 4, 2), published=[], imprint="I",
+        public_url="https://news.example.org", lang="en",
+    )  # fmt: skip
+    assert "Cluster A · Bavaria" in email.text and "Bayern" not in email.text
+    # The snapshot keeps it; one without a translated region stays as it was written.
+    assert item_from_json(item_to_json(first)) == first
+    assert '"region": "Bavaria"' in item_to_json(first)
+    plain = load_campaign_text(campaign_text(), "campaign.yaml").items[0]
+    assert item_to_json(plain).count('"region"') == 1
+    assert campaign.edition(second, "en") == second  # no English version: all German
+    [problem] = problems_of(text.replace("region: Bavaria", 'region: " "'))
+    assert problem.startswith("campaign.yaml:29:17: items[0].translations.en.region: ")
+    assert "must not be empty" in problem
+
+
 def test_the_campaign_name_has_its_translation_but_the_list_keeps_its_identity() -> None:
     text = campaign_text().replace(
         "  fallback: default\n",

@@ -93,7 +93,8 @@ def test_an_english_reader_gets_an_english_email(campaign: Campaign) -> None:
     assert "Spotlight: Nordwind Maritim e. V. (Tuesday, 2 April)" in text
     assert "https://www.clusterplattform.de/en/reportage/2019/nordwind-maritim" in text
     assert f"{PUBLIC}/en/archive" in text
-    for german in ("Vorhang auf", "Mittwoch", "Reinraum", "Abmelden", "Archiv"):
+    assert "Mikroelektronik-Netzwerk Elbtal · Saxony" in text  # the region in English too
+    for german in ("Vorhang auf", "Mittwoch", "Reinraum", "Abmelden", "Archiv", "Sachsen"):
         assert german not in text, german
     assert '<html lang="en"' in shown.html and "Spotlight: Mikroelektronik" in shown.html
 
