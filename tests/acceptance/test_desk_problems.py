@@ -8,7 +8,6 @@ from __future__ import annotations
 import html
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from dispatcher.web.state import WebState
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.desk_editor import session_headers
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).parents[2]
 SECRET = "test-secret-key-0123456789-abcdefghijkl"
@@ -37,12 +37,6 @@ HEADING = "Die Kampagnendatei hat 1 Problem"
 
 def _no_email() -> EmailChannel:
     raise AssertionError("no email in this test")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def page(url: str, headers: dict[str, str]) -> str:

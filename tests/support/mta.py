@@ -48,6 +48,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.dnsstub import DnsStub
+from tests.support.ports import free_port
 
 ENABLED = bool(os.environ.get("DISPATCHER_TEST_MTA"))
 DOMAIN = "example.org"  #: the domain Postfix delivers into Maildirs
@@ -104,7 +105,7 @@ class Mta:
         self.log = directory / "log"
         self.milter = directory / "opendkim"
         self.socket = self.milter / "opendkim.sock"
-        self.port = _free_port()
+        self.port = free_port()
         self._opendkim: subprocess.Popen[bytes] | None = None
         self._started = False
         nobody = pwd.getpwnam("nobody")
@@ -335,9 +336,3 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

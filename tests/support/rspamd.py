@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.dnsstub import DnsStub
+from tests.support.ports import free_port
 
 START_TIMEOUT = 180.0  # seconds; ~15 s on an idle core (the TLD list is compiled at start)
 
@@ -108,8 +108,8 @@ class Rspamd:
         self.binary = binary
         self.rspamc = binary.with_name("rspamc")
         self.directory = directory
-        self.port = _free_port()
-        self.controller_port = _free_port()
+        self.port = free_port()
+        self.controller_port = free_port()
         self.log = directory / "log" / "rspamd.log"
         local = directory / "local"
         for sub in ("run", "db", "log", "local/local.d", "local/override.d"):
@@ -229,9 +229,3 @@ def start_rspamd(binary: Path, directory: Path, *, dns: DnsStub) -> Iterator[Rsp
         yield server
     finally:
         server.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

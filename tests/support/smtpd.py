@@ -32,7 +32,6 @@ import asyncio
 import email
 import email.policy
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -47,6 +46,8 @@ from typing import Any, Literal, cast
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.support.ports import free_port
 
 DROP = "DROP"
 Stage = Literal["mail", "rcpt", "data"]
@@ -85,7 +86,7 @@ class SmtpServer:
         """
         if (require_starttls or implicit_tls) and tls_cert is None:
             raise ValueError("require_starttls and implicit_tls need tls_cert")
-        self.port = _free_port(self.host)
+        self.port = free_port(self.host)
         self.implicit_tls = implicit_tls
         self._auth = auth
         self._lock = threading.Lock()
@@ -318,13 +319,6 @@ def _parse(data: bytes) -> EmailMessage:
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message
-
-
-def _free_port(host: str) -> int:
-    # aiosmtpd probes its own port after starting, so it cannot bind port 0 itself.
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +33,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import requests
+
+from tests.support.ports import free_port
 
 START_TIMEOUT = 60.0  #: seconds until /_matrix/client/versions answers; ~2 s normally
 UNLIMITED = {"per_second": 1000, "burst_count": 1000}
@@ -189,12 +190,6 @@ class SynapseServer:
                 f"HTTP {answer.status_code} {answer.text[:500]}"
             )
         return answer.json()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(directory: Path, port: int, **overrides: Any) -> tuple[Path, str]:

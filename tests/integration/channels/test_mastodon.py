@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ from dispatcher.channels.base import ChannelError, ErrorKind, Post
 from dispatcher.channels.mastodon import MastodonChannel, delivery_key, describe_request
 from tests.support.fake_mastodon import PNG, FakeMastodon
 from tests.support.httpserver import Response
+from tests.support.ports import free_port
 
 NOW = dt.datetime(2026, 11, 26, 7, 58, 30, tzinfo=dt.UTC)
 KEY = "kw48-20261126-mastodon_clusterwoche"
@@ -394,9 +394,7 @@ def test_rate_limit_reset_formats(header: str, expected: float | None) -> None:
 
 
 def test_unreachable_instance_is_unavailable() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     channel = MastodonChannel(f"http://127.0.0.1:{port}", "secret-token")
 
     with pytest.raises(ChannelError) as caught:

@@ -15,40 +15,29 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from pydantic import SecretStr
 
-from dispatcher.campaign.loading import load_campaign
 from dispatcher.campaign.model import Campaign
-from dispatcher.channels.outbox import Outbox
 from dispatcher.clock import clock_from
 from dispatcher.content import rendering
 from dispatcher.delivery import pipeline
 from dispatcher.delivery.context import build_context
-from dispatcher.ledger import subscribers as subscriber_store
-from dispatcher.mail import compose as emails
 from dispatcher.settings import Settings
-from dispatcher.web.app import create_app
-from dispatcher.web.server import BackgroundServer
-from dispatcher.web.state import WebState
 from tests.support.browser import after_new_page, check_accessibility
 from tests.support.campaigns import campaign_copy
 from tests.support.database import Database
 from tests.support.httpserver import FakeHTTPServer, Request, Response
 from tests.support.ledger import add_subscribers
 from tests.support.outbox_mail import body_text, confirmation_email
+from tests.support.site import Site, serve_site
 
-ROOT = Path(__file__).parents[3]
-SECRET = "test-secret-key-0123456789-abcdefghijkl"
 BERLIN = dt.timezone(dt.timedelta(hours=2))  # CEST, all of April 2019
 FIRST_DAY = dt.date(2019, 4, 2)
 SECOND_DAY = dt.date(2019, 4, 3)
@@ -81,33 +70,6 @@ class ImageHost(FakeHTTPServer):
 # --- the site: ledger with one sent day, the app on a free loopback port --------------------
 
 
-@dataclass
-class Site:
-    url: str  #: http://127.0.0.1:<port>, no trailing slash
-    database: Database
-    settings: Settings
-    campaign: Campaign
-    confirmations: Path  #: the outbox of the double opt-in emails
-
-    def reader_id(self, address: str = READER) -> int:
-        with self.database.engine.connect() as connection:
-            row = subscriber_store.get(connection, address)
-        assert row is not None, f"{address} is not in the ledger"
-        return row.id
-
-    def state_of(self, address: str) -> str | None:
-        with self.database.engine.connect() as connection:
-            row = subscriber_store.get(connection, address)
-        return None if row is None else str(row.state)
-
-    def unsubscribe_path(self, address: str = READER) -> str:
-        sender = emails.Sender(self.settings.mail_from, self.url, SECRET)
-        url = emails.unsubscribe_url(
-            sender, subscriber_id=self.reader_id(address), campaign_id=self.campaign.id
-        )
-        return urlsplit(url).path
-
-
 @pytest.fixture
 def image_host() -> Iterator[ImageHost]:
     with ImageHost() as host:
@@ -116,45 +78,22 @@ def image_host() -> Iterator[ImageHost]:
 
 @pytest.fixture
 def site(sqlite_database: Database, tmp_path: Path, image_host: ImageHost) -> Iterator[Site]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        database_url=sqlite_database.url,
-        campaign_file=campaign_copy(tmp_path, image_base=f"{image_host.url}/bilder"),
-        outbox_dir=tmp_path / "outbox",
-        templates_dir=ROOT / "templates",
-        # Links in pages and emails and the form's Origin check use PUBLIC_URL: the real port.
-        public_url=f"http://127.0.0.1:{port}",
-        mail_from="Clusterplattform <newsletter@news.example.org>",
-        secret_key=SecretStr(SECRET),
-    )
     add_subscribers(sqlite_database, 3, named=True)
-    campaign = load_campaign(settings.campaign_file)
-    # The first day goes out (to the outbox), so the archive has something to list.
-    at = dt.datetime.combine(FIRST_DAY, dt.time(8, 0, 5), tzinfo=BERLIN)
-    context = build_context(settings, campaign, engine=sqlite_database.engine, clock=clock_from(at))
-    try:
-        report = pipeline.tick(context)
-    finally:
-        context.email_channel.close()
-    assert list(report.finished.values()) == ["done"]
 
-    confirmations = tmp_path / "confirmations"
-    state = WebState(
-        settings=settings,
-        engine=sqlite_database.engine,
-        campaign=lambda: campaign,
-        email_channel=lambda: Outbox(confirmations),
-    )
-    server = BackgroundServer(create_app(state), "127.0.0.1", port)
-    server.start()
-    url = settings.public_url
-    try:
-        yield Site(url, sqlite_database, state.settings, campaign, confirmations)
-    finally:
-        server.stop()
+    def send_the_first_day(settings: Settings, campaign: Campaign) -> None:
+        """To the outbox, so the archive has something to list."""
+        at = dt.datetime.combine(FIRST_DAY, dt.time(8, 0, 5), tzinfo=BERLIN)
+        engine = sqlite_database.engine
+        context = build_context(settings, campaign, engine=engine, clock=clock_from(at))
+        try:
+            report = pipeline.tick(context)
+        finally:
+            context.email_channel.close()
+        assert list(report.finished.values()) == ["done"]
+
+    campaign_file = campaign_copy(tmp_path, image_base=f"{image_host.url}/bilder")
+    with serve_site(sqlite_database, tmp_path, campaign_file, send_the_first_day) as site:
+        yield site
 
 
 @pytest.fixture
@@ -177,7 +116,7 @@ def test_unsubscribe_page_click_unsubscribes(site: Site, driver: Any) -> None:
     from selenium.webdriver.common.by import By
 
     assert site.state_of(READER) == "active"
-    driver.get(site.url + site.unsubscribe_path())
+    driver.get(site.url + site.unsubscribe_path(READER))
     assert site.campaign.name in _body_text(driver)  # who is being unsubscribed from what
     assert driver.execute_script("return document.scripts.length") == 0  # works without JS
     button = driver.find_element(
@@ -190,7 +129,7 @@ def test_unsubscribe_page_click_unsubscribes(site: Site, driver: Any) -> None:
     heading = driver.find_element(By.TAG_NAME, "h1").text
     assert "abgemeldet" in heading, f"the answer page says: {_body_text(driver)[:300]!r}"
     assert READER in _body_text(driver)
-    assert urlsplit(driver.current_url).path == site.unsubscribe_path()  # no redirect
+    assert urlsplit(driver.current_url).path == site.unsubscribe_path(READER)  # no redirect
     assert site.state_of(READER) == "unsubscribed"
     assert site.state_of("leser00001@example.org") == "active"  # only this one
 
@@ -208,13 +147,13 @@ def test_archive_is_accessible(site: Site, driver: Any) -> None:
 def test_unsubscribe_page_and_its_answer_are_accessible(site: Site, driver: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.get(site.url + site.unsubscribe_path())
+    driver.get(site.url + site.unsubscribe_path(READER))
     check_accessibility(driver, "GET /u/{token}")
     button = driver.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]")
     after_new_page(driver, button.click, "the unsubscribe click")
     assert site.state_of(READER) == "unsubscribed"
     check_accessibility(driver, "POST /u/{token} (the answer page)")
-    driver.get(site.url + site.unsubscribe_path()[:-3] + "xyz")  # a tampered token
+    driver.get(site.url + site.unsubscribe_path(READER)[:-3] + "xyz")  # a tampered token
     assert "ungültig" in driver.find_element(By.TAG_NAME, "h1").text
     check_accessibility(driver, "GET /u/{tampered} (the 404 page)")
 
@@ -272,7 +211,7 @@ def test_daily_email_is_accessible(site: Site, driver: Any, tmp_path: Path) -> N
         public_url=site.url,
     )
     html, _ = shared.personalise(
-        name="Erika Mustermann", unsubscribe_url=site.url + site.unsubscribe_path()
+        name="Erika Mustermann", unsubscribe_url=site.url + site.unsubscribe_path(READER)
     )
     page = tmp_path / "newsletter.html"
     page.write_text(html, encoding="utf-8")

@@ -15,7 +15,6 @@ fixed 1280 px viewport. Skipped without DISPATCHER_TEST_BROWSER (see tests/suppo
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from tests.support.database import Database
 from tests.support.desk import EDITOR, sign_in_links
 from tests.support.desk_items import desk_state
 from tests.support.desk_week import NOW, a_sent_a_running_and_a_missed_day
+from tests.support.ports import free_port
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import ManualClock
 
@@ -52,9 +52,7 @@ class Visit:
 @pytest.fixture
 def visit(sqlite_database: Database, smtp_server: SmtpServer, browser: Any) -> Iterator[Visit]:
     settings = a_sent_a_running_and_a_missed_day(sqlite_database, smtp_server)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = settings.model_copy(update={"public_url": url})
     state = desk_state(settings, sqlite_database, ManualClock(NOW))

@@ -30,6 +30,7 @@ from dispatcher.web.state import WebState
 from tests.support.database import Database
 from tests.support.delivery import email_time, settings_for
 from tests.support.ledger import add_subscribers, delivery_states, tick_at
+from tests.support.ports import free_port
 from tests.support.smtpd import SmtpServer
 from tests.support.webapp import running_app
 
@@ -174,9 +175,7 @@ def test_readyz_503_when_the_database_goes_away(
 def test_readyz_never_shows_the_database_password(
     sqlite_database: Database, smtp_server: SmtpServer
 ) -> None:
-    with socket.socket() as probe:  # a port where nothing listens
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port where nothing listens
     dead = f"postgresql+psycopg://dispatcher:{PASSWORD}@127.0.0.1:{port}/ledger"
     engine = ledger_engine.create_engine(dead)
     settings = settings_for(sqlite_database, smtp_server, database_url=dead)

@@ -15,90 +15,32 @@ click on the language switch, or as the language of the subscriber a link names.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from pydantic import SecretStr
 
-from dispatcher.campaign.loading import load_campaign
-from dispatcher.campaign.model import Campaign
-from dispatcher.channels.outbox import Outbox
 from dispatcher.clock import utc_now
 from dispatcher.ledger import subscribers as subscriber_store
-from dispatcher.mail import compose as emails
-from dispatcher.settings import Settings
-from dispatcher.web.app import create_app
-from dispatcher.web.server import BackgroundServer
-from dispatcher.web.state import WebState
 from tests.support.bilingual import bilingual_copy
 from tests.support.browser import after_new_page, check_accessibility, main_text
 from tests.support.database import Database
 from tests.support.ledger import add_subscribers
 from tests.support.outbox_mail import body_text, confirmation_email
+from tests.support.site import Site, serve_site
 
-ROOT = Path(__file__).parents[3]
-SECRET = "test-secret-key-0123456789-abcdefghijkl"
 READER = "leser00000@example.org"
 NEW_READER = "new.reader@example.org"
 
 
-@dataclass
-class Site:
-    url: str  #: http://127.0.0.1:<port>, also the public address
-    database: Database
-    settings: Settings
-    campaign: Campaign
-    confirmations: Path  #: the outbox of the double opt-in emails
-
-    def row(self, address: str) -> subscriber_store.SubscriberRow:
-        with self.database.engine.connect() as connection:
-            row = subscriber_store.get(connection, address)
-        assert row is not None, f"{address} is not in the ledger"
-        return row
-
-    def unsubscribe_path(self, address: str) -> str:
-        sender = emails.Sender(self.settings.mail_from, self.url, SECRET)
-        url = emails.unsubscribe_url(
-            sender, subscriber_id=self.row(address).id, campaign_id=self.campaign.id
-        )
-        return urlsplit(url).path
-
-
 @pytest.fixture
 def site(sqlite_database: Database, tmp_path: Path) -> Iterator[Site]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        database_url=sqlite_database.url,
-        campaign_file=bilingual_copy(tmp_path, english=("nordwind-maritim",)),
-        outbox_dir=tmp_path / "outbox",
-        templates_dir=ROOT / "templates",
-        public_url=f"http://127.0.0.1:{port}",  # links and the Origin check: the real port
-        mail_from="Clusterplattform <newsletter@news.example.org>",
-        secret_key=SecretStr(SECRET),
-    )
-    campaign = load_campaign(settings.campaign_file)
-    assert campaign.locales == ("de", "en")
-    confirmations = tmp_path / "confirmations"
-    state = WebState(
-        settings=settings,
-        engine=sqlite_database.engine,
-        campaign=lambda: campaign,
-        email_channel=lambda: Outbox(confirmations),
-    )
-    server = BackgroundServer(create_app(state), "127.0.0.1", port)
-    server.start()
-    try:
-        yield Site(settings.public_url, sqlite_database, settings, campaign, confirmations)
-    finally:
-        server.stop()
+    campaign_file = bilingual_copy(tmp_path, english=("nordwind-maritim",))
+    with serve_site(sqlite_database, tmp_path, campaign_file) as site:
+        assert site.campaign.locales == ("de", "en")
+        yield site
 
 
 @pytest.fixture
