@@ -16,7 +16,7 @@ import sys
 from dispatcher.cli.common import EXIT_OK, UserError, ledger_of, printable, settings_of
 from dispatcher.ledger import editors as ledger
 from dispatcher.mail.addresses import InvalidAddress, InvalidName, clean_name, normalise
-from dispatcher.web.desk import ical
+from dispatcher.web.addresses import feed_url
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -158,7 +158,7 @@ def cmd_ical_url(args: argparse.Namespace) -> int:
             else f"{printable(email)} had no calendar feed"
         )
         return EXIT_OK
-    print(ical.feed_url(settings.public_url, token))
+    print(feed_url(settings.public_url, token))
     if replaced:
         print("the editor's previous feed address no longer works", file=sys.stderr)
     return EXIT_OK

@@ -65,6 +65,7 @@ from dispatcher.campaign.planning import Plan, PlannedDispatch, PlanState
 from dispatcher.delivery import schedule
 from dispatcher.ledger import editors, store
 from dispatcher.ledger.engine import reader
+from dispatcher.web.addresses import feed_url
 from dispatcher.web.desk import pages
 from dispatcher.web.desk.session import Editor
 from dispatcher.web.state import WebState
@@ -361,13 +362,6 @@ def _transitions(zone: ZoneInfo, begin: dt.datetime, end: dt.datetime) -> list[d
 def _not_found() -> HTTPException:
     """The answer for any token that is not in force: the same as for an unknown path."""
     return HTTPException(status_code=404)
-
-
-def feed_url(public_url: str, token: str, lang: str | None = None) -> str:
-    """The editor's personal feed address (what the calendar program subscribes to); with
-    `lang`, the feed speaks that language instead of the campaign's default."""
-    address = f"{public_url.rstrip('/')}/desk/plan.ics?token={token}"
-    return address if lang is None else f"{address}&lang={lang}"
 
 
 def webcal_url(url: str) -> str:
