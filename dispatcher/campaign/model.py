@@ -86,10 +86,6 @@ class PostEdition:
         return EditionKind.OWN if self.text_lang == self.lang else EditionKind.DEFAULT
 
 
-#: Texts an item's translation may carry; the rest (initiative, region, image) is shared.
-TRANSLATED_FIELDS: tuple[str, ...] = ("title", "teaser", "body", "image_alt", "url", "tags")
-
-
 @dataclass(frozen=True)
 class Translation:
     """An item's texts in one more language (`translations: {en: …}` in the campaign file).

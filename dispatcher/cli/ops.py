@@ -241,8 +241,8 @@ def _confirm_clock(settings: Settings, campaign: Campaign, args: argparse.Namesp
 
 def cmd_run(args: argparse.Namespace) -> int:
     # The web tier (Starlette, uvicorn, the desk) is imported by the two commands that serve
-    # it, so `tick` and its helper processes start without it: ~0.35 s sooner to the first
-    # message (docs/performance.md, "First message").
+    # it, so `tick` and its helper processes start without it: the first message leaves
+    # 0.45-0.7 s sooner on the bench (docs/performance.md, "First message").
     from dispatcher.web.server import serve_beside
 
     settings, campaign = _service_start(args)

@@ -1,5 +1,5 @@
-"""Addresses of pages the web tier serves that commands print: `dispatcher editors feed`
-shows an editor's calendar feed without loading the desk (Starlette, the pages)."""
+"""Addresses of pages the web tier serves that commands print: `dispatcher editors
+ical-url` shows an editor's calendar feed without loading the desk (Starlette, the pages)."""
 
 from __future__ import annotations
 
