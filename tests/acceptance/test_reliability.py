@@ -245,9 +245,15 @@ def test_a_hanging_relay_delays_only_the_email(
     wait_for(lambda: posted("mastodon") >= 1, 90, "the 08:01 Mastodon post")
     mastodon_after = time.monotonic() - started
     assert mastodon_after < 2 + 60 + 15  # due 62 s after start, poll 1 s, start-up slack
-    with sqlite_database.engine.connect() as connection:
-        rows = connection.execute(sa.select(dispatches.c.channel, dispatches.c.state))
-        states = {channel: state for channel, state in rows}
+
+    def dispatch_states() -> dict[str, str]:
+        with sqlite_database.engine.connect() as connection:
+            rows = connection.execute(sa.select(dispatches.c.channel, dispatches.c.state))
+            return {channel: state for channel, state in rows}
+
+    # The post's file is written just before its dispatch is recorded done: wait for that.
+    wait_for(lambda: dispatch_states().get("mastodon") == "done", 10, "the Mastodon dispatch done")
+    states = dispatch_states()
     assert states["webhook"] == "done" and states["mastodon"] == "done"
     assert states["email"] == "running"  # still waiting on the relay, not missed
     assert delivery_states(sqlite_database)["sent"] == 0
