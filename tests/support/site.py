@@ -21,10 +21,8 @@ from dispatcher.web.app import create_app
 from dispatcher.web.server import BackgroundServer
 from dispatcher.web.state import WebState
 from tests.support.database import Database
+from tests.support.delivery import ROOT, SECRET
 from tests.support.ports import free_port
-
-ROOT = Path(__file__).parents[2]
-SECRET = "test-secret-key-0123456789-abcdefghijkl"
 
 
 @dataclass
